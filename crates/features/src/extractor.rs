@@ -1,0 +1,69 @@
+//! The one interface every feature extractor implements.
+
+use image::RgbImage;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+
+/// A feature vector.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Embedding {
+    /// Dense floats.
+    Dense(Vec<f32>),
+    /// Packed bits, 8 per byte, least significant bit first (for Hamming distance).
+    Binary(Vec<u8>),
+}
+
+/// How an extractor's vectors are meant to be compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DistanceKind {
+    /// Euclidean.
+    L2,
+    /// Cosine (vectors are L2-normalized by the extractor).
+    Cosine,
+    /// Hamming on bit vectors.
+    Hamming,
+}
+
+/// A predicted class label with its probability (e.g. ImageNet top-5 from the CNN).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tag {
+    /// Class index.
+    pub class: usize,
+    /// Human-readable label.
+    pub label: String,
+    /// Probability in `[0, 1]`.
+    pub prob: f32,
+}
+
+/// What an extractor produces for one image.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Features {
+    /// The vector.
+    pub vector: Embedding,
+    /// Class predictions, empty for extractors that do not classify.
+    pub tags: Vec<Tag>,
+}
+
+/// Turns a decoded, oriented RGB image into a vector. Each extractor does its own
+/// resizing/cropping from the full-size image it is given.
+pub trait FeatureExtractor: Send + Sync {
+    /// Short name used in collections and the CLI: `cnn`, `color`, `texture`, `phash`, `dhash`.
+    fn name(&self) -> &str;
+    /// Vector length (floats, or bits for binary vectors).
+    fn dim(&self) -> usize;
+    /// How vectors should be compared.
+    fn distance(&self) -> DistanceKind;
+    /// Extract features of one image.
+    fn extract(&self, image: &RgbImage) -> Result<Features>;
+    /// Extract features of several images; extractors that batch (the CNN) override this.
+    fn extract_batch(&self, images: &[RgbImage]) -> Result<Vec<Features>> {
+        images.iter().map(|im| self.extract(im)).collect()
+    }
+    /// Preferred batch size for [`FeatureExtractor::extract_batch`].
+    fn batch_size(&self) -> usize {
+        1
+    }
+}

@@ -1,0 +1,24 @@
+//! # vecdb
+//!
+//! An embedded vector database: a database is a directory of named collections;
+//! a collection stores records (`u64` id, one or more named vectors, a JSON
+//! metadata document) durably (write-ahead log + memory-mapped segments) and
+//! answers top-k, range and batch searches through a [`index::VectorIndex`],
+//! with metadata filters applied during the search.
+//!
+//! This crate knows nothing about images.
+
+#![warn(missing_docs)]
+
+pub mod distance;
+pub mod error;
+pub mod filter;
+pub mod index;
+pub mod metric;
+pub mod vector;
+
+pub use error::{Error, Result};
+pub use filter::{Filter, Metadata};
+pub use index::{IdFilter, Neighbor, SearchParams, VectorIndex};
+pub use metric::{Element, Metric};
+pub use vector::{Vector, VectorRef, VectorsRef};

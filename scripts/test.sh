@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The project's test command: installs what the tests need (system packages, test images, the CNN model,
+# the browser-test driver), then runs the whole test suite. Works on a fresh Debian machine.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+bash scripts/setup-system.sh
+bash scripts/fetch-test-data.sh
+export LIKENESS_TEST_DATA="$root/data"
+export LIKENESS_MODEL_DIR="${LIKENESS_MODEL_DIR:-$root/data/models}"
+if [[ -f tests/browser/package.json && ! -d tests/browser/node_modules ]]; then
+  (cd tests/browser && npm install --no-audit --no-fund --silent)
+fi
+cargo build --workspace --all-targets --profile test --locked
+cargo run -q -p likeness --profile test --locked -- model fetch
+cargo test --workspace --profile test --locked -- --test-threads=2
