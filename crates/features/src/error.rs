@@ -76,6 +76,16 @@ pub enum FeatureError {
         /// Height.
         height: u32,
     },
+    /// An extractor failed on one image of a batch (pipeline); names the file and the extractor.
+    #[error("{path}: extractor {extractor} failed: {reason}")]
+    Extract {
+        /// The file.
+        path: PathBuf,
+        /// The extractor's name.
+        extractor: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// The CNN model files are missing; the message says how to fetch them.
     #[error("model not found: {0}")]
     ModelMissing(String),
@@ -113,7 +123,8 @@ impl FeatureError {
             | FeatureError::UnsupportedFormat { path, .. }
             | FeatureError::Decode { path, .. }
             | FeatureError::DecodeTimeout { path, .. }
-            | FeatureError::TooSmall { path, .. } => Some(path),
+            | FeatureError::TooSmall { path, .. }
+            | FeatureError::Extract { path, .. } => Some(path),
             _ => None,
         }
     }

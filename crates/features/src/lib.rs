@@ -9,10 +9,23 @@
 
 #![warn(missing_docs)]
 
+pub mod color;
+pub mod decode;
 pub mod error;
 pub mod extractor;
+pub mod metrics;
+pub mod phash;
+pub mod pipeline;
+pub mod preprocess;
+pub mod registry;
+pub mod texture;
 
+pub use decode::{decode_bytes, is_image_path, load_image, DecodeLimits, DecodedImage};
 pub use error::{FeatureError, Result};
 pub use extractor::{DistanceKind, Embedding, FeatureExtractor, Features, Tag};
+pub use metrics::{leave_one_out, query_vs_gallery, RetrievalMetrics};
+pub use pipeline::{extract_bytes, extract_image, extract_many, extract_path, ImageRecord, Progress};
+pub use registry::{build_extractor, build_extractors, ExtractorOptions, DEFAULT_FEATURES};
 pub mod cnn;
 pub mod head;
+pub mod train;

@@ -42,20 +42,297 @@ pub enum Filter {
 }
 
 impl Filter {
-    /// True when `meta` satisfies the filter.
-    pub fn matches(&self, _meta: &Metadata) -> bool {
-        todo!("filter evaluation")
+    /// True when `meta` satisfies the filter. A missing field matches nothing (so
+    /// `Not` of it matches); on an array field any element may match.
+    pub fn matches(&self, meta: &Metadata) -> bool {
+        match self {
+            Filter::Eq(field, want) => lookup(meta, field).is_some_and(|v| any_elem(v, |x| values_equal(x, want))),
+            Filter::In(field, wants) => {
+                lookup(meta, field).is_some_and(|v| any_elem(v, |x| wants.iter().any(|w| values_equal(x, w))))
+            }
+            Filter::Range { field, min, max, min_exclusive, max_exclusive } => lookup(meta, field).is_some_and(|v| {
+                any_elem(v, |x| {
+                    let Some(n) = as_number(x) else { return false };
+                    let lo = min.is_none_or(|m| if *min_exclusive { n > m } else { n >= m });
+                    let hi = max.is_none_or(|m| if *max_exclusive { n < m } else { n <= m });
+                    lo && hi
+                })
+            }),
+            Filter::Prefix(field, prefix) => lookup(meta, field)
+                .is_some_and(|v| any_elem(v, |x| x.as_str().is_some_and(|s| s.starts_with(prefix.as_str())))),
+            Filter::And(fs) => fs.iter().all(|f| f.matches(meta)),
+            Filter::Or(fs) => fs.iter().any(|f| f.matches(meta)),
+            Filter::Not(f) => !f.matches(meta),
+        }
     }
+
     /// Parse the JSON form used by the HTTP API, e.g.
     /// `{"label": "cat"}`, `{"label": {"in": ["cat","dog"]}}`, `{"width": {"gte": 100, "lt": 500}}`,
     /// `{"path": {"prefix": "/photos/"}}`, `{"and": [...]}`, `{"or": [...]}`, `{"not": {...}}`.
-    /// Several keys in one object are ANDed.
-    pub fn from_json(_v: &Value) -> Result<Filter> {
-        Err(Error::InvalidFilter("not implemented yet".into()))
+    /// Several keys in one object are ANDed. Per field the operators are `eq`, `ne`, `in`,
+    /// `nin`, `gt`, `gte`, `lt`, `lte` and `prefix`; a bare array means `in`.
+    pub fn from_json(v: &Value) -> Result<Filter> {
+        let obj = v.as_object().ok_or_else(|| bad(format!("a filter must be a JSON object, got {v}")))?;
+        let mut parts = Vec::with_capacity(obj.len());
+        for (key, val) in obj {
+            parts.push(match key.as_str() {
+                "and" | "or" => {
+                    let arr = val.as_array().ok_or_else(|| bad(format!("'{key}' takes an array of filters")))?;
+                    let subs = arr.iter().map(Filter::from_json).collect::<Result<Vec<_>>>()?;
+                    if key == "and" {
+                        Filter::And(subs)
+                    } else {
+                        Filter::Or(subs)
+                    }
+                }
+                "not" => Filter::Not(Box::new(Filter::from_json(val)?)),
+                field => field_from_json(field, val)?,
+            });
+        }
+        Ok(if parts.len() == 1 { parts.pop().expect("one part") } else { Filter::And(parts) })
     }
+
     /// Parse the CLI form: `label=cat`, `label!=cat`, `label in cat,dog`, `width>=100`, `width<500`,
-    /// `path^=/photos/`; several expressions joined with ` and `.
-    pub fn parse(_expr: &str) -> Result<Filter> {
-        Err(Error::InvalidFilter("not implemented yet".into()))
+    /// `path^=/photos/`; several expressions joined with ` and `. Values that look like
+    /// numbers or `true`/`false` are typed as such (`"…"` quotes force a string); numbers
+    /// and numeric strings compare equal when their values are equal.
+    pub fn parse(expr: &str) -> Result<Filter> {
+        let expr = expr.trim();
+        if expr.is_empty() {
+            return Err(bad("empty filter expression".into()));
+        }
+        let mut parts = split_and(expr).into_iter().map(parse_one).collect::<Result<Vec<_>>>()?;
+        Ok(if parts.len() == 1 { parts.pop().expect("one part") } else { Filter::And(parts) })
     }
+}
+
+fn bad(msg: String) -> Error {
+    Error::InvalidFilter(msg)
+}
+
+/// The field's value: a top-level key, or a dotted path into nested objects.
+fn lookup<'a>(meta: &'a Metadata, field: &str) -> Option<&'a Value> {
+    if let Some(v) = meta.get(field) {
+        return Some(v);
+    }
+    let mut parts = field.split('.');
+    let mut cur = meta.get(parts.next()?)?;
+    for p in parts {
+        cur = cur.as_object()?.get(p)?;
+    }
+    Some(cur)
+}
+
+fn any_elem(v: &Value, mut f: impl FnMut(&Value) -> bool) -> bool {
+    match v {
+        Value::Array(a) => a.iter().any(f),
+        other => f(other),
+    }
+}
+
+fn as_number(v: &Value) -> Option<f64> {
+    match v {
+        Value::Number(n) => n.as_f64(),
+        _ => None,
+    }
+}
+
+fn values_equal(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        (Value::Number(x), Value::String(s)) | (Value::String(s), Value::Number(x)) => {
+            s.trim().parse::<f64>().ok().is_some_and(|n| Some(n) == x.as_f64())
+        }
+        _ => a == b,
+    }
+}
+
+fn check_scalar(field: &str, v: &Value) -> Result<()> {
+    match v {
+        Value::String(_) | Value::Number(_) | Value::Bool(_) => Ok(()),
+        other => Err(bad(format!("field '{field}': expected a string, number or bool, got {other}"))),
+    }
+}
+
+fn number(field: &str, op: &str, v: &Value) -> Result<f64> {
+    as_number(v).ok_or_else(|| bad(format!("field '{field}': '{op}' needs a number, got {v}")))
+}
+
+fn field_from_json(field: &str, val: &Value) -> Result<Filter> {
+    if field.is_empty() {
+        return Err(bad("empty field name".into()));
+    }
+    match val {
+        Value::Object(ops) => {
+            if ops.is_empty() {
+                return Err(bad(format!("field '{field}': empty operator object")));
+            }
+            let mut parts = Vec::new();
+            let (mut min, mut max, mut min_ex, mut max_ex, mut range) = (None, None, false, false, false);
+            for (op, arg) in ops {
+                match op.as_str() {
+                    "eq" | "ne" => {
+                        check_scalar(field, arg)?;
+                        let f = Filter::Eq(field.to_string(), arg.clone());
+                        parts.push(if op == "eq" { f } else { Filter::Not(Box::new(f)) });
+                    }
+                    "in" | "nin" => {
+                        let arr =
+                            arg.as_array().ok_or_else(|| bad(format!("field '{field}': '{op}' takes an array")))?;
+                        arr.iter().try_for_each(|v| check_scalar(field, v))?;
+                        let f = Filter::In(field.to_string(), arr.clone());
+                        parts.push(if op == "in" { f } else { Filter::Not(Box::new(f)) });
+                    }
+                    "gt" | "gte" => {
+                        range = true;
+                        min = Some(number(field, op, arg)?);
+                        min_ex = op == "gt";
+                    }
+                    "lt" | "lte" => {
+                        range = true;
+                        max = Some(number(field, op, arg)?);
+                        max_ex = op == "lt";
+                    }
+                    "prefix" => {
+                        let p = arg.as_str().ok_or_else(|| bad(format!("field '{field}': 'prefix' takes a string")))?;
+                        parts.push(Filter::Prefix(field.to_string(), p.to_string()));
+                    }
+                    other => {
+                        return Err(bad(format!(
+                        "field '{field}': unknown operator '{other}' (use eq, ne, in, nin, gt, gte, lt, lte, prefix)"
+                    )))
+                    }
+                }
+            }
+            if range {
+                parts.push(Filter::Range {
+                    field: field.to_string(),
+                    min,
+                    max,
+                    min_exclusive: min_ex,
+                    max_exclusive: max_ex,
+                });
+            }
+            Ok(if parts.len() == 1 { parts.pop().expect("one part") } else { Filter::And(parts) })
+        }
+        Value::Array(arr) => {
+            arr.iter().try_for_each(|v| check_scalar(field, v))?;
+            Ok(Filter::In(field.to_string(), arr.clone()))
+        }
+        Value::Null => Err(bad(format!("field '{field}': null is not a filter value"))),
+        scalar => Ok(Filter::Eq(field.to_string(), scalar.clone())),
+    }
+}
+
+/// Split on the word `and` (case-insensitive, surrounded by whitespace) outside quotes.
+fn split_and(expr: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let bytes = expr.as_bytes();
+    let (mut start, mut i, mut in_quote) = (0, 0, false);
+    while i < bytes.len() {
+        let c = bytes[i];
+        if c == b'"' {
+            in_quote = !in_quote;
+        } else if !in_quote
+            && c.is_ascii_whitespace()
+            && bytes.len() >= i + 4
+            && bytes[i + 1..i + 4].eq_ignore_ascii_case(b"and")
+            && (bytes.len() == i + 4 || bytes[i + 4].is_ascii_whitespace())
+        {
+            parts.push(&expr[start..i]);
+            i += 4;
+            start = i + 1;
+        }
+        i += 1;
+    }
+    parts.push(&expr[start.min(expr.len())..]);
+    parts
+}
+
+fn parse_value(raw: &str) -> Value {
+    let t = raw.trim();
+    if t.len() >= 2 && t.starts_with('"') && t.ends_with('"') {
+        return Value::String(t[1..t.len() - 1].to_string());
+    }
+    match t {
+        "true" => return Value::Bool(true),
+        "false" => return Value::Bool(false),
+        _ => {}
+    }
+    if let Ok(i) = t.parse::<i64>() {
+        return Value::from(i);
+    }
+    if let Ok(f) = t.parse::<f64>() {
+        if f.is_finite() {
+            return Value::from(f);
+        }
+    }
+    Value::String(t.to_string())
+}
+
+fn check_field(field: &str, expr: &str) -> Result<String> {
+    let f = field.trim();
+    if f.is_empty() || f.contains(char::is_whitespace) || f.contains(['=', '<', '>', '!', '^', '"']) {
+        return Err(bad(format!("bad field name in '{expr}'")));
+    }
+    Ok(f.to_string())
+}
+
+fn parse_one(expr: &str) -> Result<Filter> {
+    let e = expr.trim();
+    if e.is_empty() {
+        return Err(bad("empty expression around 'and'".into()));
+    }
+    // `field in a,b,c` / `field not in a,b`
+    let lower = e.to_ascii_lowercase();
+    for (kw, negate) in [(" not in ", true), (" in ", false)] {
+        if let Some(pos) = lower.find(kw).filter(|&p| !e[..p].contains(['=', '<', '>', '!', '^'])) {
+            let field = check_field(&e[..pos], e)?;
+            let list = &e[pos + kw.len()..];
+            let vals: Vec<Value> = list.split(',').map(parse_value).collect();
+            if vals.iter().any(|v| v.as_str() == Some("")) {
+                return Err(bad(format!("empty value in list '{}'", list.trim())));
+            }
+            let f = Filter::In(field, vals);
+            return Ok(if negate { Filter::Not(Box::new(f)) } else { f });
+        }
+    }
+    // the leftmost operator; at the same position the two-character one
+    let found = ["!=", ">=", "<=", "^=", "=", ">", "<"]
+        .iter()
+        .filter_map(|op| e.find(op).map(|p| (p, *op)))
+        .min_by_key(|&(p, op)| (p, usize::MAX - op.len()));
+    if let Some((pos, op)) = found {
+        let field = check_field(&e[..pos], e)?;
+        let raw = e[pos + op.len()..].trim();
+        if raw.is_empty() {
+            return Err(bad(format!("missing value in '{e}'")));
+        }
+        let num = || {
+            raw.parse::<f64>()
+                .ok()
+                .filter(|n| n.is_finite())
+                .ok_or_else(|| bad(format!("'{op}' needs a number in '{e}', got '{raw}'")))
+        };
+        let range = |min, max, min_exclusive, max_exclusive| Filter::Range {
+            field: field.clone(),
+            min,
+            max,
+            min_exclusive,
+            max_exclusive,
+        };
+        return Ok(match op {
+            "=" => Filter::Eq(field, parse_value(raw)),
+            "!=" => Filter::Not(Box::new(Filter::Eq(field, parse_value(raw)))),
+            "^=" => match parse_value(raw) {
+                Value::String(s) => Filter::Prefix(field, s),
+                _ => Filter::Prefix(field, raw.to_string()),
+            },
+            ">=" => range(Some(num()?), None, false, false),
+            ">" => range(Some(num()?), None, true, false),
+            "<=" => range(None, Some(num()?), false, false),
+            _ => range(None, Some(num()?), false, true),
+        });
+    }
+    Err(bad(format!("no operator in '{e}' (use =, !=, <, <=, >, >=, ^= or 'in')")))
 }

@@ -10,15 +10,28 @@
 
 #![warn(missing_docs)]
 
+pub mod collection;
+pub mod db;
 pub mod distance;
 pub mod error;
 pub mod filter;
 pub mod index;
 pub mod metric;
+pub mod schema;
+pub mod search;
 pub mod vector;
 
+mod fsutil;
+mod manifest;
+mod segment;
+mod wal;
+
+pub use collection::Collection;
+pub use db::Database;
 pub use error::{Error, Result};
 pub use filter::{Filter, Metadata};
 pub use index::{IdFilter, Neighbor, SearchParams, VectorIndex};
 pub use metric::{Element, Metric};
+pub use schema::{CollectionSchema, Record, VectorField};
+pub use search::{CollectionStats, FieldStats, Hit, Query, SearchRequest};
 pub use vector::{Vector, VectorRef, VectorsRef};

@@ -80,12 +80,8 @@ impl Metric {
             (Metric::Cosine, VectorRef::Dense(x), VectorRef::Dense(y)) if x.len() == y.len() => {
                 Ok(1.0 - distance::dot(x, y))
             }
-            (Metric::Dot, VectorRef::Dense(x), VectorRef::Dense(y)) if x.len() == y.len() => {
-                Ok(-distance::dot(x, y))
-            }
-            _ => Err(Error::InvalidVector(format!(
-                "vectors do not match metric {self} (kinds or lengths differ)"
-            ))),
+            (Metric::Dot, VectorRef::Dense(x), VectorRef::Dense(y)) if x.len() == y.len() => Ok(-distance::dot(x, y)),
+            _ => Err(Error::InvalidVector(format!("vectors do not match metric {self} (kinds or lengths differ)"))),
         }
     }
 }
@@ -109,9 +105,9 @@ impl FromStr for Metric {
             "cosine" | "cos" => Ok(Metric::Cosine),
             "dot" | "ip" | "inner_product" => Ok(Metric::Dot),
             "hamming" => Ok(Metric::Hamming),
-            other => Err(Error::InvalidArgument(format!(
-                "unknown metric '{other}' (expected l2, cosine, dot or hamming)"
-            ))),
+            other => {
+                Err(Error::InvalidArgument(format!("unknown metric '{other}' (expected l2, cosine, dot or hamming)")))
+            }
         }
     }
 }

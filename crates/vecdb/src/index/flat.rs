@@ -1,26 +1,398 @@
 //! Exact (brute-force) search.
+//!
+//! [`FlatIndex`] keeps every vector in one contiguous row-major buffer (floats, or
+//! packed bytes for Hamming) with the ids alongside; removal swaps the last row
+//! into the freed slot, so the buffer never has holes. A search scans all rows
+//! with the SIMD kernels of [`crate::distance`], in blocks, keeping a bounded
+//! top-k; large scans are split across rayon workers. Batched searches on dense
+//! vectors go through a blocked matrix multiply (`faer`):
+//! `‖q − x‖² = ‖q‖² + ‖x‖² − 2 q·x`, after which the best candidates of each
+//! query are re-scored with the exact kernel, so reported distances are the
+//! same as a single search's.
+//!
+//! Results are ordered by distance and then by id, so equal distances come back
+//! in a deterministic order. The metadata filter is consulted during the scan,
+//! only for rows that would enter the current top-k.
+//!
+//! ```
+//! use vecdb::index::flat::FlatIndex;
+//! use vecdb::{Metric, SearchParams, VectorIndex, VectorRef, VectorsRef};
+//!
+//! let mut index = FlatIndex::new(2, Metric::L2);
+//! index.add(&[10, 11, 12], VectorsRef::Dense(&[0.0, 0.0, 3.0, 4.0, 1.0, 0.0])).unwrap();
+//! let hits = index.search(VectorRef::Dense(&[0.0, 0.0]), 2, &SearchParams::default(), None).unwrap();
+//! assert_eq!(hits.iter().map(|h| h.id).collect::<Vec<_>>(), vec![10, 12]);
+//! assert_eq!(hits[1].distance, 1.0);
+//! // Filters apply during the search: k results even when most ids are rejected.
+//! let odd = |id: u64| id % 2 == 1;
+//! let hits = index.search(VectorRef::Dense(&[0.0, 0.0]), 2, &SearchParams::default(), Some(&odd)).unwrap();
+//! assert_eq!(hits.len(), 1);
+//! assert_eq!((hits[0].id, hits[0].distance), (11, 5.0));
+//! ```
 
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashMap};
+use std::fs;
+use std::io::Write;
 use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock};
 
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::distance;
 use crate::error::{Error, Result};
 use crate::index::{IdFilter, Neighbor, SearchParams, VectorIndex};
-use crate::metric::Metric;
+use crate::metric::{Element, Metric};
 use crate::vector::{Vector, VectorRef, VectorsRef};
+
+/// Rows scored per kernel call; the scratch buffer of distances has this many entries.
+const BLOCK_ROWS: usize = 1024;
+/// Below this many stored components (floats or bytes) a single search stays on one thread.
+const PARALLEL_MIN_COMPONENTS: usize = 1 << 19;
+/// Data rows per tile of the batched matrix multiply: a multiple of the 96-row
+/// AVX-512 micro-kernel of `faer`, small enough for the packed tile to stay in L2.
+const GEMM_DATA_ROWS: usize = 192;
+/// Most queries per tile of the batched matrix multiply (one block for a batch of
+/// 1000 on one thread: the data tile is packed once per block, so fewer is slower).
+const GEMM_QUERY_ROWS: usize = 1024;
+/// Batches with fewer queries than this are run as independent single searches.
+const GEMM_MIN_QUERIES: usize = 8;
 
 /// Exact index: scans every vector.
 pub struct FlatIndex {
     dim: usize,
     metric: Metric,
+    /// Storage units per row: `dim` floats, or `ceil(dim / 8)` bytes for bit vectors.
+    row: usize,
+    /// Dense rows (`len × dim`), empty for Hamming.
+    floats: Vec<f32>,
+    /// Packed bit rows (`len × row`), empty for dense metrics.
+    bits: Vec<u8>,
+    /// `‖x‖²` per row for L2 (used by the batched matrix multiply); empty otherwise.
+    sq_norms: Vec<f32>,
+    /// The id of each row.
+    ids: Vec<u64>,
+    /// id → row.
+    slots: HashMap<u64, usize>,
 }
 
+/// What `index.json` holds for a flat index.
+#[derive(Debug, Serialize, Deserialize)]
+struct Manifest {
+    kind: String,
+    version: u32,
+    dim: usize,
+    metric: Metric,
+    count: usize,
+    ids_crc32: u32,
+    vectors_crc32: u32,
+}
+
+const IDS_FILE: &str = "ids.bin";
+const VECTORS_FILE: &str = "vectors.bin";
+const MANIFEST_FILE: &str = "index.json";
+
 impl FlatIndex {
-    /// An empty index.
+    /// An empty index for vectors of `dim` components (bits for [`Metric::Hamming`]).
     pub fn new(dim: usize, metric: Metric) -> Self {
-        FlatIndex { dim, metric }
+        FlatIndex {
+            dim,
+            metric,
+            row: match metric.element() {
+                Element::F32 => dim,
+                Element::Bit => dim.div_ceil(8),
+            },
+            floats: Vec::new(),
+            bits: Vec::new(),
+            sq_norms: Vec::new(),
+            ids: Vec::new(),
+            slots: HashMap::new(),
+        }
     }
-    /// Read an index saved in `dir`.
+
+    /// Read an index saved in `dir` by [`VectorIndex::save`].
+    ///
+    /// Errors: [`Error::Io`] when a file is missing or unreadable, [`Error::Corrupt`]
+    /// when `index.json` is not a flat manifest or a file fails its length or CRC check.
     pub fn load(dir: &Path) -> Result<Self> {
-        Err(Error::InvalidArgument(format!("not implemented yet: {}", dir.display())))
+        let mpath = dir.join(MANIFEST_FILE);
+        let text = fs::read_to_string(&mpath).map_err(|e| Error::io(&mpath, e))?;
+        let m: Manifest = serde_json::from_str(&text)
+            .map_err(|e| Error::Corrupt { path: mpath.clone(), reason: format!("bad flat index manifest: {e}") })?;
+        if m.kind != "flat" {
+            return Err(Error::Corrupt { path: mpath, reason: format!("index kind is '{}', expected 'flat'", m.kind) });
+        }
+        if m.version != 1 {
+            return Err(Error::Corrupt {
+                path: mpath,
+                reason: format!("unsupported flat index version {}", m.version),
+            });
+        }
+        let mut index = FlatIndex::new(m.dim, m.metric);
+
+        let ipath = dir.join(IDS_FILE);
+        let raw = fs::read(&ipath).map_err(|e| Error::io(&ipath, e))?;
+        check_file(&ipath, &raw, m.count * 8, m.ids_crc32)?;
+        index.ids = raw.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect();
+
+        let vpath = dir.join(VECTORS_FILE);
+        let raw = fs::read(&vpath).map_err(|e| Error::io(&vpath, e))?;
+        let unit = if m.metric.element() == Element::F32 { 4 } else { 1 };
+        check_file(&vpath, &raw, m.count * index.row * unit, m.vectors_crc32)?;
+        if m.metric.element() == Element::F32 {
+            index.floats = raw.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap_or([0; 4]))).collect();
+            if let Some(i) = index.floats.iter().position(|x| !x.is_finite()) {
+                return Err(Error::Corrupt { path: vpath, reason: format!("component {i} is not finite") });
+            }
+        } else {
+            index.bits = raw;
+        }
+
+        index.slots.reserve(m.count);
+        for (slot, &id) in index.ids.iter().enumerate() {
+            if index.slots.insert(id, slot).is_some() {
+                return Err(Error::Corrupt { path: ipath, reason: format!("id {id} appears twice") });
+            }
+        }
+        if index.metric == Metric::L2 {
+            index.sq_norms = index.floats.chunks_exact(index.dim.max(1)).map(|r| distance::dot(r, r)).collect();
+            index.sq_norms.truncate(index.ids.len());
+        }
+        Ok(index)
+    }
+
+    /// The ids in storage order (for scans and tests).
+    pub fn ids(&self) -> &[u64] {
+        &self.ids
+    }
+
+    /// Check that `q` is a valid query for this index.
+    fn check_query(&self, q: VectorRef<'_>) -> Result<()> {
+        q.validate(self.metric.element(), self.dim)
+    }
+
+    /// Score rows `[start, end)` against `q` in user units into `out` (`end - start` entries).
+    fn score_rows(&self, q: VectorRef<'_>, start: usize, end: usize, out: &mut [f32]) {
+        let out = &mut out[..end - start];
+        match q {
+            VectorRef::Dense(q) => {
+                let rows = &self.floats[start * self.row..end * self.row];
+                match self.metric {
+                    Metric::L2 => {
+                        distance::l2_sq_many(q, rows, out);
+                        out.iter_mut().for_each(|d| *d = d.sqrt());
+                    }
+                    Metric::Cosine => {
+                        distance::dot_many(q, rows, out);
+                        out.iter_mut().for_each(|d| *d = 1.0 - *d);
+                    }
+                    Metric::Dot | Metric::Hamming => {
+                        distance::dot_many(q, rows, out);
+                        out.iter_mut().for_each(|d| *d = -*d);
+                    }
+                }
+            }
+            VectorRef::Binary(q) => {
+                distance::hamming_many(q, &self.bits[start * self.row..end * self.row], out);
+            }
+        }
+    }
+
+    /// Top-k over rows `[start, end)`.
+    fn scan_topk(&self, q: VectorRef<'_>, start: usize, end: usize, k: usize, filter: Option<IdFilter<'_>>) -> TopK {
+        let mut top = TopK::new(k);
+        let mut buf = vec![0.0f32; BLOCK_ROWS.min(end - start)];
+        let mut s = start;
+        while s < end {
+            let e = (s + BLOCK_ROWS).min(end);
+            self.score_rows(q, s, e, &mut buf);
+            for (j, &d) in buf[..e - s].iter().enumerate() {
+                let id = self.ids[s + j];
+                if top.accepts(d, id) && filter.is_none_or(|f| f(id)) {
+                    top.push(d, id);
+                }
+            }
+            s = e;
+        }
+        top
+    }
+
+    /// Every accepted row of `[start, end)` within `radius`.
+    fn scan_range(
+        &self,
+        q: VectorRef<'_>,
+        start: usize,
+        end: usize,
+        radius: f32,
+        filter: Option<IdFilter<'_>>,
+    ) -> Vec<Neighbor> {
+        let mut hits = Vec::new();
+        let mut buf = vec![0.0f32; BLOCK_ROWS.min(end - start)];
+        let mut s = start;
+        while s < end {
+            let e = (s + BLOCK_ROWS).min(end);
+            self.score_rows(q, s, e, &mut buf);
+            for (j, &d) in buf[..e - s].iter().enumerate() {
+                let id = self.ids[s + j];
+                if d <= radius && filter.is_none_or(|f| f(id)) {
+                    hits.push(Neighbor { id, distance: d });
+                }
+            }
+            s = e;
+        }
+        hits
+    }
+
+    /// Split `0..len` into chunks for a parallel scan, or `None` to stay on this thread.
+    fn parallel_chunks(&self, params: &SearchParams) -> Option<Vec<(usize, usize)>> {
+        let n = self.ids.len();
+        let threads = params.threads.unwrap_or_else(rayon::current_num_threads).max(1);
+        if threads == 1 || n * self.row < PARALLEL_MIN_COMPONENTS {
+            return None;
+        }
+        let parts = threads * 4;
+        let size = n.div_ceil(parts).max(BLOCK_ROWS);
+        Some((0..n).step_by(size).map(|s| (s, (s + size).min(n))).collect())
+    }
+
+    fn search_impl(
+        &self,
+        q: VectorRef<'_>,
+        k: usize,
+        params: &SearchParams,
+        filter: Option<IdFilter<'_>>,
+    ) -> Vec<Neighbor> {
+        let n = self.ids.len();
+        if k == 0 || n == 0 {
+            return Vec::new();
+        }
+        match self.parallel_chunks(params) {
+            None => self.scan_topk(q, 0, n, k, filter).into_sorted(),
+            Some(chunks) => with_threads(params.threads, || {
+                chunks
+                    .into_par_iter()
+                    .map(|(s, e)| self.scan_topk(q, s, e, k, filter))
+                    .reduce(|| TopK::new(k), TopK::merge)
+                    .into_sorted()
+            }),
+        }
+    }
+
+    /// Batched search through matrix multiplication (dense metrics only).
+    fn search_batch_gemm(
+        &self,
+        queries: &[f32],
+        k: usize,
+        threads: Option<usize>,
+        filter: Option<IdFilter<'_>>,
+    ) -> Vec<Vec<Neighbor>> {
+        let dim = self.dim;
+        let nq = queries.len() / dim;
+        let t = threads.unwrap_or_else(rayon::current_num_threads).max(1);
+        // Enough query blocks to keep every thread busy, each small enough to stay cache friendly.
+        let bq = nq.div_ceil(t).clamp(1, GEMM_QUERY_ROWS);
+        // Candidates re-scored exactly per query: absorbs the rounding of the expanded L2 formula.
+        let margin = (k / 2).max(16);
+        with_threads(threads, || {
+            queries.par_chunks(bq * dim).flat_map_iter(|qb| self.gemm_block(qb, k, k + margin, filter)).collect()
+        })
+    }
+
+    /// One block of queries against all rows.
+    fn gemm_block(&self, qb: &[f32], k: usize, candidates: usize, filter: Option<IdFilter<'_>>) -> Vec<Vec<Neighbor>> {
+        use faer::{Accum, MatMut, MatRef, Par};
+        let dim = self.dim;
+        let m = qb.len() / dim;
+        let n = self.ids.len();
+        let mut tops: Vec<TopK> = (0..m).map(|_| TopK::new(candidates)).collect();
+        let mut ip = vec![0.0f32; m * GEMM_DATA_ROWS.min(n)];
+        let mut cands: Vec<u32> = Vec::with_capacity(GEMM_DATA_ROWS.min(n));
+        let lhs = MatRef::from_row_major_slice(qb, m, dim);
+        let mut s = 0;
+        while s < n {
+            let e = (s + GEMM_DATA_ROWS).min(n);
+            let w = e - s;
+            let rhs = MatRef::from_row_major_slice(&self.floats[s * dim..e * dim], w, dim).transpose();
+            let dst = MatMut::from_row_major_slice_mut(&mut ip[..m * w], m, w);
+            faer::linalg::matmul::matmul(dst, Accum::Replace, lhs, rhs, 1.0f32, Par::Seq);
+            let norms = if self.metric == Metric::L2 { &self.sq_norms[s..e] } else { &[][..] };
+            for (i, top) in tops.iter_mut().enumerate() {
+                let row = &ip[i * w..(i + 1) * w];
+                match self.metric {
+                    // ‖x‖² − 2 q·x ranks like ‖q − x‖² (‖q‖² is constant per query).
+                    Metric::L2 => select_tile(top, row, Some(norms), &self.ids[s..e], filter, &mut cands, |j, p| {
+                        norms[j] - 2.0 * p
+                    }),
+                    _ => select_tile(top, row, None, &self.ids[s..e], filter, &mut cands, |_, p| -p),
+                }
+            }
+            s = e;
+        }
+        tops.into_iter()
+            .enumerate()
+            .map(|(i, top)| {
+                let q = &qb[i * dim..(i + 1) * dim];
+                let mut exact: Vec<Neighbor> = top
+                    .into_sorted()
+                    .into_iter()
+                    .map(|c| {
+                        let x = &self.floats[self.slots[&c.id] * dim..][..dim];
+                        Neighbor { id: c.id, distance: self.exact_distance(q, x) }
+                    })
+                    .collect();
+                sort_neighbors(&mut exact);
+                exact.truncate(k);
+                exact
+            })
+            .collect()
+    }
+
+    /// The user-unit distance between two dense vectors (same arithmetic as the scan).
+    fn exact_distance(&self, q: &[f32], x: &[f32]) -> f32 {
+        match self.metric {
+            Metric::L2 => distance::l2_sq(q, x).sqrt(),
+            Metric::Cosine => 1.0 - distance::dot(q, x),
+            _ => -distance::dot(q, x),
+        }
+    }
+
+    /// Validate a batch of rows and return how many rows it holds.
+    fn check_rows(&self, vectors: VectorsRef<'_>, expected: Option<usize>) -> Result<usize> {
+        let (len, unit_ok) = match (vectors, self.metric.element()) {
+            (VectorsRef::Dense(d), Element::F32) => (d.len(), true),
+            (VectorsRef::Binary(d), Element::Bit) => (d.len(), true),
+            _ => (0, false),
+        };
+        if !unit_ok {
+            return Err(Error::InvalidVector(format!(
+                "expected {} vectors for metric {}",
+                if self.metric.element() == Element::F32 { "dense f32" } else { "binary" },
+                self.metric
+            )));
+        }
+        if self.row == 0 {
+            return Err(Error::InvalidArgument("index dimension is 0".into()));
+        }
+        if len % self.row != 0 {
+            return Err(Error::InvalidArgument(format!(
+                "batch of {len} components is not a whole number of rows of {} (dimension {})",
+                self.row, self.dim
+            )));
+        }
+        let rows = len / self.row;
+        if let Some(want) = expected {
+            if rows != want {
+                return Err(Error::InvalidArgument(format!("{want} ids but {rows} vectors")));
+            }
+        }
+        for i in 0..rows {
+            vectors.row(self.dim, i).validate(self.metric.element(), self.dim).map_err(|e| match e {
+                Error::InvalidVector(m) => Error::InvalidVector(format!("row {i}: {m}")),
+                other => other,
+            })?;
+        }
+        Ok(rows)
     }
 }
 
@@ -35,30 +407,351 @@ impl VectorIndex for FlatIndex {
         self.metric
     }
     fn len(&self) -> usize {
-        0
+        self.ids.len()
     }
-    fn add(&mut self, _ids: &[u64], _vectors: VectorsRef<'_>) -> Result<()> {
-        todo!()
+
+    fn add(&mut self, ids: &[u64], vectors: VectorsRef<'_>) -> Result<()> {
+        self.check_rows(vectors, Some(ids.len()))?;
+        let row = self.row;
+        for (i, &id) in ids.iter().enumerate() {
+            let slot = match self.slots.get(&id) {
+                Some(&slot) => slot,
+                None => {
+                    let slot = self.ids.len();
+                    self.ids.push(id);
+                    self.slots.insert(id, slot);
+                    match vectors {
+                        VectorsRef::Dense(_) => self.floats.resize((slot + 1) * row, 0.0),
+                        VectorsRef::Binary(_) => self.bits.resize((slot + 1) * row, 0),
+                    }
+                    if self.metric == Metric::L2 {
+                        self.sq_norms.push(0.0);
+                    }
+                    slot
+                }
+            };
+            match vectors {
+                VectorsRef::Dense(d) => {
+                    let src = &d[i * row..(i + 1) * row];
+                    self.floats[slot * row..(slot + 1) * row].copy_from_slice(src);
+                    if self.metric == Metric::L2 {
+                        self.sq_norms[slot] = distance::dot(src, src);
+                    }
+                }
+                VectorsRef::Binary(d) => {
+                    self.bits[slot * row..(slot + 1) * row].copy_from_slice(&d[i * row..(i + 1) * row]);
+                }
+            }
+        }
+        Ok(())
     }
-    fn remove(&mut self, _ids: &[u64]) -> Result<usize> {
-        todo!()
+
+    fn remove(&mut self, ids: &[u64]) -> Result<usize> {
+        let row = self.row;
+        let mut removed = 0;
+        for id in ids {
+            let Some(slot) = self.slots.remove(id) else {
+                continue;
+            };
+            removed += 1;
+            let last = self.ids.len() - 1;
+            if slot != last {
+                let moved = self.ids[last];
+                self.ids[slot] = moved;
+                self.slots.insert(moved, slot);
+                if self.metric.element() == Element::F32 {
+                    self.floats.copy_within(last * row..(last + 1) * row, slot * row);
+                } else {
+                    self.bits.copy_within(last * row..(last + 1) * row, slot * row);
+                }
+                if self.metric == Metric::L2 {
+                    self.sq_norms[slot] = self.sq_norms[last];
+                }
+            }
+            self.ids.truncate(last);
+            match self.metric.element() {
+                Element::F32 => self.floats.truncate(last * row),
+                Element::Bit => self.bits.truncate(last * row),
+            }
+            self.sq_norms.truncate(if self.metric == Metric::L2 { last } else { 0 });
+        }
+        Ok(removed)
     }
-    fn contains(&self, _id: u64) -> bool {
-        todo!()
+
+    fn contains(&self, id: u64) -> bool {
+        self.slots.contains_key(&id)
     }
-    fn search(&self, _q: VectorRef<'_>, _k: usize, _p: &SearchParams, _f: Option<IdFilter<'_>>) -> Result<Vec<Neighbor>> {
-        todo!()
+
+    fn search(
+        &self,
+        query: VectorRef<'_>,
+        k: usize,
+        params: &SearchParams,
+        filter: Option<IdFilter<'_>>,
+    ) -> Result<Vec<Neighbor>> {
+        self.check_query(query)?;
+        Ok(self.search_impl(query, k, params, filter))
     }
-    fn range_search(&self, _q: VectorRef<'_>, _r: f32, _p: &SearchParams, _f: Option<IdFilter<'_>>) -> Result<Vec<Neighbor>> {
-        todo!()
+
+    fn range_search(
+        &self,
+        query: VectorRef<'_>,
+        radius: f32,
+        params: &SearchParams,
+        filter: Option<IdFilter<'_>>,
+    ) -> Result<Vec<Neighbor>> {
+        self.check_query(query)?;
+        if radius.is_nan() {
+            return Err(Error::InvalidArgument("range search radius is NaN".into()));
+        }
+        let n = self.ids.len();
+        let mut hits = match self.parallel_chunks(params) {
+            None => self.scan_range(query, 0, n, radius, filter),
+            Some(chunks) => with_threads(params.threads, || {
+                chunks.into_par_iter().flat_map_iter(|(s, e)| self.scan_range(query, s, e, radius, filter)).collect()
+            }),
+        };
+        sort_neighbors(&mut hits);
+        Ok(hits)
     }
-    fn reconstruct(&self, _id: u64) -> Option<Vector> {
-        todo!()
+
+    fn search_batch(
+        &self,
+        queries: VectorsRef<'_>,
+        k: usize,
+        params: &SearchParams,
+        filter: Option<IdFilter<'_>>,
+    ) -> Result<Vec<Vec<Neighbor>>> {
+        let nq = self.check_rows(queries, None)?;
+        if k == 0 || self.ids.is_empty() {
+            return Ok(vec![Vec::new(); nq]);
+        }
+        match queries {
+            VectorsRef::Dense(q) if nq >= GEMM_MIN_QUERIES && self.metric != Metric::Hamming => {
+                Ok(self.search_batch_gemm(q, k, params.threads, filter))
+            }
+            _ => {
+                // Parallel over queries; each query scans sequentially.
+                let single = SearchParams { threads: Some(1), ..params.clone() };
+                Ok(with_threads(params.threads, || {
+                    (0..nq)
+                        .into_par_iter()
+                        .map(|i| self.search_impl(queries.row(self.dim, i), k, &single, filter))
+                        .collect()
+                }))
+            }
+        }
     }
+
+    fn reconstruct(&self, id: u64) -> Option<Vector> {
+        let slot = *self.slots.get(&id)?;
+        let r = slot * self.row..(slot + 1) * self.row;
+        Some(match self.metric.element() {
+            Element::F32 => Vector::Dense(self.floats[r].to_vec()),
+            Element::Bit => Vector::Binary(self.bits[r].to_vec()),
+        })
+    }
+
     fn memory_bytes(&self) -> usize {
-        0
+        self.floats.capacity() * 4
+            + self.bits.capacity()
+            + self.sq_norms.capacity() * 4
+            + self.ids.capacity() * 8
+            // hashbrown: key + value + one control byte per bucket
+            + self.slots.capacity() * (8 + 8 + 1)
     }
-    fn save(&self, _dir: &Path) -> Result<()> {
-        todo!()
+
+    fn save(&self, dir: &Path) -> Result<()> {
+        fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let ids: Vec<u8> = self.ids.iter().flat_map(|id| id.to_le_bytes()).collect();
+        let vectors: Vec<u8> = match self.metric.element() {
+            Element::F32 => self.floats.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            Element::Bit => self.bits.clone(),
+        };
+        write_synced(&dir.join(IDS_FILE), &ids)?;
+        write_synced(&dir.join(VECTORS_FILE), &vectors)?;
+        let manifest = Manifest {
+            kind: "flat".into(),
+            version: 1,
+            dim: self.dim,
+            metric: self.metric,
+            count: self.ids.len(),
+            ids_crc32: crc32fast::hash(&ids),
+            vectors_crc32: crc32fast::hash(&vectors),
+        };
+        let json = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        // The manifest goes last: a directory without it is not a complete index.
+        write_synced(&dir.join(MANIFEST_FILE), &json)
+    }
+}
+
+/// Write `bytes` to `path` through a temporary file, fsync, then rename over `path`.
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
+    f.sync_all().map_err(|e| Error::io(&tmp, e))?;
+    fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+fn check_file(path: &Path, raw: &[u8], want_len: usize, want_crc: u32) -> Result<()> {
+    if raw.len() != want_len {
+        return Err(Error::Corrupt {
+            path: path.to_path_buf(),
+            reason: format!("length {} bytes, manifest says {want_len}", raw.len()),
+        });
+    }
+    let crc = crc32fast::hash(raw);
+    if crc != want_crc {
+        return Err(Error::Corrupt {
+            path: path.to_path_buf(),
+            reason: format!("CRC32 {crc:08x}, manifest says {want_crc:08x}"),
+        });
+    }
+    Ok(())
+}
+
+/// Offer the scores of one GEMM output row (`row[j]` for data row `j` of the tile)
+/// to `top`, with `score(j, p)` turning the inner product into the ranking value.
+///
+/// A SIMD pass ([`distance::gemm_candidates`]) first drops the values greater than
+/// the worst kept one, which can never enter the heap; the survivors take exactly
+/// the per-row path ([`TopK::accepts`], filter, push) in order, so the result is the
+/// same as offering every value.
+#[inline(always)]
+fn select_tile(
+    top: &mut TopK,
+    row: &[f32],
+    norms: Option<&[f32]>,
+    ids: &[u64],
+    filter: Option<IdFilter<'_>>,
+    cands: &mut Vec<u32>,
+    score: impl Fn(usize, f32) -> f32,
+) {
+    distance::gemm_candidates(norms, row, top.worst, cands);
+    for &j in cands.iter() {
+        let j = j as usize;
+        let d = score(j, row[j]);
+        let id = ids[j];
+        if top.accepts(d, id) && filter.is_none_or(|f| f(id)) {
+            top.push(d, id);
+        }
+    }
+}
+
+/// Sort by distance, then by id.
+fn sort_neighbors(v: &mut [Neighbor]) {
+    v.sort_unstable_by(|a, b| a.distance.total_cmp(&b.distance).then(a.id.cmp(&b.id)));
+}
+
+/// A candidate in a top-k heap, ordered by (distance, id).
+#[derive(Clone, Copy, Debug)]
+struct Cand {
+    d: f32,
+    id: u64,
+}
+
+impl PartialEq for Cand {
+    fn eq(&self, o: &Self) -> bool {
+        self.cmp(o) == Ordering::Equal
+    }
+}
+impl Eq for Cand {}
+impl PartialOrd for Cand {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Cand {
+    fn cmp(&self, o: &Self) -> Ordering {
+        self.d.total_cmp(&o.d).then(self.id.cmp(&o.id))
+    }
+}
+
+/// The `k` smallest (distance, id) pairs seen so far (a max-heap on the worst kept).
+struct TopK {
+    k: usize,
+    heap: BinaryHeap<Cand>,
+    /// Distance of the worst kept candidate once full; `+∞` before.
+    worst: f32,
+}
+
+impl TopK {
+    fn new(k: usize) -> Self {
+        TopK { k, heap: BinaryHeap::with_capacity(k.min(4096) + 1), worst: f32::INFINITY }
+    }
+
+    /// Would `(d, id)` enter the top-k? Cheap test to run before the filter.
+    #[inline]
+    fn accepts(&self, d: f32, id: u64) -> bool {
+        if self.heap.len() < self.k {
+            return self.k > 0;
+        }
+        if d < self.worst {
+            return true;
+        }
+        // NaN-safe total order, ties broken by id.
+        self.heap.peek().is_some_and(|w| Cand { d, id } < *w)
+    }
+
+    /// Insert a candidate that passed [`TopK::accepts`].
+    #[inline]
+    fn push(&mut self, d: f32, id: u64) {
+        if self.heap.len() == self.k {
+            self.heap.pop();
+        }
+        self.heap.push(Cand { d, id });
+        if self.heap.len() == self.k {
+            self.worst = self.heap.peek().map_or(f32::INFINITY, |c| c.d);
+        }
+    }
+
+    fn merge(mut self, other: TopK) -> TopK {
+        for c in other.heap {
+            if self.accepts(c.d, c.id) {
+                self.push(c.d, c.id);
+            }
+        }
+        self
+    }
+
+    fn into_sorted(self) -> Vec<Neighbor> {
+        self.heap.into_sorted_vec().into_iter().map(|c| Neighbor { id: c.id, distance: c.d }).collect()
+    }
+}
+
+/// Run `f` on a rayon pool of `threads` workers (cached per size), or on the
+/// current pool when `threads` is `None`.
+///
+/// Indexes use this to honour [`SearchParams::threads`].
+pub fn with_threads<R: Send>(threads: Option<usize>, f: impl FnOnce() -> R + Send) -> R {
+    let Some(t) = threads.filter(|&t| t > 0) else {
+        return f();
+    };
+    if rayon::current_thread_index().is_some() && rayon::current_num_threads() == t {
+        return f();
+    }
+    static POOLS: OnceLock<Mutex<HashMap<usize, Arc<rayon::ThreadPool>>>> = OnceLock::new();
+    let pool = {
+        let mut pools = POOLS.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+        match pools.get(&t) {
+            Some(p) => Some(p.clone()),
+            None => match rayon::ThreadPoolBuilder::new()
+                .num_threads(t)
+                .thread_name(move |i| format!("vecdb-{t}-{i}"))
+                .build()
+            {
+                Ok(p) => {
+                    let p = Arc::new(p);
+                    pools.insert(t, p.clone());
+                    Some(p)
+                }
+                Err(_) => None,
+            },
+        }
+    };
+    match pool {
+        Some(p) => p.install(f),
+        None => f(),
     }
 }

@@ -16,7 +16,18 @@ use crate::metric::Metric;
 use crate::vector::{Vector, VectorRef, VectorsRef};
 
 pub mod flat;
+pub mod hnsw;
 pub mod registry;
+
+mod common;
+pub mod ivf;
+pub mod kdforest;
+mod kmeans;
+pub mod lsh;
+pub mod pca;
+mod pq;
+pub mod refine;
+mod sq;
 
 pub use registry::{build_index, load_index};
 
@@ -100,10 +111,7 @@ pub trait VectorIndex: Send + Sync {
         filter: Option<IdFilter<'_>>,
     ) -> Result<Vec<Vec<Neighbor>>> {
         let dim = self.dim();
-        (0..queries.rows(dim))
-            .into_par_iter()
-            .map(|i| self.search(queries.row(dim, i), k, params, filter))
-            .collect()
+        (0..queries.rows(dim)).into_par_iter().map(|i| self.search(queries.row(dim, i), k, params, filter)).collect()
     }
     /// The stored vector for `id` (approximate for lossy indexes), or `None`.
     fn reconstruct(&self, id: u64) -> Option<Vector>;

@@ -1,0 +1,237 @@
+//! Parallel extraction over many files with bounded memory.
+//!
+//! [`extract_many`] walks the input in chunks. A producer thread decodes one chunk at a time in
+//! parallel (rayon) while the calling thread runs the extractors on the previous chunk, so at
+//! most three chunks of images are alive at once (being decoded, queued, being extracted).
+//! Batching extractors (the CNN, `batch_size() > 1`) get [`FeatureExtractor::extract_batch`]
+//! calls of their batch size; the others run image-parallel with rayon.
+//!
+//! Every decoded image is first reduced to a *working image* whose shorter side is at most
+//! [`WORKING_MAX_SHORTER_SIDE`] px (no extractor looks at more than ~300 px, and a 4000×3000
+//! photo shrinks from 36 MB to about 2.4 MB). Query-time code should go through
+//! [`extract_path`], [`extract_bytes`] or [`extract_image`], which apply the same reduction, so
+//! query vectors match indexed ones exactly.
+//!
+//! A file that fails (decode error, or an extractor error or panic on it) yields an `Err` in
+//! its slot; the others go on.
+
+use std::collections::BTreeMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+
+use image::RgbImage;
+use rayon::prelude::*;
+
+use crate::decode::{decode_bytes, load_image, DecodeLimits, DecodedImage};
+use crate::error::{FeatureError, Result};
+use crate::extractor::{FeatureExtractor, Features};
+use crate::preprocess::{resize_shorter_side_with, ResizeFilter};
+
+/// Images with a longer shorter side are reduced to it before extraction.
+pub const WORKING_MAX_SHORTER_SIDE: u32 = 768;
+
+/// One image's metadata and features.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageRecord {
+    /// The file.
+    pub path: PathBuf,
+    /// Width of the decoded, oriented image (full resolution).
+    pub width: u32,
+    /// Height of the decoded, oriented image (full resolution).
+    pub height: u32,
+    /// Detected format (`jpeg`, `png`, …).
+    pub format: String,
+    /// Features by extractor name.
+    pub features: BTreeMap<String, Features>,
+}
+
+/// Progress of [`extract_many`], reported after each chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Progress {
+    /// Files finished (successfully or not).
+    pub done: usize,
+    /// Files in total.
+    pub total: usize,
+    /// Files that failed so far.
+    pub failed: usize,
+}
+
+/// The image the extractors see: `image` itself when its shorter side is at most
+/// [`WORKING_MAX_SHORTER_SIDE`], else a reduced copy.
+pub fn working_image(image: RgbImage) -> RgbImage {
+    if image.width().min(image.height()) <= WORKING_MAX_SHORTER_SIDE {
+        image
+    } else {
+        resize_shorter_side_with(&image, WORKING_MAX_SHORTER_SIDE, ResizeFilter::Bilinear)
+    }
+}
+
+/// Run every extractor on one in-memory image (reduced with [`working_image`] first).
+/// `name` is used in errors.
+pub fn extract_image(
+    image: RgbImage,
+    name: &Path,
+    extractors: &[Box<dyn FeatureExtractor>],
+) -> Result<BTreeMap<String, Features>> {
+    let image = working_image(image);
+    let mut out = BTreeMap::new();
+    for ex in extractors {
+        let f = guarded(|| ex.extract(&image)).map_err(|e| extract_error(name, ex.name(), e))?;
+        out.insert(ex.name().to_string(), f);
+    }
+    Ok(out)
+}
+
+/// Decode one file and run every extractor on it (what [`extract_many`] does per file).
+pub fn extract_path(
+    path: &Path,
+    extractors: &[Box<dyn FeatureExtractor>],
+    limits: &DecodeLimits,
+) -> Result<ImageRecord> {
+    let decoded = load_image(path, limits)?;
+    record_from(decoded, path, extractors)
+}
+
+/// Decode an in-memory file (e.g. an upload) and run every extractor on it.
+pub fn extract_bytes(
+    bytes: &[u8],
+    name: &Path,
+    extractors: &[Box<dyn FeatureExtractor>],
+    limits: &DecodeLimits,
+) -> Result<ImageRecord> {
+    let decoded = decode_bytes(bytes, name, limits)?;
+    record_from(decoded, name, extractors)
+}
+
+fn record_from(decoded: DecodedImage, path: &Path, extractors: &[Box<dyn FeatureExtractor>]) -> Result<ImageRecord> {
+    let DecodedImage { image, width, height, format } = decoded;
+    let features = extract_image(image, path, extractors)?;
+    Ok(ImageRecord { path: path.to_path_buf(), width, height, format, features })
+}
+
+/// Run `f`, turning a panic into an error.
+fn guarded<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let msg = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        Err(FeatureError::InvalidArgument(format!("extractor panicked: {msg}")))
+    })
+}
+
+/// Attach the file and extractor to an extractor's error (errors that already name a file
+/// are kept as they are).
+fn extract_error(path: &Path, extractor: &str, e: FeatureError) -> FeatureError {
+    if e.path().is_some() {
+        return e;
+    }
+    FeatureError::Extract { path: path.to_path_buf(), extractor: extractor.to_string(), reason: e.to_string() }
+}
+
+/// Files per chunk: a multiple of the largest batch size, enough to keep the threads busy.
+fn chunk_size(extractors: &[Box<dyn FeatureExtractor>]) -> usize {
+    let batch = extractors.iter().map(|e| e.batch_size().max(1)).max().unwrap_or(1);
+    let want = (4 * rayon::current_num_threads()).clamp(8, 128);
+    want.div_ceil(batch).max(1) * batch
+}
+
+/// Decode and extract features of `paths` in parallel, in bounded memory. The result has one
+/// entry per path, in input order; failures are per file. `on_progress` is called on the
+/// calling thread after each chunk.
+pub fn extract_many(
+    paths: &[PathBuf],
+    extractors: &[Box<dyn FeatureExtractor>],
+    limits: &DecodeLimits,
+    on_progress: &(dyn Fn(Progress) + Sync),
+) -> Vec<Result<ImageRecord, FeatureError>> {
+    let total = paths.len();
+    let chunk = chunk_size(extractors);
+    let mut results: Vec<Result<ImageRecord>> = Vec::with_capacity(total);
+    let mut failed = 0;
+    std::thread::scope(|scope| {
+        let (tx, rx) = mpsc::sync_channel::<Vec<Result<DecodedImage>>>(1);
+        scope.spawn(move || {
+            for part in paths.chunks(chunk) {
+                let decoded: Vec<Result<DecodedImage>> = part
+                    .par_iter()
+                    .map(|p| {
+                        load_image(p, limits).map(|mut d| {
+                            d.image = working_image(d.image);
+                            d
+                        })
+                    })
+                    .collect();
+                if tx.send(decoded).is_err() {
+                    break;
+                }
+            }
+        });
+        for decoded in rx {
+            let start = results.len();
+            let part = &paths[start..start + decoded.len()];
+            for r in extract_chunk(part, decoded, extractors) {
+                failed += usize::from(r.is_err());
+                results.push(r);
+            }
+            on_progress(Progress { done: results.len(), total, failed });
+        }
+    });
+    results
+}
+
+/// Run all extractors on one decoded chunk.
+fn extract_chunk(
+    paths: &[PathBuf],
+    decoded: Vec<Result<DecodedImage>>,
+    extractors: &[Box<dyn FeatureExtractor>],
+) -> Vec<Result<ImageRecord>> {
+    let mut records: Vec<Result<ImageRecord>> = Vec::with_capacity(decoded.len());
+    let mut images: Vec<RgbImage> = Vec::new();
+    let mut owner: Vec<usize> = Vec::new();
+    for (i, (d, path)) in decoded.into_iter().zip(paths).enumerate() {
+        match d {
+            Ok(DecodedImage { image, width, height, format }) => {
+                records.push(Ok(ImageRecord { path: path.clone(), width, height, format, features: BTreeMap::new() }));
+                images.push(image);
+                owner.push(i);
+            }
+            Err(e) => records.push(Err(e)),
+        }
+    }
+    for ex in extractors {
+        let outputs = run_extractor(ex.as_ref(), &images);
+        for (out, &i) in outputs.into_iter().zip(&owner) {
+            let Ok(rec) = &mut records[i] else { continue };
+            match out {
+                Ok(f) => {
+                    rec.features.insert(ex.name().to_string(), f);
+                }
+                Err(e) => {
+                    let err = extract_error(&rec.path, ex.name(), e);
+                    records[i] = Err(err);
+                }
+            }
+        }
+    }
+    records
+}
+
+/// One extractor over a slice of images: batched when the extractor batches (a failed batch
+/// is retried image by image to find the culprit), image-parallel otherwise.
+fn run_extractor(ex: &dyn FeatureExtractor, images: &[RgbImage]) -> Vec<Result<Features>> {
+    let batch = ex.batch_size();
+    if batch <= 1 {
+        return images.par_iter().map(|im| guarded(|| ex.extract(im))).collect();
+    }
+    let mut out = Vec::with_capacity(images.len());
+    for part in images.chunks(batch) {
+        match guarded(|| ex.extract_batch(part)) {
+            Ok(fs) if fs.len() == part.len() => out.extend(fs.into_iter().map(Ok)),
+            _ => out.extend(part.iter().map(|im| guarded(|| ex.extract(im)))),
+        }
+    }
+    out
+}

@@ -1,0 +1,236 @@
+//! `likeness dedup --db DB`: groups of near-duplicate images.
+//!
+//! Every record is range-searched on one feature (the record itself excluded); each pair
+//! within the threshold is joined with union-find, and the connected components of two or
+//! more images are the groups. The default thresholds were calibrated on edited copies
+//! (JPEG q=30, half size, 90% crop, +25% brightness) of the sample photos against distinct
+//! photos and emoji skin-tone variants; see docs/app.md.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use vecdb::{Database, Query, SearchRequest};
+
+use crate::catalog::{self, meta_str, DEFAULT_COLLECTION};
+
+/// Arguments of `likeness dedup`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Database directory.
+    #[arg(long)]
+    pub db: PathBuf,
+    /// Collection name.
+    #[arg(long, default_value = DEFAULT_COLLECTION)]
+    pub collection: String,
+    /// Feature to compare (default: cnn when present, else phash, else the first feature).
+    #[arg(long)]
+    pub feature: Option<String>,
+    /// Largest distance between two images of a group (default: the calibrated one for the feature).
+    #[arg(long)]
+    pub threshold: Option<f32>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The calibrated default threshold of a feature (see docs/app.md), if there is one.
+pub fn default_threshold(feature: &str) -> Option<f32> {
+    match feature {
+        // Edited copies ≤ 0.152; nearest distinct photo ≥ 0.108 (one pair), 5th percentile 0.246.
+        "cnn" | "cnn-lite2" => Some(0.16),
+        // Re-encoded/resized/brightened copies ≤ 10 bits; distinct photos ≥ 18 bits but for one pair.
+        // Not crop-robust: 90% crops are 4–26 bits away.
+        "phash" => Some(12.0),
+        // Copies other than crops ≤ 5 bits; distinct photos ≥ 8 bits.
+        "dhash" => Some(6.0),
+        // Colour and texture histograms overlap between copies and distinct photos: no safe default.
+        _ => None,
+    }
+}
+
+/// One group of near duplicates.
+#[derive(Debug, Clone, Serialize)]
+pub struct Group {
+    /// Record ids, sorted by path.
+    pub ids: Vec<u64>,
+    /// Their paths.
+    pub paths: Vec<String>,
+    /// Largest distance of a linking pair in the group.
+    pub max_distance: f32,
+}
+
+/// The result of a dedup run.
+#[derive(Debug, Serialize)]
+pub struct DedupReport {
+    /// Feature compared.
+    pub feature: String,
+    /// Threshold used.
+    pub threshold: f32,
+    /// Records examined.
+    pub records: usize,
+    /// Groups found, largest first.
+    pub groups: Vec<Group>,
+}
+
+/// Union-find over dense indexes with path halving.
+struct UnionFind {
+    parent: Vec<usize>,
+}
+
+impl UnionFind {
+    fn new(n: usize) -> Self {
+        UnionFind { parent: (0..n).collect() }
+    }
+    fn find(&mut self, mut x: usize) -> usize {
+        while self.parent[x] != x {
+            self.parent[x] = self.parent[self.parent[x]];
+            x = self.parent[x];
+        }
+        x
+    }
+    fn union(&mut self, a: usize, b: usize) {
+        let (ra, rb) = (self.find(a), self.find(b));
+        if ra != rb {
+            self.parent[ra.max(rb)] = ra.min(rb);
+        }
+    }
+}
+
+/// Find the groups of records within `threshold` of each other on `feature`.
+pub fn find_groups(
+    coll: &vecdb::Collection,
+    feature: &str,
+    threshold: f32,
+    show_progress: bool,
+) -> Result<DedupReport> {
+    let mut ids = coll.ids();
+    ids.sort_unstable();
+    let index: std::collections::HashMap<u64, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+    let mut uf = UnionFind::new(ids.len());
+    let mut link_dist: BTreeMap<(usize, usize), f32> = BTreeMap::new();
+    let bar = if show_progress { ProgressBar::new(ids.len() as u64) } else { ProgressBar::hidden() };
+    bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} records  eta {eta}").expect("static template"));
+    for chunk in ids.chunks(512) {
+        let reqs: Vec<SearchRequest> = chunk
+            .iter()
+            .map(|id| {
+                let mut r = SearchRequest::new(feature, Query::Id(*id), 1);
+                r.k = None;
+                r.threshold = Some(threshold);
+                r.include_metadata = false;
+                r
+            })
+            .collect();
+        let results = coll.search_batch(&reqs)?;
+        for (id, hits) in chunk.iter().zip(results) {
+            let a = index[id];
+            for h in hits {
+                let Some(&b) = index.get(&h.id) else { continue };
+                if a == b {
+                    continue;
+                }
+                uf.union(a, b);
+                let key = (a.min(b), a.max(b));
+                link_dist.entry(key).or_insert(h.distance);
+            }
+        }
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    let mut members: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for i in 0..ids.len() {
+        let r = uf.find(i);
+        members.entry(r).or_default().push(i);
+    }
+    let mut max_dist: BTreeMap<usize, f32> = BTreeMap::new();
+    for ((a, _), d) in &link_dist {
+        let r = uf.find(*a);
+        let e = max_dist.entry(r).or_insert(0.0);
+        *e = e.max(*d);
+    }
+    let mut groups: Vec<Group> = members
+        .into_iter()
+        .filter(|(_, m)| m.len() > 1)
+        .map(|(root, m)| {
+            let mut rows: Vec<(String, u64)> = m
+                .iter()
+                .map(|&i| {
+                    let path = coll
+                        .get_metadata(ids[i])
+                        .and_then(|md| meta_str(&md, "path").map(str::to_string))
+                        .unwrap_or_else(|| format!("id {}", ids[i]));
+                    (path, ids[i])
+                })
+                .collect();
+            rows.sort();
+            Group {
+                ids: rows.iter().map(|r| r.1).collect(),
+                paths: rows.into_iter().map(|r| r.0).collect(),
+                max_distance: max_dist.get(&root).copied().unwrap_or(0.0),
+            }
+        })
+        .collect();
+    groups.sort_by(|a, b| b.ids.len().cmp(&a.ids.len()).then_with(|| a.paths.cmp(&b.paths)));
+    Ok(DedupReport { feature: feature.to_string(), threshold, records: ids.len(), groups })
+}
+
+/// Run `likeness dedup`.
+pub fn run(args: &Args) -> Result<()> {
+    let db = Database::open(&args.db)?;
+    let coll = catalog::open_collection(&db, &args.collection)?;
+    let names = catalog::field_names(&coll);
+    let feature = match &args.feature {
+        Some(f) => catalog::choose_feature(&coll, Some(f))?,
+        None => ["cnn", "phash"]
+            .iter()
+            .find(|f| names.iter().any(|n| n == *f))
+            .map(|s| s.to_string())
+            .map_or_else(|| catalog::choose_feature(&coll, None), Ok)?,
+    };
+    let threshold = match args.threshold.or_else(|| default_threshold(&feature)) {
+        Some(t) if t.is_finite() => t,
+        Some(t) => bail!("--threshold must be a finite number, got {t}"),
+        None => bail!("feature '{feature}' has no calibrated default threshold: give --threshold"),
+    };
+    let report = find_groups(&coll, &feature, threshold, !args.json)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    for (i, g) in report.groups.iter().enumerate() {
+        println!("group {} ({} images, max distance {:.4}):", i + 1, g.ids.len(), g.max_distance);
+        for p in &g.paths {
+            println!("  {p}");
+        }
+    }
+    let in_groups: usize = report.groups.iter().map(|g| g.ids.len()).sum();
+    println!(
+        "{} groups of near duplicates ({} images) among {} records (feature {}, threshold {})",
+        report.groups.len(),
+        in_groups,
+        report.records,
+        report.feature,
+        report.threshold
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::UnionFind;
+
+    #[test]
+    fn union_find_joins_transitively() {
+        let mut uf = UnionFind::new(6);
+        uf.union(0, 1);
+        uf.union(4, 1);
+        uf.union(2, 3);
+        assert_eq!(uf.find(0), uf.find(4));
+        assert_eq!(uf.find(2), uf.find(3));
+        assert_ne!(uf.find(0), uf.find(2));
+        assert_eq!(uf.find(5), 5);
+    }
+}

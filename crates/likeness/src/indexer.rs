@@ -1,0 +1,216 @@
+//! Incremental indexing of image folders into a collection, shared by `likeness index`
+//! and the HTTP API's server-side path adds.
+//!
+//! Files are processed in chunks; each chunk's records are upserted (durably) as soon as
+//! its features are extracted, so an interrupted run keeps every acknowledged chunk and
+//! the next run resumes with the files still missing. Files whose size and modification
+//! time match their stored record are skipped; bad files are collected with their reason
+//! and the run goes on.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use features::decode::DecodeLimits;
+use features::pipeline::{extract_many, Progress};
+use features::FeatureExtractor;
+use serde::Serialize;
+use vecdb::Collection;
+
+use crate::catalog::{build_record, is_unchanged, meta_str, record_id, FileFacts};
+use crate::walk::{find_images, FoundFile};
+
+/// Knobs of an indexing run.
+#[derive(Debug, Clone)]
+pub struct IndexOptions {
+    /// Remove records of files under the roots that no longer exist.
+    pub prune: bool,
+    /// Files per durable chunk.
+    pub chunk: usize,
+    /// Decoder guards.
+    pub limits: DecodeLimits,
+    /// Folders never entered (canonical), e.g. the database directory.
+    pub exclude: Vec<PathBuf>,
+}
+
+impl Default for IndexOptions {
+    fn default() -> Self {
+        IndexOptions { prune: false, chunk: 128, limits: DecodeLimits::default(), exclude: Vec::new() }
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct IndexReport {
+    /// Image files found under the roots.
+    pub found: usize,
+    /// New records stored.
+    pub added: usize,
+    /// Records replaced because their file changed.
+    pub updated: usize,
+    /// Files skipped because their record is current.
+    pub unchanged: usize,
+    /// Records removed because their file is gone (`--prune`).
+    pub pruned: usize,
+    /// Files that could not be indexed, with the reason.
+    pub failed: Vec<FailedFile>,
+    /// True when the run was stopped before the end (Ctrl-C).
+    pub interrupted: bool,
+    /// Wall time in seconds.
+    pub seconds: f64,
+    /// Files embedded per second (added + updated + failed over the extraction time).
+    pub images_per_second: f64,
+}
+
+/// A file that could not be indexed.
+#[derive(Debug, Clone, Serialize)]
+pub struct FailedFile {
+    /// The file.
+    pub path: PathBuf,
+    /// Why.
+    pub reason: String,
+}
+
+/// Progress of a run: `done` of `total` files to embed.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct IndexProgress {
+    /// Files processed so far.
+    pub done: usize,
+    /// Files to process in this run.
+    pub total: usize,
+    /// Failures so far.
+    pub failed: usize,
+}
+
+/// Walk `roots` and bring the collection up to date with them.
+pub fn index_roots(
+    coll: &Collection,
+    extractors: &[Box<dyn FeatureExtractor>],
+    roots: &[PathBuf],
+    opts: &IndexOptions,
+    on_progress: &(dyn Fn(IndexProgress) + Sync),
+    stop: &AtomicBool,
+) -> Result<IndexReport> {
+    let start = Instant::now();
+    let (found, walk_errors) = find_images(roots, &opts.exclude);
+    let mut report = IndexReport { found: found.len(), ..Default::default() };
+    report.failed.extend(walk_errors.into_iter().map(|(path, reason)| FailedFile { path, reason }));
+
+    if opts.prune {
+        report.pruned = prune(coll, roots, &found)?;
+    }
+    let mut todo = Vec::new();
+    for f in found {
+        match coll.get_metadata(record_id(&f.path)) {
+            Some(m) if is_unchanged(&m, f.size, f.mtime_ns) => report.unchanged += 1,
+            existing => todo.push((f, existing.is_some())),
+        }
+    }
+    let extract_start = Instant::now();
+    let stats = index_files(coll, extractors, &todo, opts, on_progress, stop)?;
+    report.added = stats.added;
+    report.updated = stats.updated;
+    report.failed.extend(stats.failed);
+    report.interrupted = stats.interrupted;
+    let processed = report.added + report.updated + stats.failed_count;
+    let secs = extract_start.elapsed().as_secs_f64();
+    report.images_per_second = if secs > 0.0 { processed as f64 / secs } else { 0.0 };
+    report.seconds = start.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+struct ChunkStats {
+    added: usize,
+    updated: usize,
+    failed: Vec<FailedFile>,
+    failed_count: usize,
+    interrupted: bool,
+}
+
+/// Embed and upsert `files` (each flagged whether a record exists already) chunk by chunk.
+fn index_files(
+    coll: &Collection,
+    extractors: &[Box<dyn FeatureExtractor>],
+    files: &[(FoundFile, bool)],
+    opts: &IndexOptions,
+    on_progress: &(dyn Fn(IndexProgress) + Sync),
+    stop: &AtomicBool,
+) -> Result<ChunkStats> {
+    let mut stats = ChunkStats { added: 0, updated: 0, failed: Vec::new(), failed_count: 0, interrupted: false };
+    let total = files.len();
+    on_progress(IndexProgress { done: 0, total, failed: 0 });
+    let mut done = 0;
+    for chunk in files.chunks(opts.chunk.max(1)) {
+        if stop.load(Ordering::SeqCst) {
+            stats.interrupted = true;
+            break;
+        }
+        let paths: Vec<PathBuf> = chunk.iter().map(|(f, _)| f.path.clone()).collect();
+        let failed_before = stats.failed_count;
+        let cb =
+            |p: Progress| on_progress(IndexProgress { done: done + p.done, total, failed: failed_before + p.failed });
+        let results = extract_many(&paths, extractors, &opts.limits, &cb);
+        let mut records = Vec::with_capacity(chunk.len());
+        for ((file, existed), res) in chunk.iter().zip(results) {
+            match res {
+                Ok(img) => {
+                    let facts = FileFacts {
+                        root: Some(file.root.clone()),
+                        path: file.path.clone(),
+                        label: file.label.clone(),
+                        size: file.size,
+                        mtime_ns: file.mtime_ns,
+                    };
+                    records.push(build_record(&facts, &img));
+                    if *existed {
+                        stats.updated += 1;
+                    } else {
+                        stats.added += 1;
+                    }
+                }
+                Err(e) => {
+                    stats.failed_count += 1;
+                    stats.failed.push(FailedFile { path: file.path.clone(), reason: reason_of(&e) });
+                }
+            }
+        }
+        if !records.is_empty() {
+            coll.upsert(records).with_context(|| format!("storing into collection '{}'", coll.name()))?;
+        }
+        done += chunk.len();
+        on_progress(IndexProgress { done, total, failed: stats.failed_count });
+    }
+    Ok(stats)
+}
+
+/// The reason part of a feature error (its message without the leading path, which is reported separately).
+fn reason_of(e: &features::FeatureError) -> String {
+    let msg = e.to_string();
+    match e.path() {
+        Some(p) => {
+            let prefix = format!("{}: ", p.display());
+            msg.strip_prefix(&prefix).map(str::to_string).unwrap_or(msg)
+        }
+        None => msg,
+    }
+}
+
+/// Delete records whose `path` lies under one of `roots` but was not found on this walk.
+fn prune(coll: &Collection, roots: &[PathBuf], found: &[FoundFile]) -> Result<usize> {
+    let present: HashSet<&Path> = found.iter().map(|f| f.path.as_path()).collect();
+    let mut gone = Vec::new();
+    for id in coll.ids() {
+        let Some(meta) = coll.get_metadata(id) else { continue };
+        let Some(path) = meta_str(&meta, "path") else { continue };
+        let path = Path::new(path);
+        if roots.iter().any(|r| path.starts_with(r)) && !present.contains(path) && !path.exists() {
+            gone.push(id);
+        }
+    }
+    if gone.is_empty() {
+        return Ok(0);
+    }
+    Ok(coll.delete(&gone)?)
+}

@@ -1,0 +1,536 @@
+//! JSON API handlers. Ids travel as decimal strings (64-bit ids do not fit a JavaScript
+//! number); numbers are accepted on input too.
+
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Multipart, Path, Query as UrlQuery, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use features::decode::decode_bytes;
+use features::pipeline::extract_many;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use vecdb::{Collection, Filter, Hit, Metric, Query, SearchRequest, Vector};
+
+use super::error::{ApiError, ApiResult};
+use super::state::AppState;
+use crate::catalog::{self, build_record, fnv1a, meta_str, to_vector, FileFacts};
+use crate::indexer::{index_roots, IndexOptions, IndexProgress};
+
+/// Largest `k` a search may ask for.
+pub const MAX_K: usize = 10_000;
+
+type AppStateRef = State<Arc<AppState>>;
+
+/// `GET /health`.
+pub async fn health(State(st): AppStateRef) -> Json<Value> {
+    Json(json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "collections": st.db.collection_names().len(),
+    }))
+}
+
+/// JSON 404 for unknown routes.
+pub async fn not_found(req: Request) -> ApiError {
+    ApiError::not_found(format!("no route for {} {}", req.method(), req.uri().path()))
+}
+
+fn collection_json(c: &Collection) -> Value {
+    let fields: Vec<Value> = c
+        .schema()
+        .fields
+        .iter()
+        .map(|f| json!({"name": f.name, "dim": f.dim, "metric": f.metric.to_string(), "index": f.index}))
+        .collect();
+    json!({"name": c.name(), "count": c.count(), "fields": fields})
+}
+
+/// `GET /api/collections`.
+pub async fn list_collections(State(st): AppStateRef) -> ApiResult<Json<Value>> {
+    let mut out = Vec::new();
+    for name in st.db.collection_names() {
+        let c = st.collection(&name)?;
+        out.push(collection_json(&c));
+    }
+    Ok(Json(json!({"collections": out, "default": st.default_collection})))
+}
+
+/// `GET /api/collections/{name}`.
+pub async fn get_collection(State(st): AppStateRef, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+    let c = st.collection(&name)?;
+    Ok(Json(collection_json(&c)))
+}
+
+/// `GET /api/collections/{name}/labels`: distinct labels with counts.
+pub async fn labels(State(st): AppStateRef, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+    let c = st.collection(&name)?;
+    let st2 = st.clone();
+    let labels = tokio::task::spawn_blocking(move || st2.labels(&c)).await?;
+    let labels: Vec<Value> = labels.into_iter().map(|(l, n)| json!({"label": l, "count": n})).collect();
+    Ok(Json(json!({"labels": labels})))
+}
+
+/// Parse an id given as a decimal string or a JSON number.
+pub fn parse_id(v: &Value) -> ApiResult<u64> {
+    match v {
+        Value::String(s) => s.trim().parse().map_err(|_| ApiError::bad_request(format!("bad id '{s}'"))),
+        Value::Number(n) => n.as_u64().ok_or_else(|| ApiError::bad_request(format!("bad id {n}"))),
+        other => Err(ApiError::bad_request(format!("bad id {other} (expected a decimal string)"))),
+    }
+}
+
+fn parse_id_str(s: &str) -> ApiResult<u64> {
+    parse_id(&Value::String(s.to_string()))
+}
+
+/// Search knobs shared by the JSON and multipart forms.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchBody {
+    /// Query vector (floats; for hamming fields the packed bytes).
+    pub vector: Option<Vec<f64>>,
+    /// Search by a stored record.
+    pub id: Option<Value>,
+    /// Feature (vector field) to search.
+    pub feature: Option<String>,
+    /// Number of results.
+    pub k: Option<usize>,
+    /// Range search threshold.
+    pub threshold: Option<f32>,
+    /// JSON filter.
+    pub filter: Option<Value>,
+    /// Include stored vectors in the hits.
+    #[serde(default)]
+    pub include_vectors: bool,
+}
+
+struct SearchSpec {
+    feature: String,
+    k: Option<usize>,
+    threshold: Option<f32>,
+    filter: Option<Filter>,
+    include_vectors: bool,
+}
+
+fn search_spec(c: &Collection, b: &SearchBody) -> ApiResult<SearchSpec> {
+    let feature = catalog::choose_feature(c, b.feature.as_deref()).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    if let Some(k) = b.k {
+        if k == 0 || k > MAX_K {
+            return Err(ApiError::bad_request(format!("k must be between 1 and {MAX_K}, got {k}")));
+        }
+    }
+    if let Some(t) = b.threshold {
+        if !t.is_finite() {
+            return Err(ApiError::bad_request("threshold must be a finite number"));
+        }
+    }
+    let filter = match &b.filter {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(Filter::from_json(v)?),
+    };
+    let k = match (b.k, b.threshold) {
+        (k, Some(_)) => Some(k.unwrap_or(MAX_K)),
+        (k, None) => Some(k.unwrap_or(10)),
+    };
+    Ok(SearchSpec { feature, k, threshold: b.threshold, filter, include_vectors: b.include_vectors })
+}
+
+fn query_vector(c: &Collection, feature: &str, v: &[f64]) -> ApiResult<Vector> {
+    let field = c
+        .schema()
+        .fields
+        .iter()
+        .find(|f| f.name == feature)
+        .ok_or_else(|| ApiError::bad_request(format!("unknown feature '{feature}'")))?;
+    if field.metric == Metric::Hamming {
+        let bytes = v
+            .iter()
+            .map(|x| {
+                if x.fract() == 0.0 && (0.0..=255.0).contains(x) {
+                    Ok(*x as u8)
+                } else {
+                    Err(ApiError::bad_request(format!(
+                        "feature '{feature}' holds bit vectors: give the packed bytes as integers 0..255 (got {x})"
+                    )))
+                }
+            })
+            .collect::<ApiResult<Vec<u8>>>()?;
+        Ok(Vector::Binary(bytes))
+    } else {
+        Ok(Vector::Dense(v.iter().map(|x| *x as f32).collect()))
+    }
+}
+
+async fn run_search(c: Arc<Collection>, spec: SearchSpec, query: Query, started: Instant) -> ApiResult<Json<Value>> {
+    let feature = spec.feature.clone();
+    let name = c.name().to_string();
+    let hits = tokio::task::spawn_blocking(move || -> ApiResult<Vec<Hit>> {
+        let mut req = SearchRequest::new(spec.feature.clone(), query, spec.k.unwrap_or(10));
+        req.k = spec.k;
+        req.threshold = spec.threshold;
+        req.filter = spec.filter;
+        req.include_vectors = spec.include_vectors;
+        Ok(c.search(&req)?)
+    })
+    .await??;
+    let results: Vec<Value> = hits.iter().map(hit_json).collect();
+    Ok(Json(json!({
+        "collection": name,
+        "feature": feature,
+        "took_ms": started.elapsed().as_secs_f64() * 1000.0,
+        "results": results,
+    })))
+}
+
+fn hit_json(h: &Hit) -> Value {
+    let meta = h.metadata.as_ref();
+    let mut v = json!({
+        "id": h.id.to_string(),
+        "distance": h.distance,
+        "path": meta.and_then(|m| meta_str(m, "path")),
+        "label": meta.and_then(|m| meta_str(m, "label")),
+        "thumb": format!("/thumb/{}", h.id),
+        "metadata": meta,
+    });
+    if let Some(vs) = &h.vectors {
+        v["vectors"] = serde_json::to_value(vs).unwrap_or(Value::Null);
+    }
+    v
+}
+
+/// `POST /api/collections/{name}/search` with JSON `{vector | id, feature, k, threshold, filter}`.
+pub async fn search_json(
+    State(st): AppStateRef,
+    Path(name): Path<String>,
+    body: Result<Json<SearchBody>, JsonRejection>,
+) -> ApiResult<Json<Value>> {
+    let started = Instant::now();
+    let Json(body) = body.map_err(json_rejection)?;
+    let c = st.collection(&name)?;
+    let spec = search_spec(&c, &body)?;
+    let query = match (&body.vector, &body.id) {
+        (Some(_), Some(_)) => return Err(ApiError::bad_request("give either 'vector' or 'id', not both")),
+        (Some(v), None) => Query::Vector(query_vector(&c, &spec.feature, v)?),
+        (None, Some(id)) => {
+            let id = parse_id(id)?;
+            if c.get_metadata(id).is_none() {
+                return Err(ApiError::not_found(format!("no record with id {id} in collection '{name}'")));
+            }
+            Query::Id(id)
+        }
+        (None, None) => {
+            return Err(ApiError::bad_request(
+                "give 'vector' or 'id' (to search by an image, POST multipart to /search/image)",
+            ))
+        }
+    };
+    run_search(c, spec, query, started).await
+}
+
+/// Map axum's JSON rejections to JSON errors with the same status.
+pub fn json_rejection(r: JsonRejection) -> ApiError {
+    ApiError::new(r.status(), r.body_text())
+}
+
+fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
+    ApiError::new(e.status(), format!("bad multipart upload: {}", e.body_text()))
+}
+
+/// An uploaded image and the text fields sent with it.
+struct Upload {
+    image: Option<(String, Bytes)>,
+    fields: Vec<(String, String)>,
+}
+
+async fn read_multipart(mut mp: Multipart) -> ApiResult<Upload> {
+    let mut up = Upload { image: None, fields: Vec::new() };
+    while let Some(field) = mp.next_field().await.map_err(multipart_error)? {
+        let name = field.name().unwrap_or("").to_string();
+        if name == "image" || name == "file" {
+            let file = field.file_name().unwrap_or("upload").to_string();
+            let bytes = field.bytes().await.map_err(multipart_error)?;
+            if up.image.is_some() {
+                return Err(ApiError::bad_request("send one image per request"));
+            }
+            up.image = Some((file, bytes));
+        } else {
+            let text = field.text().await.map_err(multipart_error)?;
+            up.fields.push((name, text));
+        }
+    }
+    Ok(up)
+}
+
+fn form_to_search_body(fields: &[(String, String)]) -> ApiResult<SearchBody> {
+    let mut b = SearchBody::default();
+    for (k, v) in fields {
+        let v = v.trim();
+        if v.is_empty() {
+            continue;
+        }
+        match k.as_str() {
+            "k" => {
+                b.k = Some(
+                    v.parse().map_err(|_| ApiError::bad_request(format!("k must be a positive integer, got '{v}'")))?,
+                )
+            }
+            "threshold" => {
+                b.threshold = Some(
+                    v.parse().map_err(|_| ApiError::bad_request(format!("threshold must be a number, got '{v}'")))?,
+                )
+            }
+            "feature" => b.feature = Some(v.to_string()),
+            "filter" => {
+                b.filter = Some(
+                    serde_json::from_str(v)
+                        .map_err(|e| ApiError::bad_request(format!("filter must be a JSON object: {e}")))?,
+                )
+            }
+            other => return Err(ApiError::bad_request(format!("unknown form field '{other}'"))),
+        }
+    }
+    Ok(b)
+}
+
+/// Decode an uploaded image and compute the given extractors' features (blocking work).
+fn extract_upload(
+    st: &AppState,
+    file: &str,
+    bytes: &[u8],
+    extractors: &[Box<dyn features::FeatureExtractor>],
+    only: Option<&str>,
+) -> ApiResult<(features::decode::DecodedImage, std::collections::BTreeMap<String, features::Features>)> {
+    let mut img = decode_bytes(bytes, FsPath::new(file), &st.limits)?;
+    // The same reduction the indexing pipeline applies before extraction.
+    let work = features::pipeline::working_image(std::mem::take(&mut img.image));
+    let mut out = std::collections::BTreeMap::new();
+    for e in extractors {
+        if only.is_some_and(|o| o != e.name()) {
+            continue;
+        }
+        out.insert(e.name().to_string(), e.extract(&work)?);
+    }
+    Ok((img, out))
+}
+
+/// `POST /api/collections/{name}/search/image`: multipart `image` plus optional `k`, `threshold`,
+/// `feature`, `filter` (JSON) fields.
+pub async fn search_image(State(st): AppStateRef, Path(name): Path<String>, mp: Multipart) -> ApiResult<Json<Value>> {
+    let started = Instant::now();
+    let c = st.collection(&name)?;
+    let up = read_multipart(mp).await?;
+    let body = form_to_search_body(&up.fields)?;
+    let spec = search_spec(&c, &body)?;
+    let (file, bytes) = up.image.ok_or_else(|| ApiError::bad_request("missing multipart file field 'image'"))?;
+    let extractors = st.extractors(&c).await?;
+    let st2 = st.clone();
+    let feature = spec.feature.clone();
+    let vector = tokio::task::spawn_blocking(move || -> ApiResult<Vector> {
+        let (_, feats) = extract_upload(&st2, &file, &bytes, &extractors, Some(&feature))?;
+        let f =
+            feats.get(&feature).ok_or_else(|| ApiError::internal(format!("no extractor for feature '{feature}'")))?;
+        Ok(to_vector(&f.vector))
+    })
+    .await??;
+    run_search(c, spec, Query::Vector(vector), started).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddPath {
+    path: PathBuf,
+}
+
+/// `POST /api/collections/{name}/images`: multipart upload (`image`, optional `label`) or JSON
+/// `{"path": "..."}` naming a file or folder under a configured `--root`. A folder starts a
+/// background indexing job (202 + job URL). Needs the API key when one is set.
+pub async fn add_images(
+    State(st): AppStateRef,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    req: Request,
+) -> ApiResult<Response> {
+    // Read the (size-limited) body before answering, even a 401: a client still sending its
+    // upload would otherwise see a broken connection instead of the error.
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, st.max_body).await.map_err(|e| {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("request body over {} bytes: {e}", st.max_body))
+    })?;
+    st.check_write(&headers)?;
+    let req = Request::from_parts(parts, axum::body::Body::from(bytes));
+    let ctype = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if ctype.starts_with("multipart/form-data") {
+        let mp = Multipart::from_request(req, &()).await.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+        add_upload(st, &name, mp).await
+    } else {
+        let Json(body) = Json::<AddPath>::from_request(req, &()).await.map_err(json_rejection)?;
+        add_path(st, &name, body.path).await
+    }
+}
+
+async fn add_upload(st: Arc<AppState>, name: &str, mp: Multipart) -> ApiResult<Response> {
+    let up = read_multipart(mp).await?;
+    let mut label = None;
+    for (k, v) in &up.fields {
+        match k.as_str() {
+            "label" if !v.trim().is_empty() => label = Some(v.trim().to_string()),
+            "label" => {}
+            other => return Err(ApiError::bad_request(format!("unknown form field '{other}'"))),
+        }
+    }
+    let (file, bytes) = up.image.ok_or_else(|| ApiError::bad_request("missing multipart file field 'image'"))?;
+    let c = st.collection_or_create(name).await?;
+    let extractors = st.extractors(&c).await?;
+    let st2 = st.clone();
+    let rec = tokio::task::spawn_blocking(move || -> ApiResult<Value> {
+        let (img, feats) = extract_upload(&st2, &file, &bytes, &extractors, None)?;
+        let ext = match img.format.as_str() {
+            "jpeg" => "jpg",
+            "tiff" => "tif",
+            f => f,
+        };
+        let dest = st2.upload_dir.join(format!("{:016x}.{ext}", fnv1a(&bytes)));
+        if !dest.exists() {
+            let tmp = dest.with_extension("tmp");
+            std::fs::write(&tmp, &bytes)
+                .and_then(|_| std::fs::rename(&tmp, &dest))
+                .map_err(|e| ApiError::internal(format!("cannot store upload: {e}")))?;
+        }
+        let meta = std::fs::metadata(&dest).map_err(|e| ApiError::internal(e.to_string()))?;
+        let (size, mtime_ns) = crate::walk::size_and_mtime(&meta);
+        let facts = FileFacts { root: Some(st2.upload_dir.clone()), path: dest.clone(), label, size, mtime_ns };
+        let image = features::pipeline::ImageRecord {
+            path: dest,
+            width: img.width,
+            height: img.height,
+            format: img.format.clone(),
+            features: feats,
+        };
+        let mut record = build_record(&facts, &image);
+        record.metadata.insert("original_name".into(), json!(file));
+        let id = record.id;
+        let meta = record.metadata.clone();
+        c.upsert(vec![record])?;
+        Ok(json!({"id": id.to_string(), "metadata": meta}))
+    })
+    .await??;
+    Ok((StatusCode::CREATED, Json(rec)).into_response())
+}
+
+async fn add_path(st: Arc<AppState>, name: &str, path: PathBuf) -> ApiResult<Response> {
+    if st.path_roots.is_empty() {
+        return Err(ApiError::forbidden(
+            "adding server-side paths is disabled: start the server with --root DIR to allow a folder",
+        ));
+    }
+    if !path.is_absolute() {
+        return Err(ApiError::bad_request(format!("path must be absolute: {}", path.display())));
+    }
+    let canon = path.canonicalize().map_err(|e| ApiError::not_found(format!("cannot open {}: {e}", path.display())))?;
+    let Some(root) = st.path_root_of(&canon).map(FsPath::to_path_buf) else {
+        return Err(ApiError::forbidden(format!("{} is outside the allowed folders", path.display())));
+    };
+    let c = st.collection_or_create(name).await?;
+    let extractors = st.extractors(&c).await?;
+    if canon.is_dir() {
+        let job = st.new_job(canon.clone(), name);
+        let id = job.lock().expect("lock").id;
+        let limits = st.limits.clone();
+        tokio::task::spawn_blocking(move || {
+            let progress = |p: IndexProgress| job.lock().expect("lock").progress = p;
+            let opts = IndexOptions { limits, ..Default::default() };
+            let stop = AtomicBool::new(false);
+            let res = index_roots(&c, &extractors, std::slice::from_ref(&canon), &opts, &progress, &stop);
+            let mut j = job.lock().expect("lock");
+            match res {
+                Ok(r) => {
+                    j.state = "done".into();
+                    j.report = Some(r);
+                }
+                Err(e) => {
+                    j.state = "failed".into();
+                    j.error = Some(format!("{e:#}"));
+                }
+            }
+        });
+        let body = json!({"job": id.to_string(), "status_url": format!("/api/jobs/{id}")});
+        return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
+    }
+    if !features::decode::is_image_path(&canon) {
+        return Err(ApiError::bad_request(format!("{} does not have an image file extension", path.display())));
+    }
+    let limits = st.limits.clone();
+    let rec = tokio::task::spawn_blocking(move || -> ApiResult<Value> {
+        let meta = std::fs::metadata(&canon).map_err(|e| ApiError::not_found(e.to_string()))?;
+        let (size, mtime_ns) = crate::walk::size_and_mtime(&meta);
+        let mut results = extract_many(std::slice::from_ref(&canon), &extractors, &limits, &|_| {});
+        let image = results.pop().ok_or_else(|| ApiError::internal("no extraction result"))??;
+        let facts =
+            FileFacts { label: crate::walk::label_for(&root, &canon), root: Some(root), path: canon, size, mtime_ns };
+        let record = build_record(&facts, &image);
+        let id = record.id;
+        let meta = record.metadata.clone();
+        c.upsert(vec![record])?;
+        Ok(json!({"id": id.to_string(), "metadata": meta}))
+    })
+    .await??;
+    Ok((StatusCode::CREATED, Json(rec)).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+/// Query string of `GET /records/{id}`.
+pub struct RecordQuery {
+    /// Include the stored vectors.
+    #[serde(default)]
+    vectors: bool,
+}
+
+/// `GET /api/collections/{name}/records/{id}[?vectors=true]`.
+pub async fn get_record(
+    State(st): AppStateRef,
+    Path((name, id)): Path<(String, String)>,
+    q: Result<UrlQuery<RecordQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let UrlQuery(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let id = parse_id_str(&id)?;
+    let c = st.collection(&name)?;
+    let rec = tokio::task::spawn_blocking(move || c.get(id)).await??;
+    let rec = rec.ok_or_else(|| ApiError::not_found(format!("no record with id {id} in collection '{name}'")))?;
+    let mut v = json!({"id": rec.id.to_string(), "metadata": rec.metadata, "thumb": format!("/thumb/{id}")});
+    if q.vectors {
+        v["vectors"] = serde_json::to_value(&rec.vectors).map_err(|e| ApiError::internal(e.to_string()))?;
+    }
+    Ok(Json(v))
+}
+
+/// `DELETE /api/collections/{name}/records/{id}`. Needs the API key when one is set.
+pub async fn delete_record(
+    State(st): AppStateRef,
+    Path((name, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    st.check_write(&headers)?;
+    let id = parse_id_str(&id)?;
+    let c = st.collection(&name)?;
+    let n = tokio::task::spawn_blocking(move || c.delete(&[id])).await??;
+    if n == 0 {
+        return Err(ApiError::not_found(format!("no record with id {id} in collection '{name}'")));
+    }
+    Ok(Json(json!({"deleted": n, "id": id.to_string()})))
+}
+
+/// `GET /api/jobs/{id}`: progress of a background indexing job.
+pub async fn get_job(State(st): AppStateRef, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let id: u64 = id.parse().map_err(|_| ApiError::bad_request(format!("bad job id '{id}'")))?;
+    let job = st.job(id).ok_or_else(|| ApiError::not_found(format!("no job {id}")))?;
+    let mut v = serde_json::to_value(&job).map_err(|e| ApiError::internal(e.to_string()))?;
+    v["id"] = json!(job.id.to_string());
+    Ok(Json(v))
+}

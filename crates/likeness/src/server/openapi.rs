@@ -1,0 +1,120 @@
+//! `GET /openapi.json`: an OpenAPI 3.1 description of every route.
+
+use axum::Json;
+use serde_json::{json, Value};
+
+fn err(desc: &str) -> Value {
+    json!({"description": desc, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
+}
+
+fn ok(desc: &str, schema: Value) -> Value {
+    json!({"description": desc, "content": {"application/json": {"schema": schema}}})
+}
+
+fn name_param() -> Value {
+    json!({"name": "name", "in": "path", "required": true, "schema": {"type": "string"}, "description": "Collection name (`images` by default)."})
+}
+
+fn id_param() -> Value {
+    json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^[0-9]+$"},
+           "description": "Record id (64-bit, as a decimal string)."})
+}
+
+/// The OpenAPI document.
+pub fn document() -> Value {
+    let search_results = json!({"$ref": "#/components/schemas/SearchResults"});
+    let write_note = "Needs the API key (header `x-api-key` or `Authorization: Bearer`) when the server has one.";
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "likeness",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Image similarity search over an embedded vector database. Errors are JSON objects \
+                            `{\"error\": \"...\"}` with a 4xx/5xx status. Ids are decimal strings.",
+        },
+        "paths": {
+            "/health": {"get": {"summary": "Liveness check", "responses": {"200": ok("Server is up", json!({"type": "object",
+                "properties": {"status": {"type": "string"}, "version": {"type": "string"}, "collections": {"type": "integer"}}}))}}},
+            "/openapi.json": {"get": {"summary": "This document", "responses": {"200": ok("OpenAPI document", json!({"type": "object"}))}}},
+            "/api/collections": {"get": {"summary": "List collections", "responses": {"200": ok("Collections",
+                json!({"type": "object", "properties": {"collections": {"type": "array", "items": {"$ref": "#/components/schemas/Collection"}},
+                       "default": {"type": "string"}}}))}}},
+            "/api/collections/{name}": {"get": {"summary": "One collection: count and vector fields", "parameters": [name_param()],
+                "responses": {"200": ok("The collection", json!({"$ref": "#/components/schemas/Collection"})), "404": err("Unknown collection")}}},
+            "/api/collections/{name}/labels": {"get": {"summary": "Distinct labels with counts", "parameters": [name_param()],
+                "responses": {"200": ok("Labels", json!({"type": "object", "properties": {"labels": {"type": "array", "items": {"type": "object",
+                    "properties": {"label": {"type": "string"}, "count": {"type": "integer"}}}}}})), "404": err("Unknown collection")}}},
+            "/api/collections/{name}/search": {"post": {
+                "summary": "Search by vector or by stored id (more like this; the record itself is excluded)",
+                "parameters": [name_param()],
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SearchBody"}}}},
+                "responses": {"200": ok("Ranked hits, closest first", search_results.clone()), "400": err("Bad parameters"),
+                              "404": err("Unknown collection or id"), "413": err("Body too large"), "422": err("Malformed body")}}},
+            "/api/collections/{name}/search/image": {"post": {
+                "summary": "Search by an uploaded image",
+                "parameters": [name_param()],
+                "requestBody": {"required": true, "content": {"multipart/form-data": {"schema": {"type": "object", "required": ["image"],
+                    "properties": {
+                        "image": {"type": "string", "format": "binary", "description": "JPEG, PNG, WebP, GIF, BMP or TIFF"},
+                        "feature": {"type": "string"}, "k": {"type": "integer"}, "threshold": {"type": "number"},
+                        "filter": {"type": "string", "description": "JSON filter, as in SearchBody.filter"}}}}}},
+                "responses": {"200": ok("Ranked hits, closest first", search_results), "400": err("Not an image, or bad parameters"),
+                              "404": err("Unknown collection"), "413": err("Body or image too large")}}},
+            "/api/collections/{name}/images": {"post": {
+                "summary": "Add an image: an upload, or a server-side file or folder under a --root folder",
+                "description": format!("A folder starts a background indexing job (202; poll `status_url`). \
+                    The collection is created with the server's features when missing. {write_note}"),
+                "parameters": [name_param()],
+                "requestBody": {"required": true, "content": {
+                    "multipart/form-data": {"schema": {"type": "object", "required": ["image"], "properties": {
+                        "image": {"type": "string", "format": "binary"}, "label": {"type": "string"}}}},
+                    "application/json": {"schema": {"type": "object", "required": ["path"], "properties": {
+                        "path": {"type": "string", "description": "Absolute path of a file or folder under a --root folder"}}}}}},
+                "responses": {
+                    "201": ok("Stored", json!({"type": "object", "properties": {"id": {"type": "string"}, "metadata": {"type": "object"}}})),
+                    "202": ok("Folder indexing started", json!({"type": "object", "properties": {"job": {"type": "string"}, "status_url": {"type": "string"}}})),
+                    "400": err("Not an image / bad request"), "401": err("Missing or wrong API key"),
+                    "403": err("Path outside the allowed folders, or path adds disabled"), "404": err("No such file"),
+                    "413": err("Body too large")}}},
+            "/api/collections/{name}/records/{id}": {
+                "get": {"summary": "A stored record", "parameters": [name_param(), id_param(),
+                        {"name": "vectors", "in": "query", "schema": {"type": "boolean"}, "description": "Include the vectors"}],
+                        "responses": {"200": ok("The record", json!({"$ref": "#/components/schemas/Record"})), "400": err("Bad id"), "404": err("Not found")}},
+                "delete": {"summary": "Delete a record", "description": write_note, "parameters": [name_param(), id_param()],
+                        "responses": {"200": ok("Deleted", json!({"type": "object", "properties": {"deleted": {"type": "integer"}, "id": {"type": "string"}}})),
+                                      "401": err("Missing or wrong API key"), "404": err("Not found")}}},
+            "/api/jobs/{id}": {"get": {"summary": "Progress of a folder indexing job", "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "responses": {"200": ok("Job", json!({"type": "object", "properties": {"id": {"type": "string"}, "state": {"enum": ["running", "done", "failed"]},
+                    "progress": {"type": "object"}, "report": {"type": ["object", "null"]}, "error": {"type": ["string", "null"]}}})), "404": err("No such job")}}},
+            "/thumb/{id}": {"get": {"summary": "JPEG thumbnail (at most 256 px) of a stored image", "parameters": [id_param()],
+                "responses": {"200": {"description": "Thumbnail", "content": {"image/jpeg": {}}}, "400": err("Bad id"),
+                              "403": err("File outside the indexed folders"), "404": err("No such record or file")}}},
+            "/": {"get": {"summary": "The web page", "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}}}},
+        },
+        "components": {"schemas": {
+            "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
+            "Collection": {"type": "object", "properties": {"name": {"type": "string"}, "count": {"type": "integer"},
+                "fields": {"type": "array", "items": {"type": "object", "properties": {"name": {"type": "string"}, "dim": {"type": "integer"},
+                    "metric": {"enum": ["l2", "cosine", "dot", "hamming"]}, "index": {"type": "string"}}}}}},
+            "SearchBody": {"type": "object", "additionalProperties": false, "properties": {
+                "vector": {"type": "array", "items": {"type": "number"}, "description": "Query vector; for hamming features the packed bytes (0..255)"},
+                "id": {"type": "string", "description": "Search by this stored record"},
+                "feature": {"type": "string", "description": "Vector field (default: cnn when present)"},
+                "k": {"type": "integer", "minimum": 1, "maximum": 10000, "description": "Results (default 10)"},
+                "threshold": {"type": "number", "description": "Range search: every hit with distance <= threshold"},
+                "filter": {"type": "object", "description": "e.g. {\"label\": \"cat\"}, {\"label\": {\"in\": [\"cat\",\"dog\"]}}, {\"width\": {\"gte\": 100}}, {\"path\": {\"prefix\": \"/p/\"}}, {\"and\": [...]}, {\"or\": [...]}, {\"not\": {...}}"},
+                "include_vectors": {"type": "boolean"}}},
+            "Hit": {"type": "object", "properties": {"id": {"type": "string"}, "distance": {"type": "number"}, "path": {"type": ["string", "null"]},
+                "label": {"type": ["string", "null"]}, "thumb": {"type": "string"}, "metadata": {"type": "object"}}},
+            "SearchResults": {"type": "object", "properties": {"collection": {"type": "string"}, "feature": {"type": "string"},
+                "took_ms": {"type": "number"}, "results": {"type": "array", "items": {"$ref": "#/components/schemas/Hit"}}}},
+            "Record": {"type": "object", "properties": {"id": {"type": "string"}, "metadata": {"type": "object"}, "thumb": {"type": "string"},
+                "vectors": {"type": "object"}}},
+        }},
+    })
+}
+
+/// `GET /openapi.json`.
+pub async fn handler() -> Json<Value> {
+    Json(document())
+}

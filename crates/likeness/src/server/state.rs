@@ -1,0 +1,247 @@
+//! What the server's handlers share: the database, feature extractors per collection,
+//! allowed folders, background indexing jobs.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use anyhow::{Context, Result};
+use axum::http::HeaderMap;
+use features::decode::DecodeLimits;
+use features::FeatureExtractor;
+use serde::Serialize;
+use vecdb::{Collection, Database};
+
+use super::error::{ApiError, ApiResult};
+use super::Args;
+use crate::catalog::{self, meta_str};
+use crate::indexer::{IndexProgress, IndexReport};
+
+/// The extractors of one collection, in schema order.
+pub type Extractors = Arc<Vec<Box<dyn FeatureExtractor>>>;
+
+/// Labels of a collection with their counts, and the record count they were computed at.
+type LabelCache = (usize, Vec<(String, usize)>);
+
+/// Shared server state.
+pub struct AppState {
+    /// The database.
+    pub db: Arc<Database>,
+    /// The collection the web page starts with.
+    pub default_collection: String,
+    /// Required for writes, when set.
+    pub api_key: Option<String>,
+    /// Folders server-side path adds may read (canonical).
+    pub path_roots: Vec<PathBuf>,
+    /// Folders thumbnails may be read from (canonical): `path_roots`, indexed roots, uploads.
+    pub thumb_roots: RwLock<Vec<PathBuf>>,
+    /// Uploaded images are stored here.
+    pub upload_dir: PathBuf,
+    /// Thumbnail cache.
+    pub thumb_dir: PathBuf,
+    /// Features for collections created by the API.
+    pub new_features: Vec<String>,
+    /// Model directory for the CNN.
+    pub model_dir: Option<PathBuf>,
+    /// Decoder guards.
+    pub limits: DecodeLimits,
+    /// Largest accepted request body, in bytes.
+    pub max_body: usize,
+    extractors: Mutex<HashMap<String, Extractors>>,
+    labels: Mutex<HashMap<String, LabelCache>>,
+    jobs: Mutex<BTreeMap<u64, Arc<Mutex<Job>>>>,
+}
+
+/// A background indexing job started by adding a server-side folder.
+#[derive(Debug, Clone, Serialize)]
+pub struct Job {
+    /// Job id.
+    pub id: u64,
+    /// The folder being indexed.
+    pub path: PathBuf,
+    /// The collection.
+    pub collection: String,
+    /// `running`, `done` or `failed`.
+    pub state: String,
+    /// Progress so far.
+    pub progress: IndexProgress,
+    /// The final report, when done.
+    pub report: Option<IndexReport>,
+    /// Why it failed, when it did.
+    pub error: Option<String>,
+}
+
+impl AppState {
+    /// Build the state for `args` over an opened database.
+    pub fn new(db: Arc<Database>, args: &Args) -> Result<Arc<AppState>> {
+        let files = args.files_dir.clone().unwrap_or_else(|| db.path().join("likeness-files"));
+        let upload_dir = files.join("uploads");
+        let thumb_dir = files.join("thumbs");
+        for d in [&upload_dir, &thumb_dir] {
+            std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
+        }
+        let upload_dir = upload_dir.canonicalize()?;
+        let path_roots = args.roots.iter().map(|r| crate::walk::canonical_dir(r)).collect::<Result<Vec<_>>>()?;
+        let mut thumb_roots: BTreeSet<PathBuf> = path_roots.iter().cloned().collect();
+        thumb_roots.insert(upload_dir.clone());
+        thumb_roots.extend(indexed_roots(&db));
+        let new_features = catalog::parse_feature_list(&args.features)?;
+        Ok(Arc::new(AppState {
+            db,
+            default_collection: args.collection.clone(),
+            api_key: args.api_key.clone().filter(|k| !k.is_empty()),
+            path_roots,
+            thumb_roots: RwLock::new(thumb_roots.into_iter().collect()),
+            upload_dir,
+            thumb_dir,
+            new_features,
+            model_dir: args.model_dir.clone(),
+            limits: DecodeLimits::default(),
+            max_body: args.max_body,
+            extractors: Mutex::new(HashMap::new()),
+            labels: Mutex::new(HashMap::new()),
+            jobs: Mutex::new(BTreeMap::new()),
+        }))
+    }
+
+    /// Refuse a write without the right API key (when one is configured).
+    pub fn check_write(&self, headers: &HeaderMap) -> ApiResult<()> {
+        let Some(key) = &self.api_key else { return Ok(()) };
+        let given = headers.get("x-api-key").and_then(|v| v.to_str().ok()).or_else(|| {
+            headers
+                .get(axum::http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        });
+        match given {
+            Some(g) if constant_time_eq(g.trim().as_bytes(), key.as_bytes()) => Ok(()),
+            Some(_) => Err(ApiError::new(axum::http::StatusCode::UNAUTHORIZED, "wrong API key")),
+            None => Err(ApiError::new(
+                axum::http::StatusCode::UNAUTHORIZED,
+                "this server needs an API key for writes: send header 'x-api-key: KEY' or 'Authorization: Bearer KEY'",
+            )),
+        }
+    }
+
+    /// An existing collection, or 404.
+    pub fn collection(&self, name: &str) -> ApiResult<Arc<Collection>> {
+        Ok(self.db.collection(name)?)
+    }
+
+    /// The collection, created with the server's features when missing.
+    pub async fn collection_or_create(self: &Arc<Self>, name: &str) -> ApiResult<Arc<Collection>> {
+        if let Ok(c) = self.db.collection(name) {
+            return Ok(c);
+        }
+        let this = self.clone();
+        let name = name.to_string();
+        tokio::task::spawn_blocking(move || -> ApiResult<Arc<Collection>> {
+            let ex = catalog::build_extractors(&this.new_features, this.model_dir.as_deref())?;
+            let schema = catalog::schema_for(&ex, "Flat");
+            match this.db.create_collection(&name, schema) {
+                Ok(c) => {
+                    this.extractors.lock().expect("lock").insert(name, Arc::new(ex));
+                    Ok(c)
+                }
+                Err(vecdb::Error::CollectionExists(_)) => Ok(this.db.collection(&name)?),
+                Err(e) => Err(e.into()),
+            }
+        })
+        .await?
+    }
+
+    /// The extractors for a collection's fields (built once; the CNN loads its model).
+    pub async fn extractors(self: &Arc<Self>, coll: &Arc<Collection>) -> ApiResult<Extractors> {
+        if let Some(e) = self.extractors.lock().expect("lock").get(coll.name()) {
+            return Ok(e.clone());
+        }
+        let this = self.clone();
+        let coll = coll.clone();
+        tokio::task::spawn_blocking(move || -> ApiResult<Extractors> {
+            let names = catalog::field_names(&coll);
+            let ex: Extractors = Arc::new(catalog::build_extractors(&names, this.model_dir.as_deref())?);
+            this.extractors.lock().expect("lock").insert(coll.name().to_string(), ex.clone());
+            Ok(ex)
+        })
+        .await?
+    }
+
+    /// Distinct labels of a collection with their counts (cached until the count changes).
+    pub fn labels(&self, coll: &Collection) -> Vec<(String, usize)> {
+        let count = coll.count();
+        if let Some((c, l)) = self.labels.lock().expect("lock").get(coll.name()) {
+            if *c == count {
+                return l.clone();
+            }
+        }
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        for id in coll.ids() {
+            if let Some(m) = coll.get_metadata(id) {
+                if let Some(l) = meta_str(&m, "label") {
+                    *counts.entry(l.to_string()).or_default() += 1;
+                }
+            }
+        }
+        let out: Vec<(String, usize)> = counts.into_iter().collect();
+        self.labels.lock().expect("lock").insert(coll.name().to_string(), (count, out.clone()));
+        out
+    }
+
+    /// True when `path` (canonical) lies under a folder thumbnails may be read from.
+    pub fn thumb_allowed(&self, path: &Path) -> bool {
+        self.thumb_roots.read().expect("lock").iter().any(|r| path.starts_with(r))
+    }
+
+    /// The configured root `path` (canonical) lies under, if any.
+    pub fn path_root_of(&self, path: &Path) -> Option<&Path> {
+        self.path_roots.iter().find(|r| path.starts_with(r)).map(PathBuf::as_path)
+    }
+
+    /// Register a new background job.
+    pub fn new_job(&self, path: PathBuf, collection: &str) -> Arc<Mutex<Job>> {
+        let mut jobs = self.jobs.lock().expect("lock");
+        let id = jobs.keys().next_back().map_or(1, |k| k + 1);
+        let job = Arc::new(Mutex::new(Job {
+            id,
+            path,
+            collection: collection.to_string(),
+            state: "running".into(),
+            progress: IndexProgress::default(),
+            report: None,
+            error: None,
+        }));
+        jobs.insert(id, job.clone());
+        job
+    }
+
+    /// A job's current status.
+    pub fn job(&self, id: u64) -> Option<Job> {
+        self.jobs.lock().expect("lock").get(&id).map(|j| j.lock().expect("lock").clone())
+    }
+}
+
+/// Distinct `root` values stored in the database's records.
+fn indexed_roots(db: &Database) -> BTreeSet<PathBuf> {
+    let mut roots = BTreeSet::new();
+    for name in db.collection_names() {
+        let Ok(c) = db.collection(&name) else { continue };
+        for id in c.ids() {
+            if let Some(r) = c.get_metadata(id).as_ref().and_then(|m| meta_str(m, "root").map(PathBuf::from)) {
+                if !roots.contains(&r) {
+                    if let Ok(canon) = r.canonicalize() {
+                        roots.insert(canon);
+                    }
+                    roots.insert(r);
+                }
+            }
+        }
+    }
+    roots
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

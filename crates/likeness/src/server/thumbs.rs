@@ -1,0 +1,87 @@
+//! `GET /thumb/{id}`: a JPEG thumbnail (at most 256 px a side) of a stored image, generated on
+//! first request and cached on disk. Only files under the allowed folders are ever read:
+//! the stored path is canonicalized (resolving `..` and symbolic links) and checked first.
+
+use std::io::Cursor;
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use image::codecs::jpeg::JpegEncoder;
+
+use super::error::{ApiError, ApiResult};
+use super::state::AppState;
+use crate::catalog::meta_str;
+
+/// Longest side of a thumbnail, in pixels.
+pub const THUMB_SIZE: u32 = 256;
+
+/// `GET /thumb/{id}`.
+pub async fn handler(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> ApiResult<Response> {
+    let id: u64 = id.trim().parse().map_err(|_| ApiError::bad_request(format!("bad id '{id}'")))?;
+    let jpeg = tokio::task::spawn_blocking(move || thumbnail(&st, id)).await??;
+    Ok(([(header::CONTENT_TYPE, "image/jpeg"), (header::CACHE_CONTROL, "public, max-age=3600")], jpeg).into_response())
+}
+
+/// The stored path of record `id`, looked up in the default collection first, then the others.
+fn find_path(st: &AppState, id: u64) -> Option<(String, u64)> {
+    let mut names = st.db.collection_names();
+    names.sort_by_key(|n| *n != st.default_collection);
+    names.iter().find_map(|n| {
+        let c = st.db.collection(n).ok()?;
+        let m = c.get_metadata(id)?;
+        let mtime = m.get("mtime_ns").and_then(|v| v.as_u64()).unwrap_or(0);
+        meta_str(&m, "path").map(|p| (p.to_string(), mtime))
+    })
+}
+
+fn thumbnail(st: &AppState, id: u64) -> ApiResult<Vec<u8>> {
+    let (path, mtime) = find_path(st, id).ok_or_else(|| ApiError::not_found(format!("no record with id {id}")))?;
+    let canon = FsPath::new(&path)
+        .canonicalize()
+        .map_err(|_| ApiError::not_found(format!("the image of record {id} is no longer on disk")))?;
+    if !st.thumb_allowed(&canon) {
+        return Err(ApiError::forbidden(format!("the image of record {id} is outside the indexed folders")));
+    }
+    let cached: PathBuf = st.thumb_dir.join(format!("{id:016x}-{mtime:x}.jpg"));
+    if let Ok(bytes) = std::fs::read(&cached) {
+        return Ok(bytes);
+    }
+    let img = features::decode::load_image(&canon, &st.limits)?;
+    let small = image::imageops::thumbnail(&img.image, fit(img.width, img.height).0, fit(img.width, img.height).1);
+    let mut out = Cursor::new(Vec::new());
+    small
+        .write_with_encoder(JpegEncoder::new_with_quality(&mut out, 82))
+        .map_err(|e| ApiError::internal(format!("cannot encode thumbnail: {e}")))?;
+    let bytes = out.into_inner();
+    let tmp = cached.with_extension(format!("tmp{}", std::process::id()));
+    if std::fs::write(&tmp, &bytes).is_ok() {
+        std::fs::rename(&tmp, &cached).ok();
+    }
+    Ok(bytes)
+}
+
+/// Thumbnail size keeping the aspect ratio, longest side at most [`THUMB_SIZE`], never upscaled.
+pub fn fit(w: u32, h: u32) -> (u32, u32) {
+    let long = w.max(h).max(1);
+    if long <= THUMB_SIZE {
+        return (w.max(1), h.max(1));
+    }
+    let scale = THUMB_SIZE as f64 / long as f64;
+    (((w as f64 * scale).round() as u32).max(1), ((h as f64 * scale).round() as u32).max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fit;
+
+    #[test]
+    fn thumbnails_keep_aspect_and_never_upscale() {
+        assert_eq!(fit(512, 256), (256, 128));
+        assert_eq!(fit(300, 451), (170, 256));
+        assert_eq!(fit(100, 50), (100, 50));
+        assert_eq!(fit(10000, 1), (256, 1));
+    }
+}

@@ -1,0 +1,26 @@
+//! The web page at `/`: plain HTML, CSS and JavaScript embedded in the binary.
+
+use axum::http::header;
+use axum::response::{Html, IntoResponse};
+
+/// The page.
+pub const INDEX_HTML: &str = include_str!("../web/index.html");
+/// Its script.
+pub const APP_JS: &str = include_str!("../web/app.js");
+/// Its style sheet.
+pub const APP_CSS: &str = include_str!("../web/app.css");
+
+/// `GET /`.
+pub async fn index() -> Html<&'static str> {
+    Html(INDEX_HTML)
+}
+
+/// `GET /app.js`.
+pub async fn script() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], APP_JS)
+}
+
+/// `GET /app.css`.
+pub async fn style() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], APP_CSS)
+}

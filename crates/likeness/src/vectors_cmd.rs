@@ -1,0 +1,230 @@
+//! `likeness vectors import|search`: raw vectors in and out of a collection (for benchmarks
+//! and for users who compute their own embeddings). Files: `.npy` (2-D float) and `.fvecs`.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use serde_json::json;
+use vecdb::{CollectionSchema, Database, Metric, Query, Record, SearchParams, SearchRequest, Vector, VectorField};
+
+use crate::datasets::{self, Matrix};
+
+/// `likeness vectors ...` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum VectorsCommand {
+    /// Import vectors from a .npy or .fvecs file (ids = row numbers + --start-id).
+    Import(ImportArgs),
+    /// Search a collection with the query vectors of a .npy or .fvecs file.
+    Search(SearchArgs),
+}
+
+/// Arguments of `likeness vectors import`.
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// The vectors (.npy 2-D float32/float64, or .fvecs).
+    pub file: PathBuf,
+    /// Database directory (created if missing).
+    #[arg(long)]
+    pub db: PathBuf,
+    /// Collection (created if missing with one field of the file's dimension).
+    #[arg(long)]
+    pub collection: String,
+    /// Vector field name.
+    #[arg(long, default_value = "vector")]
+    pub field: String,
+    /// Metric of a new collection: l2, cosine, dot.
+    #[arg(long, default_value = "l2")]
+    pub metric: Metric,
+    /// Index factory spec of a new collection, e.g. Flat, HNSW32, IVF256,PQ16.
+    #[arg(long, default_value = "Flat")]
+    pub index: String,
+    /// Id of the first row.
+    #[arg(long, default_value_t = 0)]
+    pub start_id: u64,
+    /// Import only the first N rows.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Rows per durable batch.
+    #[arg(long, default_value_t = 10_000)]
+    pub batch: usize,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `likeness vectors search`.
+#[derive(Debug, clap::Args)]
+pub struct SearchArgs {
+    /// Query vectors (.npy or .fvecs).
+    pub queries: PathBuf,
+    /// Database directory.
+    #[arg(long)]
+    pub db: PathBuf,
+    /// Collection.
+    #[arg(long)]
+    pub collection: String,
+    /// Vector field (default: the collection's first).
+    #[arg(long)]
+    pub field: Option<String>,
+    /// Results per query.
+    #[arg(short, long, default_value_t = 10)]
+    pub k: usize,
+    /// Range search radius instead of top-k.
+    #[arg(long)]
+    pub threshold: Option<f32>,
+    /// Use only the first N queries.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// HNSW candidate list size.
+    #[arg(long)]
+    pub ef: Option<usize>,
+    /// IVF lists probed.
+    #[arg(long)]
+    pub nprobe: Option<usize>,
+    /// Ground-truth neighbours (.ivecs) to report recall@k against.
+    #[arg(long)]
+    pub ground_truth: Option<PathBuf>,
+    /// Print the result ids as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Run a `likeness vectors` subcommand.
+pub fn run(cmd: &VectorsCommand) -> Result<()> {
+    match cmd {
+        VectorsCommand::Import(a) => import(a),
+        VectorsCommand::Search(a) => search(a),
+    }
+}
+
+/// Read a 2-D float matrix by file extension.
+pub fn read_matrix(path: &Path) -> Result<Matrix<f32>> {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    Ok(match ext.as_str() {
+        "npy" => datasets::read_npy_f32(path)?,
+        "fvecs" => datasets::read_fvecs(path)?,
+        other => bail!("{}: unsupported vector file type '.{other}' (expected .npy or .fvecs)", path.display()),
+    })
+}
+
+fn import(a: &ImportArgs) -> Result<()> {
+    if a.metric == Metric::Hamming {
+        bail!("vectors import reads float vectors; hamming collections take bit vectors (use the library API)");
+    }
+    let mut m = read_matrix(&a.file)?;
+    if let Some(n) = a.limit {
+        m = m.head(n);
+    }
+    if m.rows == 0 {
+        bail!("{} holds no vectors", a.file.display());
+    }
+    let db = Database::open(&a.db)?;
+    let coll = if db.collection_names().contains(&a.collection) {
+        let c = db.collection(&a.collection)?;
+        let f = c
+            .schema()
+            .fields
+            .iter()
+            .find(|f| f.name == a.field)
+            .with_context(|| format!("collection '{}' has no field '{}'", a.collection, a.field))?;
+        if f.dim != m.cols {
+            bail!("{} has {}-d vectors but field '{}' holds {}-d ones", a.file.display(), m.cols, a.field, f.dim);
+        }
+        c
+    } else {
+        let schema = CollectionSchema { fields: vec![VectorField::new(&a.field, m.cols, a.metric, &a.index)] };
+        db.create_collection(&a.collection, schema)?
+    };
+    let start = Instant::now();
+    for (b, rows) in (0..m.rows).collect::<Vec<_>>().chunks(a.batch.max(1)).enumerate() {
+        let recs: Vec<Record> = rows
+            .iter()
+            .map(|&i| {
+                Record::new(a.start_id + i as u64).with_vector(a.field.as_str(), Vector::Dense(m.row(i).to_vec()))
+            })
+            .collect();
+        coll.upsert(recs).with_context(|| format!("storing batch {b}"))?;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let rate = m.rows as f64 / secs.max(1e-9);
+    if a.json {
+        println!(
+            "{}",
+            json!({"imported": m.rows, "dim": m.cols, "seconds": secs, "vectors_per_second": rate, "count": coll.count()})
+        );
+    } else {
+        println!(
+            "imported {} vectors of dim {} into '{}' in {:.2} s ({:.0} vectors/s); collection now holds {}",
+            m.rows,
+            m.cols,
+            a.collection,
+            secs,
+            rate,
+            coll.count()
+        );
+    }
+    Ok(())
+}
+
+fn search(a: &SearchArgs) -> Result<()> {
+    let mut q = read_matrix(&a.queries)?;
+    if let Some(n) = a.limit {
+        q = q.head(n);
+    }
+    let db = Database::open(&a.db)?;
+    let coll = crate::catalog::open_collection(&db, &a.collection)?;
+    let field = match &a.field {
+        Some(f) => f.clone(),
+        None => coll.schema().fields[0].name.clone(),
+    };
+    let params = SearchParams { ef: a.ef, nprobe: a.nprobe, ..Default::default() };
+    let reqs: Vec<SearchRequest> = (0..q.rows)
+        .map(|i| {
+            let mut r = SearchRequest::new(field.as_str(), Query::Vector(Vector::Dense(q.row(i).to_vec())), a.k);
+            r.threshold = a.threshold;
+            r.include_metadata = false;
+            r.params = params.clone();
+            r
+        })
+        .collect();
+    let start = Instant::now();
+    let hits = coll.search_batch(&reqs)?;
+    let secs = start.elapsed().as_secs_f64();
+    let qps = q.rows as f64 / secs.max(1e-9);
+    let recall = match &a.ground_truth {
+        Some(gt) => {
+            let gt = datasets::read_ivecs(gt)?;
+            if gt.rows < q.rows {
+                bail!("ground truth has {} rows for {} queries", gt.rows, q.rows);
+            }
+            let mut found = 0usize;
+            let mut total = 0usize;
+            for (i, h) in hits.iter().enumerate() {
+                let truth: Vec<u64> = gt.row(i).iter().take(a.k).map(|&x| x as u64).collect();
+                total += truth.len();
+                found += h.iter().filter(|x| truth.contains(&x.id)).count();
+            }
+            Some(found as f64 / total.max(1) as f64)
+        }
+        None => None,
+    };
+    if a.json {
+        let ids: Vec<Vec<(u64, f32)>> = hits.iter().map(|h| h.iter().map(|x| (x.id, x.distance)).collect()).collect();
+        println!("{}", json!({"queries": q.rows, "seconds": secs, "qps": qps, "recall": recall, "results": ids}));
+    } else {
+        for (i, h) in hits.iter().enumerate().take(10) {
+            let row: Vec<String> = h.iter().map(|x| format!("{}:{:.4}", x.id, x.distance)).collect();
+            println!("query {i}: {}", row.join(" "));
+        }
+        if hits.len() > 10 {
+            println!("… {} more queries", hits.len() - 10);
+        }
+        print!("{} queries in {:.3} s ({:.0} queries/s)", q.rows, secs, qps);
+        match recall {
+            Some(r) => println!(", recall@{} {:.4}", a.k, r),
+            None => println!(),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,564 @@
+//! End-to-end tests of the `likeness` command line on real photos.
+//!
+//! Most tests use the fast `color,phash` features; the CNN tests need the model in
+//! `$LIKENESS_MODEL_DIR` (scripts/test.sh fetches it).
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use common::*;
+use serde_json::Value;
+
+fn results(v: &Value) -> &Vec<Value> {
+    v["results"].as_array().expect("results array")
+}
+
+#[test]
+fn index_is_incremental_and_prunes_deleted_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("photos");
+    let files = photo_tree(&root);
+    let db = tmp.path().join("db");
+    let args = ["index", s(&root), "--db", s(&db), "--features", "color,phash", "--json"];
+
+    let first = run_json(&args);
+    assert_eq!(first["found"], files.len());
+    assert_eq!(first["added"], files.len());
+    assert_eq!(first["failed"].as_array().unwrap().len(), 0, "{first}");
+
+    // Nothing changed: nothing is embedded again.
+    let second = run_json(&args);
+    assert_eq!(second["added"], 0);
+    assert_eq!(second["updated"], 0);
+    assert_eq!(second["unchanged"], files.len());
+
+    // A changed file is re-embedded; a deleted one is pruned only with --prune.
+    let changed = root.join("animals/horse.png");
+    edited_copy(&photo("horse.png"), "bright", &changed);
+    std::fs::remove_file(root.join("textures/gravel.png")).unwrap();
+    let third = run_json(&args);
+    assert_eq!((third["updated"].as_u64(), third["pruned"].as_u64()), (Some(1), Some(0)), "{third}");
+    let mut prune = args.to_vec();
+    prune.push("--prune");
+    let fourth = run_json(&prune);
+    assert_eq!((fourth["updated"].as_u64(), fourth["pruned"].as_u64()), (Some(0), Some(1)), "{fourth}");
+
+    let info = run_json(&["db", "info", s(&db), "--json"]);
+    let coll = &info["collections"][0];
+    assert_eq!(coll["name"], "images");
+    assert_eq!(coll["count"], files.len() - 1);
+    let fields: Vec<(&str, u64, &str)> = coll["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["name"].as_str().unwrap(), f["dim"].as_u64().unwrap(), f["metric"].as_str().unwrap()))
+        .collect();
+    assert_eq!(fields.len(), 2);
+    assert!(fields.contains(&("phash", 64, "hamming")), "{fields:?}");
+    assert!(fields.iter().any(|f| f.0 == "color" && f.2 == "l2"), "{fields:?}");
+    assert!(info["disk_bytes"].as_u64().unwrap() > 0);
+    let human = run_ok(&["db", "info", s(&db)]);
+    assert!(human.contains("collection 'images'") && human.contains("phash"), "{human}");
+
+    // Metadata: path, ImageFolder label, size, dimensions, format.
+    let out = run_json(&["search", s(&root.join("animals/chelsea.png")), "--db", s(&db), "-k", "1", "--json"]);
+    let hit = &results(&out[0])[0];
+    assert_eq!(file_name(result_path(hit)), "chelsea.png");
+    assert_eq!(hit["label"], "animals");
+}
+
+#[test]
+fn search_ranks_the_original_first_for_edited_copies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("photos");
+    photo_tree(&root);
+    let db = tmp.path().join("db");
+    run_json(&["index", s(&root), "--db", s(&db), "--features", "color,phash", "--json"]);
+    let queries = tmp.path().join("queries");
+    std::fs::create_dir_all(&queries).unwrap();
+    let originals = ["chelsea.png", "coffee.png", "astronaut.png", "rocket.jpg"];
+    let mut args: Vec<String> = vec!["search".into()];
+    let mut expect = Vec::new();
+    for (i, name) in originals.iter().enumerate() {
+        let edit = EDITS[i % EDITS.len()];
+        let q = queries.join(format!("{edit}-{name}.png"));
+        edited_copy(&photo(name), edit, &q);
+        args.push(q.to_string_lossy().into_owned());
+        expect.push((edit, *name));
+    }
+    for feature in ["phash", "color"] {
+        let mut a = args.clone();
+        a.extend(["--db", s(&db), "--feature", feature, "-k", "3", "--json"].map(String::from));
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        let out = run_json(&a);
+        let out = out.as_array().unwrap();
+        assert_eq!(out.len(), originals.len(), "one result list per query image (batch search)");
+        for (q, (edit, name)) in out.iter().zip(&expect) {
+            let rs = results(q);
+            assert_eq!(rs.len(), 3);
+            assert_eq!(
+                file_name(result_path(&rs[0])),
+                *name,
+                "{feature}: the {edit} copy of {name} should find its original first: {q}"
+            );
+            let d: Vec<f64> = rs.iter().map(|r| r["distance"].as_f64().unwrap()).collect();
+            assert!(d.windows(2).all(|w| w[0] <= w[1]), "sorted by distance: {d:?}");
+        }
+    }
+    // Human output names the files.
+    let text = run_ok(&["search", &args[1], "--db", s(&db), "--feature", "phash", "-k", "2"]);
+    assert!(text.contains("chelsea.png"), "{text}");
+}
+
+#[test]
+fn range_search_filters_and_more_like_this() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("photos");
+    photo_tree(&root);
+    // Two planted copies of the cat.
+    edited_copy(&photo("chelsea.png"), "q30", &root.join("animals/chelsea_q30.jpg"));
+    edited_copy(&photo("chelsea.png"), "half", &root.join("animals/chelsea_half.png"));
+    let db = tmp.path().join("db");
+    run_json(&["index", s(&root), "--db", s(&db), "--features", "color,phash", "--json"]);
+    let cat = root.join("animals/chelsea.png");
+
+    // Range search: every hit within the threshold, the copies included, sorted.
+    let out = run_json(&["search", s(&cat), "--db", s(&db), "--feature", "phash", "--threshold", "10", "--json"]);
+    let rs = results(&out[0]);
+    let names: BTreeSet<String> = rs.iter().map(|r| file_name(result_path(r))).collect();
+    for n in ["chelsea.png", "chelsea_q30.jpg", "chelsea_half.png"] {
+        assert!(names.contains(n), "range search should return {n}: {names:?}");
+    }
+    assert!(rs.iter().all(|r| r["distance"].as_f64().unwrap() <= 10.0));
+    assert!(rs.len() < 10, "a tight threshold excludes the unrelated photos: {names:?}");
+    // With -k too: at most k within the threshold.
+    let out =
+        run_json(&["search", s(&cat), "--db", s(&db), "--feature", "phash", "--threshold", "10", "-k", "2", "--json"]);
+    assert_eq!(results(&out[0]).len(), 2);
+
+    // Filters are applied during the search: k results even though most records are excluded.
+    let out = run_json(&["search", s(&cat), "--db", s(&db), "--filter", "label=textures", "-k", "3", "--json"]);
+    let rs = results(&out[0]);
+    assert_eq!(rs.len(), 3);
+    assert!(rs.iter().all(|r| r["label"] == "textures"), "{rs:?}");
+    let out = run_json(&["search", s(&cat), "--db", s(&db), "--filter", "label in space,people", "-k", "10", "--json"]);
+    let labels: BTreeSet<&str> = results(&out[0]).iter().map(|r| r["label"].as_str().unwrap()).collect();
+    assert_eq!(labels, BTreeSet::from(["people", "space"]));
+    let out = run_json(&["search", s(&cat), "--db", s(&db), "--filter", "width>=500 and label=animals", "--json"]);
+    for r in results(&out[0]) {
+        assert_eq!(r["label"], "animals");
+        assert_ne!(file_name(result_path(r)), "chelsea_half.png", "the half-size copy is narrower than 500 px");
+    }
+
+    // More like this: by stored id, the record itself excluded.
+    let out = run_json(&["search", s(&cat), "--db", s(&db), "-k", "1", "--json"]);
+    let id = results(&out[0])[0]["id"].as_u64().unwrap();
+    let out = run_json(&["search", "--id", &id.to_string(), "--db", s(&db), "--feature", "phash", "-k", "2", "--json"]);
+    let rs = results(&out[0]);
+    assert!(rs.iter().all(|r| r["id"].as_u64() != Some(id)));
+    assert!(file_name(result_path(&rs[0])).starts_with("chelsea_"), "{rs:?}");
+
+    // Clear errors.
+    let e = run_err(&["search", s(&cat), "--db", s(&db), "--filter", "=cat"]);
+    assert!(e.contains("filter"), "{e}");
+    let e = run_err(&["search", s(&cat), "--db", s(&db), "--collection", "nope"]);
+    assert!(e.contains("nope") && e.contains("images"), "{e}");
+    let e = run_err(&["search", s(&cat), "--db", s(&db), "--feature", "texture"]);
+    assert!(e.contains("texture"), "{e}");
+    let e = run_err(&["search", s(&root.join("missing.png")), "--db", s(&db)]);
+    assert!(e.contains("missing.png"), "{e}");
+}
+
+#[test]
+fn dedup_finds_planted_duplicates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("photos");
+    photo_tree(&root);
+    let planted =
+        [("chelsea.png", "animals"), ("coffee.png", "objects"), ("astronaut.png", "people"), ("rocket.jpg", "objects")];
+    let mut expected: Vec<BTreeSet<String>> = Vec::new();
+    for (i, (name, label)) in planted.iter().enumerate() {
+        let stem = Path::new(name).file_stem().unwrap().to_string_lossy().into_owned();
+        // pHash is not crop-robust (see docs/app.md): crops are left to the CNN test.
+        let edits = ["q30", "half", "bright"];
+        let e1 = edits[i % edits.len()];
+        let e2 = edits[(i + 1) % edits.len()];
+        let c1 = format!("{stem}_{e1}.{}", if e1 == "q30" { "jpg" } else { "png" });
+        let c2 = format!("{stem}_{e2}.{}", if e2 == "q30" { "jpg" } else { "png" });
+        edited_copy(&photo(name), e1, &root.join(label).join(&c1));
+        edited_copy(&photo(name), e2, &root.join(label).join(&c2));
+        expected.push([name.to_string(), c1, c2].into_iter().collect());
+    }
+    let db = tmp.path().join("db");
+    run_json(&["index", s(&root), "--db", s(&db), "--features", "color,phash", "--json"]);
+    let out = run_json(&["dedup", "--db", s(&db), "--feature", "phash", "--json"]);
+    let groups: Vec<BTreeSet<String>> = out["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["paths"].as_array().unwrap().iter().map(|p| file_name(p.as_str().unwrap())).collect())
+        .collect();
+    for e in &expected {
+        assert!(groups.contains(e), "expected group {e:?} in {groups:?}");
+    }
+    assert_eq!(groups.len(), expected.len(), "no false groups at the default threshold: {groups:?}");
+    assert_eq!(out["feature"], "phash");
+    let text = run_ok(&["dedup", "--db", s(&db), "--feature", "phash"]);
+    assert!(text.contains("4 groups"), "{text}");
+}
+
+#[test]
+fn bad_files_are_reported_while_the_rest_is_indexed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("photos");
+    add_photo(&root, "good", "chelsea.png", 640);
+    add_photo(&root, "good", "coffee.png", 640);
+    let bad = root.join("bad");
+    std::fs::create_dir_all(&bad).unwrap();
+    std::fs::write(bad.join("notes.jpg"), b"this is a text file, not a JPEG\n").unwrap();
+    std::fs::write(bad.join("empty.png"), b"").unwrap();
+    let jpg = std::fs::read(photo("rocket.jpg")).unwrap();
+    std::fs::write(bad.join("truncated.jpg"), &jpg[..jpg.len() / 3]).unwrap();
+    std::fs::write(root.join("README.txt"), b"not an image extension: ignored").unwrap();
+    let db = tmp.path().join("db");
+
+    let out = run_ok(&["index", s(&root), "--db", s(&db), "--features", "color,phash"]);
+    assert!(out.contains("2 new"), "{out}");
+    for name in ["notes.jpg", "empty.png"] {
+        assert!(out.contains(name), "{name} should be listed as failed:\n{out}");
+    }
+    let report = run_json(&["index", s(&root), "--db", s(&db), "--features", "color,phash", "--json"]);
+    assert_eq!(report["unchanged"], 2, "{report}");
+    let failed: Vec<String> = report["failed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| format!("{} {}", file_name(f["path"].as_str().unwrap()), f["reason"].as_str().unwrap()))
+        .collect();
+    assert!(failed.iter().any(|f| f.starts_with("notes.jpg")), "{failed:?}");
+    assert!(failed.iter().any(|f| f.starts_with("empty.png") && f.contains("empty")), "{failed:?}");
+    // A truncated JPEG may decode partially (grey fill) or fail; either way the run goes on.
+    assert!(failed.len() >= 2 && failed.len() <= 3, "{failed:?}");
+    assert!(!failed.iter().any(|f| f.contains("README")));
+}
+
+/// A labelled tree of emoji from 3 categories of data/emoji/emoji.json.
+fn emoji_tree(root: &Path, per_category: usize) -> usize {
+    let data = data_dir().join("emoji");
+    let list: Value = serde_json::from_slice(&std::fs::read(data.join("emoji.json")).unwrap()).unwrap();
+    let cats = ["Flags", "Smileys & Emotion", "Food & Drink"];
+    let mut n = 0;
+    for cat in cats {
+        let dir = root.join(cat.replace([' ', '&'], "_"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut taken = 0;
+        for e in list.as_array().unwrap() {
+            if e["category"] != cat || taken == per_category {
+                continue;
+            }
+            let src = data.join("64").join(e["image"].as_str().unwrap());
+            if src.is_file() {
+                std::fs::copy(&src, dir.join(src.file_name().unwrap())).unwrap();
+                taken += 1;
+            }
+        }
+        assert_eq!(taken, per_category, "emoji category {cat}");
+        n += taken;
+    }
+    n
+}
+
+#[test]
+fn eval_reports_sane_retrieval_metrics() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("emoji");
+    let n = emoji_tree(&root, 20);
+    let out = run_json(&["eval", s(&root), "--features", "color,phash", "--json"]);
+    assert_eq!(out["images"], n);
+    assert_eq!(out["labels"], 3);
+    let chance = out["chance_precision"].as_f64().unwrap();
+    assert!((chance - 19.0 / 59.0).abs() < 1e-9, "chance precision {chance}");
+    let feats = out["features"].as_array().unwrap();
+    assert_eq!(feats.len(), 2);
+    for f in feats {
+        assert_eq!(f["queries"], n);
+        for k in ["map", "p_at_1", "p_at_5", "p_at_10", "recall_at_10"] {
+            let v = f[k].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&v), "{k} = {v}");
+        }
+    }
+    let color = feats.iter().find(|f| f["feature"] == "color").unwrap();
+    // Flags, yellow smileys and food differ in colour: the histogram must beat chance clearly.
+    assert!(color["p_at_1"].as_f64().unwrap() > chance + 0.2, "{color}");
+    assert!(color["map"].as_f64().unwrap() > chance, "{color}");
+    let table = run_ok(&["eval", s(&root), "--features", "color"]);
+    assert!(table.contains("mAP") && table.contains("P@10") && table.contains("color"), "{table}");
+}
+
+/// Write vectors as `.fvecs`.
+fn write_fvecs(path: &Path, rows: &[Vec<f32>]) {
+    let mut buf = Vec::new();
+    for r in rows {
+        buf.extend_from_slice(&(r.len() as i32).to_le_bytes());
+        for x in r {
+            buf.extend_from_slice(&x.to_le_bytes());
+        }
+    }
+    std::fs::write(path, buf).unwrap();
+}
+
+#[test]
+fn vectors_import_and_search_raw_vectors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut state = 12345u64;
+    let mut next = || {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((state >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+    };
+    let rows: Vec<Vec<f32>> = (0..500).map(|_| (0..16).map(|_| next()).collect()).collect();
+    let file = tmp.path().join("base.fvecs");
+    write_fvecs(&file, &rows);
+    let queries = tmp.path().join("q.fvecs");
+    write_fvecs(&queries, &rows[..5]);
+    let db = tmp.path().join("db");
+    let out =
+        run_json(&["vectors", "import", s(&file), "--db", s(&db), "--collection", "raw", "--metric", "l2", "--json"]);
+    assert_eq!(out["imported"], 500);
+    assert_eq!(out["count"], 500);
+    let out = run_json(&["vectors", "search", s(&queries), "--db", s(&db), "--collection", "raw", "-k", "3", "--json"]);
+    let res = out["results"].as_array().unwrap();
+    assert_eq!(res.len(), 5);
+    for (i, r) in res.iter().enumerate() {
+        assert_eq!(r[0][0].as_u64(), Some(i as u64), "query {i} finds itself first");
+        assert!(r[0][1].as_f64().unwrap().abs() < 1e-5);
+    }
+    let e = run_err(&["vectors", "import", s(&tmp.path().join("x.csv")), "--db", s(&db), "--collection", "raw"]);
+    assert!(e.contains("x.csv"), "{e}");
+}
+
+#[test]
+fn cnn_search_tags_and_dedup() {
+    if !cnn_model_present() {
+        // The model is fetched by scripts/test.sh (`likeness model fetch`); without it the
+        // product would download it on first use, which a test should not do silently.
+        panic!("CNN model missing in {}: run `likeness model fetch` (scripts/test.sh does)", model_dir().display());
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("photos");
+    photo_tree(&root);
+    edited_copy(&photo("coffee.png"), "crop90", &root.join("objects/coffee_crop90.png"));
+    let db = tmp.path().join("db");
+    let report = run_json(&["index", s(&root), "--db", s(&db), "--features", "cnn,phash", "--json"]);
+    assert_eq!(report["failed"].as_array().unwrap().len(), 0, "{report}");
+
+    let q = tmp.path().join("cat_q30.jpg");
+    edited_copy(&photo("chelsea.png"), "q30", &q);
+    let out = run_json(&["search", s(&q), "--db", s(&db), "-k", "3", "--json"]);
+    assert_eq!(out[0]["feature"], "cnn");
+    let rs = results(&out[0]);
+    assert_eq!(file_name(result_path(&rs[0])), "chelsea.png", "{rs:?}");
+    assert!(rs[0]["distance"].as_f64().unwrap() < 0.1, "{rs:?}");
+
+    // The CNN's ImageNet tags are stored and filterable.
+    let out = run_json(&[
+        "search",
+        s(&q),
+        "--db",
+        s(&db),
+        "-k",
+        "5",
+        "--filter",
+        "tags in tabby,tiger cat,Persian cat,Siamese cat,Egyptian cat",
+        "--json",
+    ]);
+    let rs = results(&out[0]);
+    assert!(!rs.is_empty() && file_name(result_path(&rs[0])) == "chelsea.png", "{rs:?}");
+
+    let out = run_json(&["dedup", "--db", s(&db), "--json"]);
+    assert_eq!(out["feature"], "cnn");
+    let groups: Vec<BTreeSet<String>> = out["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["paths"].as_array().unwrap().iter().map(|p| file_name(p.as_str().unwrap())).collect())
+        .collect();
+    let want: BTreeSet<String> = ["coffee.png", "coffee_crop90.png"].map(String::from).into();
+    assert_eq!(groups, vec![want]);
+}
+
+#[test]
+fn help_is_available_for_every_command() {
+    for cmd in [
+        vec!["index"],
+        vec!["search"],
+        vec!["dedup"],
+        vec!["eval"],
+        vec!["serve"],
+        vec!["demo"],
+        vec!["db", "info"],
+        vec!["vectors", "import"],
+        vec!["vectors", "search"],
+        vec!["bench", "http"],
+    ] {
+        let mut a: Vec<&str> = cmd.clone();
+        a.push("--help");
+        let out = run_ok(&a);
+        assert!(out.contains("Usage:"), "{cmd:?}: {out}");
+    }
+}
+
+/// 64-bit FNV-1a of a path: the record id `likeness index` gives a file.
+fn fnv1a_path(p: &Path) -> u64 {
+    use std::os::unix::ffi::OsStrExt;
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in p.as_os_str().as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+fn stats(v: &mut [f64]) -> String {
+    if v.is_empty() {
+        return "-".into();
+    }
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let q = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
+    format!(
+        "min {:.3} p5 {:.3} med {:.3} p95 {:.3} max {:.3} (n={})",
+        q(0.0),
+        q(0.05),
+        q(0.5),
+        q(0.95),
+        q(1.0),
+        v.len()
+    )
+}
+
+/// How the default `dedup` thresholds were chosen (docs/app.md): distances from each sample
+/// photo to its edited copies vs to every other photo, and between emoji skin-tone variants.
+/// Run: `cargo test -p likeness --profile test --test cli -- --ignored calibrate --nocapture`.
+#[test]
+#[ignore]
+fn calibrate_dedup_thresholds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap().join("cal");
+    let mut originals = Vec::new();
+    let mut names: Vec<String> = std::fs::read_dir(data_dir().join("photos"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let mut mate: Vec<String> = std::fs::read_dir(data_dir().join("photos/mate"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| format!("mate/{}", e.file_name().to_string_lossy()))
+        .collect();
+    mate.sort();
+    names.extend(mate);
+    for n in &names {
+        let orig = add_photo(&root, "photos", n, 1024);
+        let stem = orig.file_stem().unwrap().to_string_lossy().into_owned();
+        let mut copies = Vec::new();
+        for e in EDITS {
+            let ext = if *e == "q30" { "jpg" } else { "png" };
+            let c = root.join("copies").join(format!("{stem}__{e}.{ext}"));
+            std::fs::create_dir_all(c.parent().unwrap()).unwrap();
+            edited_copy(&orig, e, &c);
+            copies.push((e.to_string(), c));
+        }
+        originals.push((orig, copies));
+    }
+    // Emoji with skin-tone variants.
+    let edata = data_dir().join("emoji");
+    let list: Value = serde_json::from_slice(&std::fs::read(edata.join("emoji.json")).unwrap()).unwrap();
+    let mut emoji = Vec::new();
+    for e in list.as_array().unwrap() {
+        let Some(sv) = e["skin_variations"].as_object() else { continue };
+        let base = edata.join("64").join(e["image"].as_str().unwrap());
+        if !base.is_file() || emoji.len() == 30 {
+            continue;
+        }
+        let dir = root.join("emoji");
+        std::fs::create_dir_all(&dir).unwrap();
+        let b = dir.join(base.file_name().unwrap());
+        std::fs::copy(&base, &b).unwrap();
+        let mut vars = Vec::new();
+        for v in sv.values() {
+            let src = edata.join("64").join(v["image"].as_str().unwrap());
+            if src.is_file() {
+                let d = dir.join(src.file_name().unwrap());
+                std::fs::copy(&src, &d).unwrap();
+                vars.push(d);
+            }
+        }
+        emoji.push((b, vars));
+    }
+    let db = tmp.path().join("db");
+    let rep = run_json(&["index", s(&root), "--db", s(&db), "--features", "cnn,color,phash,dhash", "--json"]);
+    eprintln!("indexed {} images at {:.1} images/s", rep["added"], rep["images_per_second"]);
+
+    for feature in ["cnn", "color", "phash", "dhash"] {
+        let mut args: Vec<String> =
+            vec!["search".into(), "--db".into(), s(&db).into(), "--feature".into(), feature.into()];
+        args.extend(["-k".into(), "400".into(), "--json".into()]);
+        let queries: Vec<&Path> =
+            originals.iter().map(|(o, _)| o.as_path()).chain(emoji.iter().map(|(b, _)| b.as_path())).collect();
+        for q in &queries {
+            args.push("--id".into());
+            args.push(fnv1a_path(q).to_string());
+        }
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = run_json(&a);
+        let mut per_edit: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
+        let mut distinct = Vec::new();
+        let mut skin = Vec::new();
+        let mut emoji_distinct = Vec::new();
+        for (i, q) in out.as_array().unwrap().iter().enumerate() {
+            let dist_to = |p: &Path| -> Option<f64> {
+                let id = fnv1a_path(p);
+                q["results"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|r| r["id"].as_u64() == Some(id))
+                    .map(|r| r["distance"].as_f64().unwrap())
+            };
+            if i < originals.len() {
+                let (orig, copies) = &originals[i];
+                let stem = orig.file_stem().unwrap().to_string_lossy().into_owned();
+                for (e, c) in copies {
+                    per_edit.entry(e.clone()).or_default().extend(dist_to(c));
+                }
+                // Nearest photo not derived from this one (emoji excluded).
+                let nearest = q["results"].as_array().unwrap().iter().find(|r| {
+                    let p = r["path"].as_str().unwrap();
+                    !p.contains("/emoji/") && !file_name(p).starts_with(&format!("{stem}__"))
+                });
+                distinct.extend(nearest.map(|r| r["distance"].as_f64().unwrap()));
+            } else {
+                let (b, vars) = &emoji[i - originals.len()];
+                for v in vars {
+                    skin.extend(dist_to(v));
+                }
+                let stem = b.file_stem().unwrap().to_string_lossy().into_owned();
+                let nearest = q["results"].as_array().unwrap().iter().find(|r| {
+                    let p = r["path"].as_str().unwrap();
+                    p.contains("/emoji/") && !file_name(p).starts_with(&stem)
+                });
+                emoji_distinct.extend(nearest.map(|r| r["distance"].as_f64().unwrap()));
+            }
+        }
+        eprintln!("== {feature}");
+        for (e, v) in per_edit.iter_mut() {
+            eprintln!("  copy {e:<7} {}", stats(v));
+        }
+        eprintln!("  nearest distinct photo {}", stats(&mut distinct));
+        eprintln!("  emoji skin-tone variant {}", stats(&mut skin));
+        eprintln!("  nearest other emoji     {}", stats(&mut emoji_distinct));
+    }
+}

@@ -1,0 +1,191 @@
+//! `likeness train` end to end: clear errors for trees that cannot be trained on, and on an emoji
+//! ImageFolder tree (labels = Unicode categories) a trained head that `likeness eval` then compares
+//! with the raw CNN on a held-out tree, plus a second run served from the embedding cache that
+//! reproduces the same head byte for byte.
+//!
+//! Images come from `$LIKENESS_TEST_DATA` (default `<workspace>/data`), the model from
+//! `$LIKENESS_MODEL_DIR` (default `<workspace>/data/models`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn data_dir() -> PathBuf {
+    let dir = std::env::var_os("LIKENESS_TEST_DATA").map(PathBuf::from).unwrap_or_else(|| workspace().join("data"));
+    assert!(
+        dir.join("emoji/emoji.json").is_file(),
+        "test data missing in {}: run scripts/fetch-test-data.sh",
+        dir.display()
+    );
+    dir
+}
+
+fn model_dir() -> PathBuf {
+    std::env::var_os("LIKENESS_MODEL_DIR").map(PathBuf::from).unwrap_or_else(|| workspace().join("data/models"))
+}
+
+fn likeness(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_likeness"))
+        .args(args)
+        .env("LIKENESS_MODEL_DIR", model_dir())
+        .output()
+        .expect("run likeness")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Copy emoji `name`s into `root/<label>/`.
+fn put(root: &Path, label: &str, names: &[&str]) {
+    let dir = root.join(label);
+    std::fs::create_dir_all(&dir).unwrap();
+    for n in names {
+        std::fs::copy(data_dir().join("emoji/64").join(n), dir.join(n)).unwrap();
+    }
+}
+
+#[test]
+fn trees_that_cannot_be_trained_on_are_clear_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("head");
+    let out = out.to_str().unwrap();
+
+    let one = tmp.path().join("one");
+    put(&one, "faces", &["1f600.png", "1f601.png", "1f602.png"]);
+    let o = likeness(&["train", one.to_str().unwrap(), "--out", out]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("found 1 label folder(s) with images (faces); training needs at least two"),
+        "{}",
+        stderr(&o)
+    );
+
+    let tiny = tmp.path().join("tiny");
+    put(&tiny, "faces", &["1f600.png", "1f601.png", "1f602.png"]);
+    put(&tiny, "cats", &["1f408.png"]);
+    let o = likeness(&["train", tiny.to_str().unwrap(), "--out", out]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("every label needs at least 2 images, but these have fewer: cats (1)"),
+        "{}",
+        stderr(&o)
+    );
+
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let o = likeness(&["train", empty.to_str().unwrap(), "--out", out]);
+    assert!(stderr(&o).contains("found 0 label folder(s)"), "{}", stderr(&o));
+
+    let o = likeness(&["train", tiny.to_str().unwrap(), "--out", out, "--val-fraction", "1.5"]);
+    assert!(stderr(&o).contains("--val-fraction must be between 0 and 1"), "{}", stderr(&o));
+
+    let o = likeness(&["train", "--out", out]);
+    assert!(!o.status.success(), "no data at all is refused by the argument parser");
+    assert!(!Path::new(out).with_extension("safetensors").exists(), "nothing is written on errors");
+}
+
+/// Emoji of a few categories, split by base emoji (first code point) into train / val / test trees.
+fn emoji_trees(root: &Path) -> [PathBuf; 3] {
+    const CATEGORIES: &[&str] =
+        &["Smileys & Emotion", "Animals & Nature", "Food & Drink", "Travel & Places", "Flags", "Symbols"];
+    const PER_CATEGORY: usize = 36;
+    let dir = data_dir().join("emoji");
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("emoji.json")).unwrap()).unwrap();
+    let mut groups: BTreeMap<(usize, String), Vec<String>> = BTreeMap::new();
+    for e in json.as_array().unwrap() {
+        let (Some(cat), Some(image), Some(unified)) =
+            (e["category"].as_str(), e["image"].as_str(), e["unified"].as_str())
+        else {
+            continue;
+        };
+        if let Some(c) = CATEGORIES.iter().position(|x| *x == cat) {
+            if dir.join("64").join(image).is_file() {
+                let base = unified.split('-').next().unwrap().to_string();
+                groups.entry((c, base)).or_default().push(image.to_string());
+            }
+        }
+    }
+    let trees = [root.join("train"), root.join("val"), root.join("test")];
+    let mut taken = vec![0usize; CATEGORIES.len()];
+    let mut dealt = vec![[0usize; 3]; CATEGORIES.len()];
+    for ((c, _), files) in groups {
+        if taken[c] + files.len() > PER_CATEGORY {
+            continue;
+        }
+        taken[c] += files.len();
+        // Deal whole groups 3 : 1 : 2 to train / val / test, to the split furthest below its share.
+        let shares = [0.5, 1.0 / 6.0, 1.0 / 3.0];
+        let k = (0..3)
+            .max_by(|&a, &b| {
+                let d = |i: usize| shares[i] * taken[c] as f64 - dealt[c][i] as f64;
+                d(a).total_cmp(&d(b)).then(b.cmp(&a))
+            })
+            .unwrap();
+        dealt[c][k] += files.len();
+        let names: Vec<&str> = files.iter().map(String::as_str).collect();
+        put(&trees[k], CATEGORIES[c], &names);
+    }
+    trees
+}
+
+#[test]
+fn trained_head_is_compared_with_the_raw_cnn_by_eval() {
+    let tmp = tempfile::tempdir().unwrap();
+    let [train, val, test] = emoji_trees(tmp.path());
+    let out = tmp.path().join("heads/emoji");
+    let run = |extra: &[&str]| {
+        let mut args = vec!["train", "--train", train.to_str().unwrap(), "--val", val.to_str().unwrap()];
+        args.extend_from_slice(&["--out", out.to_str().unwrap(), "--epochs", "30", "--patience", "6", "--json"]);
+        args.extend_from_slice(extra);
+        let o = likeness(&args);
+        assert!(o.status.success(), "likeness train failed: {}", stderr(&o));
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).expect("JSON report")
+    };
+    let first = run(&[]);
+    let st = out.with_extension("safetensors");
+    assert_eq!(first["safetensors"].as_str().unwrap(), st.to_str().unwrap());
+    assert!(out.with_extension("json").is_file());
+    let images = first["data"]["train_images"].as_u64().unwrap() + first["data"]["val_images"].as_u64().unwrap();
+    assert_eq!(first["data"]["computed"].as_u64().unwrap(), images);
+    assert!(first["best_epoch"].as_u64().unwrap() >= 1);
+    let history = first["history"].as_array().unwrap();
+    assert!(!history.is_empty() && history.len() <= 30);
+    let weights = std::fs::read(&st).unwrap();
+
+    // Second run: every embedding comes from the cache, and the same seed gives the same head.
+    let second = run(&[]);
+    assert_eq!(second["data"]["cached"].as_u64().unwrap(), images);
+    assert_eq!(second["data"]["computed"].as_u64().unwrap(), 0);
+    assert_eq!(std::fs::read(&st).unwrap(), weights, "same data and seed, same head");
+    let losses = |r: &serde_json::Value| {
+        r["history"].as_array().unwrap().iter().map(|e| (e["train_loss"].clone(), e["val"].clone())).collect::<Vec<_>>()
+    };
+    assert_eq!(losses(&second), losses(&first));
+
+    // eval compares the raw CNN and the head on the held-out tree.
+    let feature = format!("cnn,cnn+head:{}", out.display());
+    let o = likeness(&["eval", test.to_str().unwrap(), "--features", &feature, "--json"]);
+    assert!(o.status.success(), "likeness eval failed: {}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let map = |name: &str| {
+        report["features"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["feature"] == name)
+            .unwrap_or_else(|| panic!("{name} in {report}"))["map"]
+            .as_f64()
+            .unwrap()
+    };
+    let (raw, head) = (map("cnn"), map("cnn+head"));
+    eprintln!(
+        "held-out emoji tree ({} images): eval mAP raw cnn {raw:.4}, cnn+head {head:.4}; validation mAP raw {:.4}, head {:.4}",
+        report["images"], first["baseline_val"]["map"], first["best_val"]["map"]
+    );
+    assert!(head > raw, "held-out mAP: head {head:.4} does not beat the raw CNN {raw:.4}");
+}

@@ -1,0 +1,499 @@
+//! Hierarchical Navigable Small World graph index (Malkov & Yashunin, 2016).
+//!
+//! * Build: `add` with many ids links them in parallel (rayon), one lock per node; later
+//!   `add` calls insert into the existing graph without a rebuild.
+//! * Search: greedy descent through the upper levels, then a beam search of width `ef`
+//!   (`SearchParams::ef`, default [`HnswIndex::ef_search`]) on level 0, with the candidate
+//!   pool kept as one sorted array, per-thread visited marks reused across queries and the
+//!   next rows prefetched before their distances are computed.
+//! * Metrics: `l2` (squared internally), `cosine` and `dot` (negated inner product
+//!   internally), `hamming` on packed bits; results are converted to user units.
+//! * Remove: tombstones (never returned, still used to navigate); once a quarter of the
+//!   nodes are tombstones the graph is repaired — every neighbour list that points at a
+//!   removed node is rebuilt from its live neighbours and their neighbours — and the
+//!   removed nodes are dropped ([`HnswIndex::consolidate`]).
+//! * Filters: a sample of the nodes estimates the filter's selectivity; a very selective
+//!   filter is answered exactly by scanning the accepted rows, otherwise the graph walk keeps
+//!   expanding until `ef` accepted nodes are found, and falls back to the scan when it
+//!   finds fewer than `k`.
+//! * Persistence: `index.json` plus flat little-endian files; vectors are memory-mapped on
+//!   load and copied into memory on the first insert.
+
+mod graph;
+mod maintain;
+mod persist;
+mod scratch;
+mod space;
+
+use std::collections::{BinaryHeap, HashMap};
+use std::path::Path;
+
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::index::{IdFilter, Neighbor, SearchParams, VectorIndex};
+use crate::metric::{Element, Metric};
+use crate::vector::{Vector, VectorRef, VectorsRef};
+
+use graph::{Graph, Locks, Scored};
+use scratch::with_scratch;
+use space::Space;
+
+/// Default `ef` for searches that do not set [`SearchParams::ef`].
+pub const DEFAULT_EF_SEARCH: usize = 64;
+/// Largest accepted `M`.
+pub const MAX_M: usize = 256;
+/// Highest level a node may get.
+const MAX_LEVEL: usize = 31;
+/// Batches at least this large are linked in parallel.
+const PARALLEL_MIN: usize = 64;
+
+/// Run `$body` with `$s` bound to the index's distance space (monomorphized per metric).
+macro_rules! with_space {
+    ($idx:expr, $s:ident => $body:expr) => {{
+        let idx = &$idx;
+        match idx.metric {
+            $crate::metric::Metric::L2 => {
+                let $s = $crate::index::hnsw::space::L2Space { data: idx.rows.f32s(), dim: idx.dim };
+                $body
+            }
+            $crate::metric::Metric::Cosine | $crate::metric::Metric::Dot => {
+                let $s = $crate::index::hnsw::space::IpSpace { data: idx.rows.f32s(), dim: idx.dim };
+                $body
+            }
+            $crate::metric::Metric::Hamming => {
+                let $s = $crate::index::hnsw::space::BitSpace { data: idx.rows.bytes(), bytes: idx.row_bytes() };
+                $body
+            }
+        }
+    }};
+}
+pub(crate) use with_space;
+
+/// Stored rows: in memory, or memory-mapped from a saved index until the first change.
+enum Rows {
+    F32(Vec<f32>),
+    Bits(Vec<u8>),
+    Mapped(memmap2::Mmap),
+}
+
+impl Rows {
+    fn f32s(&self) -> &[f32] {
+        match self {
+            Rows::F32(v) => v,
+            Rows::Bits(_) => &[],
+            Rows::Mapped(m) => bytemuck::cast_slice(&m[..]),
+        }
+    }
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Rows::F32(v) => bytemuck::cast_slice(v),
+            Rows::Bits(v) => v,
+            Rows::Mapped(m) => &m[..],
+        }
+    }
+    fn byte_len(&self) -> usize {
+        self.bytes().len()
+    }
+    /// Copy mapped rows into memory so they can grow.
+    fn make_owned(&mut self, element: Element) {
+        if let Rows::Mapped(m) = self {
+            *self = match element {
+                Element::F32 => Rows::F32(bytemuck::cast_slice(&m[..]).to_vec()),
+                Element::Bit => Rows::Bits(m.to_vec()),
+            };
+        }
+    }
+}
+
+/// A set of node slots, one bit each.
+#[derive(Default, Clone)]
+struct Bits(Vec<u64>);
+
+impl Bits {
+    #[inline(always)]
+    fn get(&self, i: u32) -> bool {
+        self.0.get(i as usize / 64).is_some_and(|w| w >> (i % 64) & 1 == 1)
+    }
+    fn set(&mut self, i: u32) {
+        let w = i as usize / 64;
+        if self.0.len() <= w {
+            self.0.resize(w + 1, 0);
+        }
+        self.0[w] |= 1 << (i % 64);
+    }
+    fn resize(&mut self, n: usize) {
+        self.0.resize(n.div_ceil(64), 0);
+    }
+}
+
+/// HNSW graph index over dense (`l2`, `cosine`, `dot`) or binary (`hamming`) vectors.
+pub struct HnswIndex {
+    dim: usize,
+    metric: Metric,
+    m: usize,
+    ef_construction: usize,
+    ef_search: usize,
+    rows: Rows,
+    graph: Graph,
+    /// Caller id of each slot.
+    ids: Vec<u64>,
+    /// Live slot of each caller id.
+    slot_of: HashMap<u64, u32>,
+    deleted: Bits,
+    n_deleted: usize,
+    /// Level generator state (splitmix64).
+    rng: u64,
+}
+
+impl HnswIndex {
+    /// An empty index for `dim`-component vectors: `m` links per node (`2·m` on level 0;
+    /// clamped to `2..=`[`MAX_M`]) and a candidate list of `ef_construction` while linking.
+    pub fn new(dim: usize, metric: Metric, m: usize, ef_construction: usize) -> HnswIndex {
+        let m = m.clamp(2, MAX_M);
+        HnswIndex {
+            dim,
+            metric,
+            m,
+            ef_construction: ef_construction.max(m),
+            ef_search: DEFAULT_EF_SEARCH,
+            rows: match metric.element() {
+                Element::F32 => Rows::F32(Vec::new()),
+                Element::Bit => Rows::Bits(Vec::new()),
+            },
+            graph: Graph::new(m),
+            ids: Vec::new(),
+            slot_of: HashMap::new(),
+            deleted: Bits::default(),
+            n_deleted: 0,
+            rng: 0x9E37_79B9_7F4A_7C15,
+        }
+    }
+
+    /// Read an index written by [`VectorIndex::save`] into `dir` (vectors are memory-mapped).
+    pub fn load(dir: &Path) -> Result<HnswIndex> {
+        persist::load(dir)
+    }
+
+    /// Links per node (`M`).
+    pub fn m(&self) -> usize {
+        self.m
+    }
+
+    /// Candidate-list size used while linking.
+    pub fn ef_construction(&self) -> usize {
+        self.ef_construction
+    }
+
+    /// Default `ef` of searches that do not set one.
+    pub fn ef_search(&self) -> usize {
+        self.ef_search
+    }
+
+    /// Change the default search `ef` (saved with the index).
+    pub fn set_ef_search(&mut self, ef: usize) {
+        self.ef_search = ef.max(1);
+    }
+
+    /// Removed nodes still held as tombstones.
+    pub fn deleted_count(&self) -> usize {
+        self.n_deleted
+    }
+
+    fn row_bytes(&self) -> usize {
+        self.metric.element().bytes_per_vector(self.dim)
+    }
+
+    #[inline(always)]
+    fn is_deleted(&self, slot: u32) -> bool {
+        self.n_deleted > 0 && self.deleted.get(slot)
+    }
+
+    /// Draw a level from the geometric distribution with mean `1/ln(M)`.
+    fn random_level(&mut self) -> usize {
+        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        let u = ((z >> 11) as f64 + 1.0) / (1u64 << 53) as f64; // (0, 1]
+        let ml = 1.0 / (self.m as f64).ln();
+        ((-u.ln() * ml) as usize).min(MAX_LEVEL)
+    }
+
+    /// Convert an internal distance into user units.
+    #[inline]
+    fn to_user(&self, d: f32) -> f32 {
+        match self.metric {
+            Metric::L2 => d.max(0.0).sqrt(),
+            Metric::Cosine => 1.0 + d,
+            Metric::Dot | Metric::Hamming => d,
+        }
+    }
+
+    fn check_query(&self, q: VectorRef<'_>) -> Result<()> {
+        q.validate(self.metric.element(), self.dim)
+    }
+
+    /// Mark `slot` removed; returns false when it already was.
+    fn tombstone(&mut self, slot: u32) -> bool {
+        if self.deleted.get(slot) {
+            return false;
+        }
+        self.deleted.set(slot);
+        self.n_deleted += 1;
+        true
+    }
+
+    /// Repair the graph when a quarter of its nodes are tombstones.
+    fn maybe_consolidate(&mut self) {
+        if self.n_deleted > 0 && self.n_deleted * 4 >= self.graph.len() {
+            self.consolidate();
+        }
+    }
+
+    /// Up to `k` nearest accepted nodes (internal distances), closest first.
+    fn knn<S: Space>(&self, s: &S, q: &S::Row, k: usize, ef: usize, filter: Option<IdFilter<'_>>) -> Vec<Scored> {
+        if k == 0 || self.is_empty() {
+            return Vec::new();
+        }
+        let ef = ef.max(k);
+        if filter.is_none() && self.n_deleted == 0 {
+            return with_scratch(|sc| {
+                let Some(cur) = self.graph.descend(s, q, 0) else {
+                    return Vec::new();
+                };
+                self.graph.search_layer(s, q, &[cur], ef, 0, sc);
+                sc.pool.items().iter().take(k).map(|c| Scored(c.dist, c.id)).collect()
+            });
+        }
+        let accept = |slot: u32| !self.is_deleted(slot) && filter.is_none_or(|f| f(self.ids[slot as usize]));
+        let n = self.graph.len();
+        if filter.is_some() {
+            // Estimate how many nodes the filter accepts from an evenly spread sample.
+            let sample = n.min(256);
+            let hits = (0..sample).filter(|&i| accept((i * n / sample) as u32)).count();
+            let estimate = hits * n / sample.max(1);
+            if estimate <= ef * self.graph.m0 / 2 {
+                return self.brute(s, q, k, &accept);
+            }
+        }
+        let found = with_scratch(|sc| {
+            let Some(cur) = self.graph.descend(s, q, 0) else {
+                return Vec::new();
+            };
+            self.graph.search_layer_accept(s, q, &[cur], ef, &accept, sc)
+        });
+        if found.len() >= k {
+            found.into_iter().take(k).collect()
+        } else {
+            self.brute(s, q, k, &accept)
+        }
+    }
+
+    /// Exact scan over the accepted nodes.
+    fn brute<S: Space>(&self, s: &S, q: &S::Row, k: usize, accept: &dyn Fn(u32) -> bool) -> Vec<Scored> {
+        let mut heap: BinaryHeap<Scored> = BinaryHeap::with_capacity(k + 1);
+        for slot in 0..self.graph.len() as u32 {
+            if !accept(slot) {
+                continue;
+            }
+            let d = s.dist(q, s.row(slot));
+            if heap.len() < k {
+                heap.push(Scored(d, slot));
+            } else if heap.peek().is_some_and(|w| d < w.0) {
+                heap.pop();
+                heap.push(Scored(d, slot));
+            }
+        }
+        heap.into_sorted_vec()
+    }
+
+    fn to_neighbors(&self, found: Vec<Scored>) -> Vec<Neighbor> {
+        found.into_iter().map(|c| Neighbor { id: self.ids[c.1 as usize], distance: self.to_user(c.0) }).collect()
+    }
+
+    /// Append rows (already validated) and link them into the graph.
+    fn add_validated(&mut self, ids: &[u64], vectors: VectorsRef<'_>) -> Result<()> {
+        let start = self.graph.len();
+        if start + ids.len() >= graph::NONE as usize {
+            return Err(Error::InvalidArgument(format!(
+                "HNSW index holds at most {} nodes; {} + {} given",
+                graph::NONE - 1,
+                start,
+                ids.len()
+            )));
+        }
+        self.rows.make_owned(self.metric.element());
+        match (&mut self.rows, vectors) {
+            (Rows::F32(v), VectorsRef::Dense(d)) => v.extend_from_slice(&d[..ids.len() * self.dim]),
+            (Rows::Bits(v), VectorsRef::Binary(d)) => {
+                let b = Element::Bit.bytes_per_vector(self.dim);
+                v.extend_from_slice(&d[..ids.len() * b])
+            }
+            _ => return Err(Error::InvalidVector(format!("expected {:?} vectors", self.metric.element()))),
+        }
+        let levels: Vec<usize> = ids.iter().map(|_| self.random_level()).collect();
+        let upper_words: usize = levels.iter().map(|&l| l * (self.m + 1)).sum();
+        self.graph.reserve(ids.len(), upper_words);
+        self.ids.reserve(ids.len());
+        self.slot_of.reserve(ids.len());
+        for (i, (&id, &level)) in ids.iter().zip(&levels).enumerate() {
+            let slot = (start + i) as u32;
+            if let Some(old) = self.slot_of.insert(id, slot) {
+                self.tombstone(old);
+            }
+            if !self.graph.push_node(level) {
+                return Err(Error::InvalidArgument("HNSW upper levels outgrew 32-bit offsets".into()));
+            }
+            self.ids.push(id);
+        }
+        self.deleted.resize(self.graph.len());
+        let locks = Locks::new(self.graph.len());
+        let efc = self.ef_construction;
+        let this = &*self;
+        let is_deleted = |slot: u32| this.is_deleted(slot);
+        with_space!(this, s => {
+            let link = |slot: usize| {
+                with_scratch(|sc| this.graph.insert(&s, slot as u32, efc, &locks, &is_deleted, sc))
+            };
+            let end = this.graph.len();
+            let mut first = start;
+            // Link a first few nodes one by one so the parallel phase starts from a real graph.
+            while first < end && (first < PARALLEL_MIN || end - first < PARALLEL_MIN) {
+                link(first);
+                first += 1;
+            }
+            (first..end).into_par_iter().for_each(link);
+            with_scratch(|sc| this.graph.repair_orphans(&s, efc, &is_deleted, sc));
+        });
+        self.maybe_consolidate();
+        Ok(())
+    }
+}
+
+impl VectorIndex for HnswIndex {
+    fn description(&self) -> String {
+        format!("HNSW{}", self.m)
+    }
+    fn dim(&self) -> usize {
+        self.dim
+    }
+    fn metric(&self) -> Metric {
+        self.metric
+    }
+    fn len(&self) -> usize {
+        self.graph.len() - self.n_deleted
+    }
+    fn add(&mut self, ids: &[u64], vectors: VectorsRef<'_>) -> Result<()> {
+        let rows = vectors.rows(self.dim);
+        let whole = match vectors {
+            VectorsRef::Dense(d) => d.len() == rows * self.dim,
+            VectorsRef::Binary(d) => d.len() == rows * self.row_bytes(),
+        };
+        if rows != ids.len() || !whole {
+            return Err(Error::InvalidArgument(format!(
+                "HNSW add: {} ids but the vector buffer holds {} rows of dimension {}{}",
+                ids.len(),
+                rows,
+                self.dim,
+                if whole { "" } else { " plus a partial row" }
+            )));
+        }
+        for (i, id) in ids.iter().enumerate() {
+            vectors.row(self.dim, i).validate(self.metric.element(), self.dim).map_err(|e| match e {
+                Error::InvalidVector(m) => Error::InvalidVector(format!("row {i} (id {id}): {m}")),
+                other => other,
+            })?;
+        }
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.add_validated(ids, vectors)
+    }
+    fn remove(&mut self, ids: &[u64]) -> Result<usize> {
+        let mut removed = 0;
+        for id in ids {
+            if let Some(slot) = self.slot_of.remove(id) {
+                if self.tombstone(slot) {
+                    removed += 1;
+                }
+            }
+        }
+        self.maybe_consolidate();
+        Ok(removed)
+    }
+    fn contains(&self, id: u64) -> bool {
+        self.slot_of.contains_key(&id)
+    }
+    fn search(
+        &self,
+        query: VectorRef<'_>,
+        k: usize,
+        params: &SearchParams,
+        filter: Option<IdFilter<'_>>,
+    ) -> Result<Vec<Neighbor>> {
+        self.check_query(query)?;
+        let ef = params.ef.unwrap_or(self.ef_search);
+        let found = with_space!(self, s => {
+            let q = s.query(query).ok_or_else(|| Error::InvalidVector("query kind does not match the index".into()))?;
+            self.knn(&s, q, k, ef, filter)
+        });
+        Ok(self.to_neighbors(found))
+    }
+    fn range_search(
+        &self,
+        query: VectorRef<'_>,
+        radius: f32,
+        params: &SearchParams,
+        filter: Option<IdFilter<'_>>,
+    ) -> Result<Vec<Neighbor>> {
+        self.check_query(query)?;
+        if radius.is_nan() {
+            return Err(Error::InvalidArgument("range search radius is NaN".into()));
+        }
+        let live = self.len();
+        let mut k = params.ef.unwrap_or(self.ef_search).max(16);
+        loop {
+            // Search wider until the k-th result lies outside the radius.
+            let exact = k * 4 >= live;
+            let found = with_space!(self, s => {
+                let q = s.query(query).ok_or_else(|| Error::InvalidVector("query kind does not match the index".into()))?;
+                if exact {
+                    let accept = |slot: u32| !self.is_deleted(slot) && filter.is_none_or(|f| f(self.ids[slot as usize]));
+                    self.brute(&s, q, live, &accept)
+                } else {
+                    self.knn(&s, q, k, k, filter)
+                }
+            });
+            let hits = self.to_neighbors(found);
+            let full = hits.len() >= k;
+            let inside: Vec<Neighbor> = hits.into_iter().filter(|n| n.distance <= radius).collect();
+            if exact || !full || inside.len() < k {
+                return Ok(inside);
+            }
+            k *= 4;
+        }
+    }
+    fn reconstruct(&self, id: u64) -> Option<Vector> {
+        let slot = *self.slot_of.get(&id)? as usize;
+        let b = self.row_bytes();
+        Some(match self.metric.element() {
+            Element::F32 => Vector::Dense(self.rows.f32s()[slot * self.dim..(slot + 1) * self.dim].to_vec()),
+            Element::Bit => Vector::Binary(self.rows.bytes()[slot * b..(slot + 1) * b].to_vec()),
+        })
+    }
+    fn memory_bytes(&self) -> usize {
+        let g = &self.graph;
+        self.rows.byte_len()
+            + 4 * (g.links0.len() + g.upper.len() + g.upper_off.len() + g.indeg0.len())
+            + g.levels.len()
+            + 8 * self.ids.len()
+            // the id map: 16-byte entries, one control byte, kept at most 7/8 full
+            + self.slot_of.len() * 17 * 8 / 7
+            + 8 * self.deleted.0.len()
+    }
+    fn save(&self, dir: &Path) -> Result<()> {
+        persist::save(self, dir)
+    }
+}

@@ -1,0 +1,117 @@
+//! Distance "spaces": how the graph code reads a stored row and compares two rows.
+//!
+//! Internally every space ranks by an *internal* distance, smaller is closer, chosen to be
+//! as cheap as possible: squared L2 for `l2`, `−a·b` for `cosine` and `dot`, differing bits
+//! for `hamming`. [`crate::index::hnsw`] converts to user units only for the final results.
+
+use crate::distance;
+use crate::vector::VectorRef;
+
+/// Stored rows plus the internal distance between two rows.
+pub(crate) trait Space: Sync {
+    /// One row: `[f32]` or packed `[u8]` bits.
+    type Row: ?Sized;
+    /// Row `i` of the storage.
+    fn row(&self, i: u32) -> &Self::Row;
+    /// Internal distance between two rows.
+    fn dist(&self, a: &Self::Row, b: &Self::Row) -> f32;
+    /// Hint the CPU to start loading row `i` into cache.
+    fn prefetch(&self, i: u32);
+    /// Borrow a query of the right kind, or `None` when the kind does not match.
+    fn query<'q>(&self, v: VectorRef<'q>) -> Option<&'q Self::Row>;
+}
+
+/// Cache lines of a row prefetched ahead of a distance computation; the hardware
+/// streamer follows on for the rest of a long row.
+const PREFETCH_LINES: usize = 8;
+
+#[inline(always)]
+fn prefetch_bytes(base: *const u8, offset: usize, len: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let lines = len.div_ceil(64).min(PREFETCH_LINES);
+        for l in 0..lines {
+            let p = base.wrapping_add(offset + l * 64) as *const i8;
+            // SAFETY: prefetching is a hint; it never faults, even on an invalid address.
+            #[allow(unused_unsafe)]
+            unsafe {
+                core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p)
+            };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (base, offset, len);
+    }
+}
+
+/// Dense rows ranked by squared Euclidean distance.
+pub(crate) struct L2Space<'a> {
+    pub data: &'a [f32],
+    pub dim: usize,
+}
+
+/// Dense rows ranked by negated inner product (cosine on unit vectors, and dot).
+pub(crate) struct IpSpace<'a> {
+    pub data: &'a [f32],
+    pub dim: usize,
+}
+
+/// Packed bit rows ranked by Hamming distance.
+pub(crate) struct BitSpace<'a> {
+    pub data: &'a [u8],
+    pub bytes: usize,
+}
+
+macro_rules! dense_space {
+    ($t:ident, |$a:ident, $b:ident| $d:expr) => {
+        impl Space for $t<'_> {
+            type Row = [f32];
+            #[inline(always)]
+            fn row(&self, i: u32) -> &[f32] {
+                let s = i as usize * self.dim;
+                &self.data[s..s + self.dim]
+            }
+            #[inline(always)]
+            fn dist(&self, $a: &[f32], $b: &[f32]) -> f32 {
+                $d
+            }
+            #[inline(always)]
+            fn prefetch(&self, i: u32) {
+                prefetch_bytes(self.data.as_ptr() as *const u8, i as usize * self.dim * 4, self.dim * 4)
+            }
+            fn query<'q>(&self, v: VectorRef<'q>) -> Option<&'q [f32]> {
+                match v {
+                    VectorRef::Dense(x) if x.len() == self.dim => Some(x),
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+dense_space!(L2Space, |a, b| distance::l2_sq(a, b));
+dense_space!(IpSpace, |a, b| -distance::dot(a, b));
+
+impl Space for BitSpace<'_> {
+    type Row = [u8];
+    #[inline(always)]
+    fn row(&self, i: u32) -> &[u8] {
+        let s = i as usize * self.bytes;
+        &self.data[s..s + self.bytes]
+    }
+    #[inline(always)]
+    fn dist(&self, a: &[u8], b: &[u8]) -> f32 {
+        distance::hamming(a, b) as f32
+    }
+    #[inline(always)]
+    fn prefetch(&self, i: u32) {
+        prefetch_bytes(self.data.as_ptr(), i as usize * self.bytes, self.bytes)
+    }
+    fn query<'q>(&self, v: VectorRef<'q>) -> Option<&'q [u8]> {
+        match v {
+            VectorRef::Binary(x) if x.len() == self.bytes => Some(x),
+            _ => None,
+        }
+    }
+}

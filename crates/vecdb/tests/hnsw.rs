@@ -1,0 +1,490 @@
+//! HNSW index: recall against exact search, every metric, persistence, removal, inserts after
+//! a build, concurrent use, filters and range search. Data is generated here, deterministically.
+
+use std::collections::HashSet;
+use std::sync::{Arc, RwLock};
+
+use vecdb::index::hnsw::HnswIndex;
+use vecdb::index::{build_index, load_index};
+use vecdb::{Error, Metric, Neighbor, SearchParams, Vector, VectorIndex, VectorRef, VectorsRef};
+
+/// splitmix64: small, deterministic, good enough for test data.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn unit(&mut self) -> f32 {
+        ((self.next() >> 40) as f32 + 0.5) / (1u64 << 24) as f32
+    }
+    fn normal(&mut self) -> f32 {
+        let (u, v) = (self.unit(), self.unit());
+        (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
+    }
+}
+
+/// `n` points in `dim` dimensions around `clusters` centres; within a cluster the points
+/// spread over an 8-dimensional subspace (plus a little noise), like real embeddings whose
+/// intrinsic dimension is far below their length.
+fn clustered(n: usize, dim: usize, clusters: usize, seed: u64) -> Vec<f32> {
+    const LATENT: usize = 8;
+    let mut r = Rng(seed);
+    let mut g = Rng(0xC1A5); // centres and bases are shared between calls
+    let centres: Vec<f32> = (0..clusters * dim).map(|_| g.normal() * 4.0).collect();
+    let bases: Vec<f32> = (0..clusters * LATENT * dim).map(|_| g.normal() / (LATENT as f32).sqrt()).collect();
+    let mut out = Vec::with_capacity(n * dim);
+    for _ in 0..n {
+        let c = (r.next() % clusters as u64) as usize;
+        let z: Vec<f32> = (0..LATENT).map(|_| r.normal() * 2.0).collect();
+        out.extend((0..dim).map(|j| {
+            let b = &bases[(c * LATENT) * dim..];
+            centres[c * dim + j] + (0..LATENT).map(|l| z[l] * b[l * dim + j]).sum::<f32>() + 0.1 * r.normal()
+        }));
+    }
+    out
+}
+
+fn normalize_rows(v: &mut [f32], dim: usize) {
+    for row in v.chunks_mut(dim) {
+        let n = row.iter().map(|x| x * x).sum::<f32>().sqrt();
+        row.iter_mut().for_each(|x| *x /= n);
+    }
+}
+
+/// Packed `bits`-bit codes: cluster centres with a few bits flipped.
+fn binary_codes(n: usize, bits: usize, seed: u64) -> Vec<u8> {
+    let bytes = bits / 8;
+    let mut r = Rng(seed);
+    let centres: Vec<u8> = (0..16 * bytes).map(|_| r.next() as u8).collect();
+    let mut out = Vec::with_capacity(n * bytes);
+    for _ in 0..n {
+        let c = (r.next() % 16) as usize;
+        let mut row = centres[c * bytes..(c + 1) * bytes].to_vec();
+        for _ in 0..bits / 8 {
+            let b = (r.next() % bits as u64) as usize;
+            row[b / 8] ^= 1 << (b % 8);
+        }
+        out.extend(row);
+    }
+    out
+}
+
+fn as_rows(v: &Vector) -> VectorsRef<'_> {
+    match v {
+        Vector::Dense(x) => VectorsRef::Dense(x.as_slice()),
+        Vector::Binary(x) => VectorsRef::Binary(x.as_slice()),
+    }
+}
+
+fn row(data: VectorsRef<'_>, dim: usize, i: usize) -> VectorRef<'_> {
+    data.row(dim, i)
+}
+
+/// Exact k nearest ids under `metric`, by the crate's reference distance.
+fn exact(metric: Metric, data: VectorsRef<'_>, dim: usize, ids: &[u64], q: VectorRef<'_>, k: usize) -> Vec<Neighbor> {
+    let mut all: Vec<Neighbor> = (0..ids.len())
+        .map(|i| Neighbor { id: ids[i], distance: metric.distance(q, row(data, dim, i)).unwrap() })
+        .collect();
+    all.sort_by(|a, b| a.distance.total_cmp(&b.distance).then(a.id.cmp(&b.id)));
+    all.truncate(k);
+    all
+}
+
+/// Fraction of true neighbours found, counting ties at the k-th distance as hits.
+fn recall(found: &[Neighbor], truth: &[Neighbor]) -> f64 {
+    let kth = truth.last().map_or(0.0, |n| n.distance);
+    let ids: HashSet<u64> = truth.iter().map(|n| n.id).collect();
+    let hits = found.iter().filter(|n| ids.contains(&n.id) || n.distance <= kth + 1e-4 * kth.abs().max(1.0)).count();
+    hits.min(truth.len()) as f64 / truth.len().max(1) as f64
+}
+
+fn ef(ef: usize) -> SearchParams {
+    SearchParams { ef: Some(ef), ..Default::default() }
+}
+
+fn mean_recall(
+    idx: &dyn VectorIndex,
+    data: VectorsRef<'_>,
+    queries: VectorsRef<'_>,
+    ids: &[u64],
+    k: usize,
+    p: &SearchParams,
+) -> f64 {
+    let dim = idx.dim();
+    let nq = queries.rows(dim);
+    let mut total = 0.0;
+    for i in 0..nq {
+        let q = queries.row(dim, i);
+        let found = idx.search(q, k, p, None).unwrap();
+        assert!(found.windows(2).all(|w| w[0].distance <= w[1].distance), "results are sorted");
+        total += recall(&found, &exact(idx.metric(), data, dim, ids, q, k));
+    }
+    total / nq as f64
+}
+
+#[test]
+fn recall_floor_on_clustered_data() {
+    // 20k × 64 in 50 clusters, HNSW16 (efC 100): recall@10 ≥ 0.95 at ef = 64.
+    let (n, dim) = (20_000, 64);
+    let data = clustered(n, dim, 50, 1);
+    let queries = clustered(200, dim, 50, 2);
+    let ids: Vec<u64> = (0..n as u64).map(|i| i * 3 + 1).collect();
+    let mut idx = HnswIndex::new(dim, Metric::L2, 16, 100);
+    idx.add(&ids, VectorsRef::Dense(&data)).unwrap();
+    assert_eq!(idx.len(), n);
+    let r = mean_recall(&idx, VectorsRef::Dense(&data), VectorsRef::Dense(&queries), &ids, 10, &ef(64));
+    eprintln!("recall@10 at ef=64: {r}");
+    assert!(r >= 0.95, "recall@10 at ef=64 is {r}");
+    // A larger ef does not lose recall.
+    let r2 = mean_recall(&idx, VectorsRef::Dense(&data), VectorsRef::Dense(&queries), &ids, 10, &ef(256));
+    assert!(r2 >= r - 0.01 && r2 >= 0.98, "recall@10 at ef=256 is {r2} (ef=64: {r})");
+}
+
+#[test]
+fn every_metric_matches_exact_search() {
+    let (n, dim, k) = (3_000, 32, 10);
+    let ids: Vec<u64> = (0..n as u64).collect();
+    for metric in Metric::ALL {
+        let (data, queries, d) = match metric {
+            Metric::Hamming => (Vector::Binary(binary_codes(n, 256, 3)), Vector::Binary(binary_codes(50, 256, 4)), 256),
+            _ => {
+                let mut a = clustered(n, dim, 20, 5);
+                let mut b = clustered(50, dim, 20, 6);
+                if metric == Metric::Cosine {
+                    normalize_rows(&mut a, dim);
+                    normalize_rows(&mut b, dim);
+                }
+                (Vector::Dense(a), Vector::Dense(b), dim)
+            }
+        };
+        let (data, queries) = (as_rows(&data), as_rows(&queries));
+        let mut idx = build_index("HNSW16", d, metric).unwrap();
+        assert_eq!(idx.description(), "HNSW16");
+        idx.add(&ids, data).unwrap();
+        let r = mean_recall(idx.as_ref(), data, queries, &ids, k, &ef(100));
+        eprintln!("{metric}: recall@10 at ef=100: {r}");
+        assert!(r >= 0.95, "{metric}: recall@10 {r}");
+        // Reported distances are the reference distances of the returned ids.
+        for i in 0..5 {
+            let q = queries.row(d, i);
+            for nb in idx.search(q, k, &ef(100), None).unwrap() {
+                let want = metric.distance(q, data.row(d, nb.id as usize)).unwrap();
+                assert!(
+                    (nb.distance - want).abs() <= 1e-3 * want.abs().max(1.0),
+                    "{metric}: {} vs {want}",
+                    nb.distance
+                );
+            }
+        }
+        assert_eq!(idx.reconstruct(7).unwrap().as_ref(), data.row(d, 7));
+    }
+}
+
+#[test]
+fn persistence_round_trip_gives_identical_results() {
+    let (n, dim) = (4_000, 24);
+    let data = clustered(n, dim, 10, 7);
+    let queries = clustered(40, dim, 10, 8);
+    let ids: Vec<u64> = (0..n as u64).map(|i| i * 7919).collect();
+    let mut idx = HnswIndex::new(dim, Metric::L2, 12, 80);
+    idx.set_ef_search(40);
+    idx.add(&ids, VectorsRef::Dense(&data)).unwrap();
+    idx.remove(&ids[..100]).unwrap(); // tombstones travel too
+    let dir = tempfile::tempdir().unwrap();
+    idx.save(dir.path()).unwrap();
+    let loaded = load_index(dir.path()).unwrap();
+    assert_eq!(loaded.description(), "HNSW12");
+    assert_eq!(loaded.len(), idx.len());
+    assert_eq!(loaded.memory_bytes(), idx.memory_bytes());
+    for i in 0..40 {
+        let q = VectorRef::Dense(&queries[i * dim..(i + 1) * dim]);
+        let p = SearchParams::default();
+        assert_eq!(idx.search(q, 10, &p, None).unwrap(), loaded.search(q, 10, &p, None).unwrap());
+        assert_eq!(idx.range_search(q, 5.0, &p, None).unwrap(), loaded.range_search(q, 5.0, &p, None).unwrap());
+    }
+    assert!(!loaded.contains(ids[5]) && loaded.contains(ids[500]));
+    // A loaded (memory-mapped) index still takes inserts.
+    let mut loaded = HnswIndex::load(dir.path()).unwrap();
+    let extra = clustered(10, dim, 10, 9);
+    loaded.add(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], VectorsRef::Dense(&extra)).unwrap();
+    let hit = loaded.search(VectorRef::Dense(&extra[..dim]), 1, &SearchParams::default(), None).unwrap();
+    assert_eq!(hit[0].id, 1);
+}
+
+#[test]
+fn corrupt_files_give_typed_errors() {
+    let dim = 8;
+    let data = clustered(300, dim, 3, 10);
+    let ids: Vec<u64> = (0..300).collect();
+    let mut idx = HnswIndex::new(dim, Metric::L2, 8, 40);
+    idx.add(&ids, VectorsRef::Dense(&data)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    idx.save(dir.path()).unwrap();
+    let links = dir.path().join("links0.bin");
+    let mut bytes = std::fs::read(&links).unwrap();
+    bytes[4] ^= 0xFF;
+    std::fs::write(&links, &bytes).unwrap();
+    assert!(matches!(HnswIndex::load(dir.path()), Err(Error::Corrupt { .. })));
+    std::fs::write(&links, &bytes[..bytes.len() - 4]).unwrap();
+    assert!(matches!(HnswIndex::load(dir.path()), Err(Error::Corrupt { .. })));
+    // Bad input on add and search.
+    assert!(matches!(idx.add(&[1, 2], VectorsRef::Dense(&data[..dim])), Err(Error::InvalidArgument(_))));
+    let mut nan = data[..dim].to_vec();
+    nan[3] = f32::NAN;
+    assert!(matches!(idx.add(&[999], VectorsRef::Dense(&nan)), Err(Error::InvalidVector(_))));
+    assert!(matches!(
+        idx.search(VectorRef::Dense(&data[..dim - 1]), 3, &SearchParams::default(), None),
+        Err(Error::DimensionMismatch { .. })
+    ));
+    assert!(build_index("HNSW1", 8, Metric::L2).is_err());
+    assert!(build_index("HNSWx", 8, Metric::L2).is_err());
+}
+
+#[test]
+fn removed_ids_never_appear() {
+    let (n, dim) = (6_000, 16);
+    let data = clustered(n, dim, 12, 11);
+    let ids: Vec<u64> = (0..n as u64).collect();
+    let mut idx = HnswIndex::new(dim, Metric::L2, 16, 100);
+    idx.add(&ids, VectorsRef::Dense(&data)).unwrap();
+    // 10%: tombstones only; then another 20%: crosses the repair threshold.
+    let first: Vec<u64> = ids.iter().copied().filter(|i| i % 10 == 3).collect();
+    assert_eq!(idx.remove(&first).unwrap(), first.len());
+    assert_eq!(idx.deleted_count(), first.len());
+    assert_eq!(idx.remove(&first).unwrap(), 0, "removing twice counts once");
+    let check = |idx: &HnswIndex, gone: &HashSet<u64>| {
+        let live: Vec<u64> = ids.iter().copied().filter(|i| !gone.contains(i)).collect();
+        let live_data: Vec<f32> =
+            live.iter().flat_map(|&i| data[i as usize * dim..(i as usize + 1) * dim].to_vec()).collect();
+        let mut total = 0.0;
+        for i in 0..100 {
+            let q = VectorRef::Dense(&data[i * 37 * dim..(i * 37 + 1) * dim]);
+            let found = idx.search(q, 10, &ef(64), None).unwrap();
+            assert_eq!(found.len(), 10);
+            assert!(found.iter().all(|nb| !gone.contains(&nb.id)), "a removed id came back");
+            let r = idx.range_search(q, 3.0, &ef(64), None).unwrap();
+            assert!(r.iter().all(|nb| !gone.contains(&nb.id) && nb.distance <= 3.0));
+            total += recall(&found, &exact(Metric::L2, VectorsRef::Dense(&live_data), dim, &live, q, 10));
+        }
+        total / 100.0
+    };
+    let mut gone: HashSet<u64> = first.iter().copied().collect();
+    let r = check(&idx, &gone);
+    assert!(r >= 0.95, "recall with tombstones {r}");
+    let second: Vec<u64> = ids.iter().copied().filter(|i| i % 10 == 5 || i % 10 == 7).collect();
+    idx.remove(&second).unwrap();
+    gone.extend(&second);
+    assert_eq!(idx.deleted_count(), 0, "a repair ran and freed the tombstones");
+    assert_eq!(idx.len(), n - gone.len());
+    assert!(!idx.contains(3) && idx.contains(4) && idx.reconstruct(5).is_none());
+    let r = check(&idx, &gone);
+    assert!(r >= 0.95, "recall after repair {r}");
+    // Re-adding a removed id makes it findable again; replacing an id moves it.
+    idx.add(&[3], VectorsRef::Dense(&data[3 * dim..4 * dim])).unwrap();
+    let hit = idx.search(VectorRef::Dense(&data[3 * dim..4 * dim]), 1, &ef(32), None).unwrap();
+    assert_eq!(hit[0].id, 3);
+    idx.add(&[4], VectorsRef::Dense(&data[5 * dim..6 * dim])).unwrap();
+    assert_eq!(idx.len(), n - gone.len() + 1);
+    assert_eq!(idx.reconstruct(4), Some(Vector::Dense(data[5 * dim..6 * dim].to_vec())));
+}
+
+#[test]
+fn inserts_after_build_are_found() {
+    let (n, dim) = (5_000, 32);
+    let data = clustered(n + 600, dim, 10, 12);
+    let ids: Vec<u64> = (0..(n + 600) as u64).collect();
+    let mut idx = HnswIndex::new(dim, Metric::L2, 16, 100);
+    idx.add(&ids[..n], VectorsRef::Dense(&data[..n * dim])).unwrap();
+    // One at a time, then in batches.
+    for i in n..n + 100 {
+        idx.add(&ids[i..i + 1], VectorsRef::Dense(&data[i * dim..(i + 1) * dim])).unwrap();
+    }
+    for s in (n + 100..n + 600).step_by(100) {
+        idx.add(&ids[s..s + 100], VectorsRef::Dense(&data[s * dim..(s + 100) * dim])).unwrap();
+    }
+    assert_eq!(idx.len(), n + 600);
+    let mut self_hits = 0;
+    for i in n..n + 600 {
+        let found = idx.search(VectorRef::Dense(&data[i * dim..(i + 1) * dim]), 1, &ef(64), None).unwrap();
+        self_hits += usize::from(found[0].id == i as u64);
+    }
+    assert!(self_hits >= 597, "{self_hits}/600 inserted vectors are their own nearest neighbour");
+}
+
+#[test]
+fn concurrent_insert_and_search() {
+    let (n, dim) = (4_000, 16);
+    let data = Arc::new(clustered(n, dim, 8, 13));
+    let mut first = HnswIndex::new(dim, Metric::L2, 12, 60);
+    let ids: Vec<u64> = (0..1000).collect();
+    first.add(&ids, VectorsRef::Dense(&data[..1000 * dim])).unwrap();
+    let idx = Arc::new(RwLock::new(first));
+    let mut handles = Vec::new();
+    for w in 0..2u64 {
+        let (idx, data) = (idx.clone(), data.clone());
+        handles.push(std::thread::spawn(move || {
+            // writer w adds ids 1000 + w*1500 .. in batches of 50
+            for b in 0..30u64 {
+                let s = (1000 + w * 1500 + b * 50) as usize;
+                let ids: Vec<u64> = (s as u64..s as u64 + 50).collect();
+                idx.write().unwrap().add(&ids, VectorsRef::Dense(&data[s * dim..(s + 50) * dim])).unwrap();
+            }
+        }));
+    }
+    for r in 0..2usize {
+        let (idx, data) = (idx.clone(), data.clone());
+        handles.push(std::thread::spawn(move || {
+            let mut self_hits = 0;
+            for i in 0..300 {
+                let qi = (i * 13 + r * 7) % 1000;
+                let q = VectorRef::Dense(&data[qi * dim..(qi + 1) * dim]);
+                let g = idx.read().unwrap();
+                let found = g.search(q, 5, &ef(40), None).unwrap();
+                assert_eq!(found.len(), 5);
+                assert!(found.windows(2).all(|w| w[0].distance <= w[1].distance));
+                assert!(found.iter().all(|nb| g.contains(nb.id)));
+                self_hits += usize::from(found[0].id == qi as u64);
+            }
+            // Vectors present before the inserts stay findable while the graph grows.
+            assert!(self_hits >= 295, "{self_hits}/300 found themselves");
+        }));
+    }
+    for h in handles {
+        h.join().unwrap();
+    }
+    let idx = idx.read().unwrap();
+    assert_eq!(idx.len(), n);
+    let found_self = (0..n).step_by(7).filter(|&i| {
+        let q = VectorRef::Dense(&data[i * dim..(i + 1) * dim]);
+        idx.search(q, 1, &ef(64), None).unwrap()[0].id == i as u64
+    });
+    let total = (0..n).step_by(7).count();
+    assert!(found_self.count() * 100 >= total * 99);
+}
+
+#[test]
+fn filtered_search_returns_k_results() {
+    let (n, dim, k) = (20_000, 16, 10);
+    let data = clustered(n, dim, 20, 14);
+    let ids: Vec<u64> = (0..n as u64).collect();
+    let mut idx = HnswIndex::new(dim, Metric::L2, 16, 80);
+    idx.add(&ids, VectorsRef::Dense(&data)).unwrap();
+    for (modulus, floor) in [(100u64, 1.0), (3, 0.95)] {
+        let accept = move |id: u64| id % modulus == 7 % modulus;
+        let kept: Vec<u64> = ids.iter().copied().filter(|&i| accept(i)).collect();
+        let kept_data: Vec<f32> =
+            kept.iter().flat_map(|&i| data[i as usize * dim..(i as usize + 1) * dim].to_vec()).collect();
+        let mut total = 0.0;
+        for i in 0..50 {
+            let q = VectorRef::Dense(&data[i * 131 * dim..(i * 131 + 1) * dim]);
+            let found = idx.search(q, k, &ef(40), Some(&accept)).unwrap();
+            assert_eq!(found.len(), k, "filter 1/{modulus}: k results");
+            assert!(found.iter().all(|nb| accept(nb.id)));
+            total += recall(&found, &exact(Metric::L2, VectorsRef::Dense(&kept_data), dim, &kept, q, k));
+        }
+        let r = total / 50.0;
+        assert!(r >= floor, "filter 1/{modulus}: recall {r}");
+    }
+    // A filter accepting fewer than k ids returns exactly those.
+    let few = |id: u64| id == 5 || id == 17_000;
+    let found = idx.search(VectorRef::Dense(&data[..dim]), k, &ef(40), Some(&few)).unwrap();
+    let got: HashSet<u64> = found.iter().map(|n| n.id).collect();
+    assert_eq!(got, HashSet::from([5, 17_000]));
+}
+
+#[test]
+fn range_search_finds_the_ball() {
+    let (n, dim) = (5_000, 16);
+    let data = clustered(n, dim, 10, 15);
+    let ids: Vec<u64> = (0..n as u64).collect();
+    let mut idx = HnswIndex::new(dim, Metric::L2, 16, 100);
+    idx.add(&ids, VectorsRef::Dense(&data)).unwrap();
+    let mut found_total = 0;
+    let mut truth_total = 0;
+    for i in 0..30 {
+        let q = VectorRef::Dense(&data[i * 101 * dim..(i * 101 + 1) * dim]);
+        // A radius holding about 150 points: wider than the default ef.
+        let truth = exact(Metric::L2, VectorsRef::Dense(&data), dim, &ids, q, 150);
+        let radius = truth.last().unwrap().distance;
+        let got = idx.range_search(q, radius, &SearchParams::default(), None).unwrap();
+        assert!(got.iter().all(|nb| nb.distance <= radius));
+        assert!(got.windows(2).all(|w| w[0].distance <= w[1].distance));
+        let t: HashSet<u64> = truth.iter().map(|n| n.id).collect();
+        found_total += got.iter().filter(|nb| t.contains(&nb.id)).count();
+        truth_total += t.len();
+    }
+    let r = found_total as f64 / truth_total as f64;
+    assert!(r >= 0.95, "range recall {r}");
+    assert!(idx.range_search(VectorRef::Dense(&data[..dim]), -1.0, &SearchParams::default(), None).unwrap().is_empty());
+}
+
+#[test]
+fn memory_is_reported() {
+    let (n, dim) = (2_000, 64);
+    let data = clustered(n, dim, 5, 16);
+    let ids: Vec<u64> = (0..n as u64).collect();
+    let mut idx = HnswIndex::new(dim, Metric::L2, 16, 40);
+    let empty = idx.memory_bytes();
+    idx.add(&ids, VectorsRef::Dense(&data)).unwrap();
+    let per = (idx.memory_bytes() - empty) as f64 / n as f64;
+    // vectors (256 B) + level-0 links (132 B) + id + a little
+    assert!(per >= (dim * 4 + 33 * 4) as f64 && per <= (dim * 4 + 33 * 4 + 80) as f64, "{per} bytes per vector");
+}
+
+/// A 2-D little-endian float32 `.npy` file (what `likeness bench ann` and numpy write).
+fn read_npy(path: &std::path::Path) -> (usize, usize, Vec<f32>) {
+    let b = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let hlen = u16::from_le_bytes([b[8], b[9]]) as usize;
+    let header = std::str::from_utf8(&b[10..10 + hlen]).unwrap();
+    assert!(header.contains("'<f4'") && header.contains("False"), "{header}");
+    let shape = &header[header.find('(').unwrap() + 1..header.find(')').unwrap()];
+    let dims: Vec<usize> = shape.split(',').filter_map(|s| s.trim().parse().ok()).collect();
+    let data = b[10 + hlen..].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    (dims[0], dims[1], data)
+}
+
+/// Speed on real data, outside CI: `HNSW_BENCH_DIR` holds base.npy, queries.npy and gt.npy
+/// (ids as floats), e.g. the files `likeness bench ann` caches. Prints build time, memory
+/// and single-thread QPS / recall@10 per ef.
+#[test]
+#[ignore]
+fn speed_on_npy_dataset() {
+    let Some(dir) = std::env::var_os("HNSW_BENCH_DIR").map(std::path::PathBuf::from) else {
+        panic!("set HNSW_BENCH_DIR to a directory with base.npy, queries.npy and gt.npy");
+    };
+    let (n, dim, base) = read_npy(&dir.join("base.npy"));
+    let (nq, _, queries) = read_npy(&dir.join("queries.npy"));
+    let (_, gk, gt) = read_npy(&dir.join("gt.npy"));
+    let nq = nq.min(std::env::var("HNSW_BENCH_QUERIES").ok().and_then(|s| s.parse().ok()).unwrap_or(nq));
+    let m: usize = std::env::var("HNSW_BENCH_M").ok().and_then(|s| s.parse().ok()).unwrap_or(16);
+    let ids: Vec<u64> = (0..n as u64).collect();
+    let mut idx = HnswIndex::new(dim, Metric::L2, m, 200);
+    let t = std::time::Instant::now();
+    idx.add(&ids, VectorsRef::Dense(&base)).unwrap();
+    eprintln!(
+        "HNSW{m}: build {:.2} s, {:.0} B/vector",
+        t.elapsed().as_secs_f64(),
+        idx.memory_bytes() as f64 / n as f64
+    );
+    let mut best = 0.0f64;
+    for e in [10, 20, 40, 80, 160] {
+        let t = std::time::Instant::now();
+        let found: Vec<Vec<Neighbor>> = (0..nq)
+            .map(|i| idx.search(VectorRef::Dense(&queries[i * dim..(i + 1) * dim]), 10, &ef(e), None).unwrap())
+            .collect();
+        let qps = nq as f64 / t.elapsed().as_secs_f64();
+        let hits: usize = found
+            .iter()
+            .enumerate()
+            .map(|(i, f)| f.iter().filter(|nb| gt[i * gk..i * gk + 10].contains(&(nb.id as f32))).count())
+            .sum();
+        let r = hits as f64 / (10 * nq) as f64;
+        best = best.max(r);
+        eprintln!("ef={e:4} recall@10 {r:.4} QPS {qps:.0}");
+    }
+    assert!(best >= 0.9, "best recall {best}");
+}
