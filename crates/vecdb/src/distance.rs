@@ -115,7 +115,7 @@ fn gemm_candidates_scalar(norms: Option<&[f32]>, ip: &[f32], bound: f32, out: &m
         }
         None => {
             for (j, &p) in ip.iter().enumerate() {
-                if (-p).partial_cmp(&bound) != Some(std::cmp::Ordering::Greater) {
+                if (0.0 - p).partial_cmp(&bound) != Some(std::cmp::Ordering::Greater) {
                     out.push(j as u32);
                 }
             }

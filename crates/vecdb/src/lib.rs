@@ -10,6 +10,7 @@
 
 #![warn(missing_docs)]
 
+pub mod code_distance;
 pub mod collection;
 pub mod db;
 pub mod distance;

@@ -348,3 +348,26 @@ fn corrupt_files_give_clear_errors() {
     std::fs::remove_file(dir.path().join("index.json")).unwrap();
     assert!(matches!(FlatIndex::load(dir.path()), Err(Error::Io { .. })));
 }
+
+#[test]
+fn batch_breaks_signed_zero_ties_by_id_like_single_search() {
+    // Cosine, dim 1: stored vectors normalize to +1 or -1, a zero query gives products of +0.0
+    // and -0.0. Every distance is exactly 1, so the result must be the smallest accepted ids,
+    // whichever path (scan or matrix multiply) runs; a total order on raw -p split this tie.
+    let n = 60u64;
+    let ids: Vec<u64> = (0..n).collect();
+    let data: Vec<f32> = ids.iter().map(|id| if id % 3 == 0 { -2.0 } else { 3.0 }).collect();
+    let mut index = FlatIndex::new(1, Metric::Cosine);
+    index.add(&ids, VectorsRef::Dense(&data)).unwrap();
+    let keep = |id: u64| !id.is_multiple_of(4);
+    let queries = vec![0.0f32; 12];
+    for threads in [None, Some(1), Some(2)] {
+        let params = SearchParams { threads, ..Default::default() };
+        let single = index.search(VectorRef::Dense(&[0.0]), 4, &params, Some(&keep)).unwrap();
+        let want: Vec<u64> = ids.iter().copied().filter(|&id| keep(id)).take(4).collect();
+        assert_eq!(single.iter().map(|n| n.id).collect::<Vec<_>>(), want);
+        for got in index.search_batch(VectorsRef::Dense(&queries), 4, &params, Some(&keep)).unwrap() {
+            assert_eq!(got, single, "threads {threads:?}");
+        }
+    }
+}

@@ -488,3 +488,100 @@ fn speed_on_npy_dataset() {
     }
     assert!(best >= 0.9, "best recall {best}");
 }
+
+#[test]
+fn sq8_codes_keep_recall_for_dense_metrics() {
+    // HNSW16,SQ8 walks the graph on 8-bit codes: recall stays high, the codes take a quarter
+    // of the bytes, and `,Refine` puts exact distances back.
+    let (n, dim, k) = (6_000, 48, 10);
+    let ids: Vec<u64> = (0..n as u64).map(|i| i * 5 + 2).collect();
+    for metric in [Metric::L2, Metric::Cosine, Metric::Dot] {
+        let mut data = clustered(n, dim, 30, 21);
+        let mut queries = clustered(100, dim, 30, 22);
+        if metric == Metric::Cosine {
+            normalize_rows(&mut data, dim);
+            normalize_rows(&mut queries, dim);
+        }
+        let (d, q) = (VectorsRef::Dense(&data), VectorsRef::Dense(&queries));
+        let mut full = build_index("HNSW16", dim, metric).unwrap();
+        full.add(&ids, d).unwrap();
+        let mut sq = build_index("HNSW16,SQ8", dim, metric).unwrap();
+        assert_eq!(sq.description(), "HNSW16,SQ8");
+        assert!(!sq.is_trained());
+        sq.add(&ids, d).unwrap(); // trains on this first batch
+        assert!(sq.is_trained());
+        let r = mean_recall(sq.as_ref(), d, q, &ids, k, &ef(100));
+        eprintln!("{metric}: HNSW16,SQ8 recall@10 at ef=100: {r}");
+        assert!(r >= 0.9, "{metric}: SQ8 recall@10 {r}");
+        let codes_per_row = (sq.memory_bytes() as f64 - (full.memory_bytes() - 4 * dim * n) as f64) / n as f64;
+        assert!((codes_per_row - dim as f64).abs() < 2.0, "{metric}: {codes_per_row} bytes of codes per row");
+        // Decoded vectors are close to the originals.
+        let back = sq.reconstruct(ids[9]).unwrap();
+        let orig = &data[9 * dim..10 * dim];
+        let err = match back {
+            Vector::Dense(v) => v.iter().zip(orig).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max),
+            Vector::Binary(_) => panic!("dense expected"),
+        };
+        // Half a step at most: step ≤ 2·max|x| / 255 (l2) or max|x| / 127 (inner products).
+        let max_abs = data.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+        assert!(err <= max_abs / 250.0, "{metric}: decode error {err} (max |x| {max_abs})");
+        // Refine re-ranks the candidates exactly: distances are the reference ones.
+        let mut refined = build_index("HNSW16,SQ8,Refine", dim, metric).unwrap();
+        refined.add(&ids, d).unwrap();
+        let p = SearchParams { ef: Some(100), rerank: Some(100), ..Default::default() };
+        let rr = mean_recall(refined.as_ref(), d, q, &ids, k, &p);
+        assert!(rr >= r - 0.005 && rr >= 0.95, "{metric}: refined recall {rr} (codes {r})");
+        let qi = q.row(dim, 0);
+        for nb in refined.search(qi, k, &p, None).unwrap() {
+            let slot = ids.iter().position(|&x| x == nb.id).unwrap();
+            assert_eq!(nb.distance, metric.distance(qi, d.row(dim, slot)).unwrap());
+        }
+    }
+}
+
+#[test]
+fn sq8_is_lossless_on_grid_data_and_persists() {
+    // Values on an 8-bit grid (like image pixels) are coded exactly: SQ8 finds what the full
+    // index finds. Saved and loaded, it answers the same and still takes inserts.
+    let (n, dim) = (3_000, 32);
+    let mut data = clustered(n, dim, 15, 31);
+    let lo = data.iter().fold(f32::INFINITY, |m, &x| m.min(x));
+    let hi = data.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+    data.iter_mut().for_each(|x| *x = ((*x - lo) / (hi - lo) * 255.0).round());
+    // One dimension spans the whole grid, so the fitted step is exactly 1.
+    data[0] = 0.0;
+    data[dim] = 255.0;
+    let queries: Vec<f32> = data[..40 * dim].iter().map(|x| (x + 1.0).min(255.0)).collect();
+    let ids: Vec<u64> = (0..n as u64).collect();
+    let mut sq = HnswIndex::with_sq8(dim, Metric::L2, 12, 100).unwrap();
+    sq.add(&ids, VectorsRef::Dense(&data)).unwrap();
+    assert_eq!(sq.reconstruct(17), Some(Vector::Dense(data[17 * dim..18 * dim].to_vec())));
+    let r = mean_recall(&sq, VectorsRef::Dense(&data), VectorsRef::Dense(&queries), &ids, 10, &ef(64));
+    assert!(r >= 0.97, "recall@10 {r}");
+    // Exact codes: distances reported are the true Euclidean distances.
+    let q = VectorRef::Dense(&data[5 * dim..6 * dim]);
+    let hits = sq.search(q, 5, &ef(64), None).unwrap();
+    assert_eq!(hits[0], Neighbor { id: 5, distance: 0.0 });
+    sq.remove(&[5]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    sq.save(dir.path()).unwrap();
+    let mut loaded = load_index(dir.path()).unwrap();
+    assert_eq!(loaded.description(), "HNSW12,SQ8");
+    assert_eq!(loaded.memory_bytes(), sq.memory_bytes());
+    for i in 0..40 {
+        let q = VectorRef::Dense(&queries[i * dim..(i + 1) * dim]);
+        assert_eq!(sq.search(q, 10, &ef(50), None).unwrap(), loaded.search(q, 10, &ef(50), None).unwrap());
+    }
+    assert!(!loaded.search(q, 10, &ef(50), None).unwrap().iter().any(|h| h.id == 5));
+    loaded.add(&[50_000], VectorsRef::Dense(&data[..dim])).unwrap();
+    assert_eq!(loaded.search(VectorRef::Dense(&data[..dim]), 2, &ef(50), None).unwrap().len(), 2);
+    // A corrupt codec is reported, never used.
+    let meta = dir.path().join("index.json");
+    let text = std::fs::read_to_string(&meta).unwrap().replace("\"step\": 1.0", "\"step\": -1.0");
+    std::fs::write(&meta, text).unwrap();
+    assert!(matches!(HnswIndex::load(dir.path()), Err(Error::Corrupt { .. })));
+    // SQ8 needs dense vectors; training after coding is refused.
+    assert!(build_index("HNSW16,SQ8", 64, Metric::Hamming).is_err());
+    assert!(build_index("HNSW16,SQ4", 64, Metric::L2).is_err());
+    assert!(sq.train(VectorsRef::Dense(&data)).is_err());
+}

@@ -18,6 +18,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use vecdb::index::hnsw::HnswIndex;
+use vecdb::index::refine::RefineIndex;
 use vecdb::{Metric, SearchParams, VectorIndex, VectorRef, VectorsRef};
 
 use crate::datasets::{self, Matrix};
@@ -268,8 +269,10 @@ fn split_specs(s: &str) -> Vec<String> {
         for tok in group.split(',').map(str::trim).filter(|t| !t.is_empty()) {
             let prev_is_prefix = cur.last().is_some_and(|p| p.starts_with("PCA") || p.starts_with("IVF"));
             let prev_is_ivf = cur.last().is_some_and(|p| p.starts_with("IVF"));
+            let prev_is_hnsw = cur.last().is_some_and(|p| p.starts_with("HNSW"));
             let is_suffix = matches!(tok, "Refine" | "RFlat" | "Refine(Flat)")
-                || (prev_is_ivf && (tok.starts_with("PQ") || tok == "SQ8" || tok == "Flat"));
+                || (prev_is_ivf && (tok.starts_with("PQ") || tok == "SQ8" || tok == "Flat"))
+                || (prev_is_hnsw && tok == "SQ8");
             if !cur.is_empty() && !prev_is_prefix && !is_suffix {
                 out.push(cur.join(","));
                 cur.clear();
@@ -302,7 +305,11 @@ fn knob(spec: &str, args: &Args) -> (&'static str, Vec<usize>) {
 fn params(knob: &str, v: usize) -> SearchParams {
     let mut p = SearchParams::default();
     match knob {
-        "ef" => p.ef = Some(v),
+        // `HNSW<M>,SQ8,Refine` re-ranks the whole beam exactly.
+        "ef" => {
+            p.ef = Some(v);
+            p.rerank = Some(v);
+        }
         "nprobe" => p.nprobe = Some(v),
         "checks" => p.checks = Some(v),
         "rerank" => p.rerank = Some(v),
@@ -326,9 +333,17 @@ fn bench_spec(
 ) -> Result<Vec<Row>> {
     let (n, dim) = (d.base.rows, d.base.cols);
     let rss0 = rss_bytes();
-    let mut index: Box<dyn VectorIndex> = match spec.strip_prefix("HNSW").and_then(|m| m.parse::<usize>().ok()) {
-        Some(m) => Box::new(HnswIndex::new(dim, d.metric, m, args.ef_construction)),
-        None => vecdb::index::build_index(spec, dim, d.metric)?,
+    // HNSW specs take `--ef-construction`; the registry builds everything else.
+    let stages: Vec<&str> = spec.split(',').collect();
+    let hnsw_m = stages[0].strip_prefix("HNSW").and_then(|m| m.parse::<usize>().ok());
+    let efc = args.ef_construction;
+    let mut index: Box<dyn VectorIndex> = match (hnsw_m, &stages[1..]) {
+        (Some(m), []) => Box::new(HnswIndex::new(dim, d.metric, m, efc)),
+        (Some(m), ["SQ8"]) => Box::new(HnswIndex::with_sq8(dim, d.metric, m, efc)?),
+        (Some(m), ["SQ8", "Refine"]) => {
+            Box::new(RefineIndex::new(Box::new(HnswIndex::with_sq8(dim, d.metric, m, efc)?))?)
+        }
+        _ => vecdb::index::build_index(spec, dim, d.metric)?,
     };
     let ids: Vec<u64> = (0..n as u64).collect();
     let t = Instant::now();
@@ -641,6 +656,7 @@ mod tests {
     #[test]
     fn specs_split_on_unambiguous_commas() {
         assert_eq!(split_specs("HNSW16,HNSW32"), ["HNSW16", "HNSW32"]);
+        assert_eq!(split_specs("HNSW16,HNSW16,SQ8,HNSW16,SQ8,Refine"), ["HNSW16", "HNSW16,SQ8", "HNSW16,SQ8,Refine"]);
         assert_eq!(
             split_specs("HNSW16,IVF1024,PQ32,Refine,PCA128,HNSW32,KDForest8;LSH256"),
             ["HNSW16", "IVF1024,PQ32,Refine", "PCA128,HNSW32", "KDForest8", "LSH256"]

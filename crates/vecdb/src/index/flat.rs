@@ -324,7 +324,9 @@ impl FlatIndex {
                     Metric::L2 => select_tile(top, row, Some(norms), &self.ids[s..e], filter, &mut cands, |j, p| {
                         norms[j] - 2.0 * p
                     }),
-                    _ => select_tile(top, row, None, &self.ids[s..e], filter, &mut cands, |_, p| -p),
+                    // `0.0 - p`, not `-p`: a zero product must rank as +0.0 whatever its sign, or
+                    // the total order would split exact ties (e.g. a zero query) before the re-rank.
+                    _ => select_tile(top, row, None, &self.ids[s..e], filter, &mut cands, |_, p| 0.0 - p),
                 }
             }
             s = e;

@@ -7,6 +7,7 @@
 //! |---|---|---|
 //! | `Flat` | exact scan | — |
 //! | `HNSW<M>` | HNSW graph with `M` links per node | `ef` |
+//! | `HNSW<M>,SQ8` | the same graph over 8-bit codes, integer distances (dense metrics) | `ef` |
 //! | `KDForest<t>` | `t` randomized k-d trees (l2, cosine) | `checks` (default 512) |
 //! | `KDTree` | one k-d tree, exact backtracking search (l2, cosine; low dimensions) | — |
 //! | `LSH<b>` | `b`-bit SimHash sketches (b multiple of 64), Hamming scan, exact re-rank | `rerank` (default max(10k, 100)) |
@@ -103,6 +104,9 @@ fn build_stages(stages: &[&str], dim: usize, metric: Metric) -> Result<Box<dyn V
         let codec = parse_codec(codec)?;
         return Ok(Box::new(IvfIndex::new(&joined, dim, metric, nlist, codec)?));
     }
+    if let (Some(m), Some(&"SQ8"), None) = (numbered(first, "HNSW"), stages.get(1), stages.get(2)) {
+        return Ok(Box::new(HnswIndex::with_sq8(dim, metric, hnsw_m(first, m)?, 200)?));
+    }
     if let Some(&extra) = stages.get(1) {
         return Err(invalid(&joined, format!("unexpected stage '{extra}' after '{first}'")));
     }
@@ -140,11 +144,7 @@ fn build_leaf(stage: &str, dim: usize, metric: Metric) -> Result<Box<dyn VectorI
         _ => {}
     }
     if let Some(m) = numbered(stage, "HNSW") {
-        let m = m?;
-        if !(2..=crate::index::hnsw::MAX_M).contains(&m) {
-            return Err(invalid(stage, format!("HNSW needs 2 <= M <= {}", crate::index::hnsw::MAX_M)));
-        }
-        return Ok(Box::new(HnswIndex::new(dim, metric, m, 200)));
+        return Ok(Box::new(HnswIndex::new(dim, metric, hnsw_m(stage, m)?, 200)));
     }
     if let Some(t) = numbered(stage, "KDForest") {
         return Ok(Box::new(KdForest::new(dim, metric, t?, false)?));
@@ -158,9 +158,18 @@ fn build_leaf(stage: &str, dim: usize, metric: Metric) -> Result<Box<dyn VectorI
     }
     Err(invalid(
         stage,
-        "unknown index (expected Flat, HNSW<M>, KDForest<t>, KDTree, LSH<bits>, IVF<n>,<Flat|PQ<m>|SQ8>, \
+        "unknown index (expected Flat, HNSW<M>[,SQ8], KDForest<t>, KDTree, LSH<bits>, IVF<n>,<Flat|PQ<m>|SQ8>, \
          PQ<m>, SQ8, PCA<d>,<index> or <index>,Refine)",
     ))
+}
+
+/// The `M` of an `HNSW<M>` stage, checked.
+fn hnsw_m(stage: &str, m: Result<usize>) -> Result<usize> {
+    let m = m?;
+    if !(2..=crate::index::hnsw::MAX_M).contains(&m) {
+        return Err(invalid(stage, format!("HNSW needs 2 <= M <= {}", crate::index::hnsw::MAX_M)));
+    }
+    Ok(m)
 }
 
 /// Load an index previously written by [`VectorIndex::save`] into `dir`.

@@ -7,7 +7,6 @@ use rayon::prelude::*;
 use super::graph::{Graph, Scored, NONE};
 use super::space::Space;
 use super::{with_space, Bits, HnswIndex, Rows};
-use crate::metric::Element;
 
 impl HnswIndex {
     /// Repair the graph around removed nodes and free them.
@@ -42,7 +41,7 @@ impl HnswIndex {
         let mut floats: Vec<f32> = Vec::new();
         let mut bytes: Vec<u8> = Vec::new();
         let (src_f, src_b) = (self.rows.f32s(), self.rows.bytes());
-        let element = self.metric.element();
+        let floats_kept = self.stores_floats();
         for slot in 0..n {
             if new_of[slot] == NONE {
                 continue;
@@ -51,9 +50,10 @@ impl HnswIndex {
             // Cannot overflow: the new graph is no larger than the old one.
             let _ = graph.push_node(level);
             ids.push(self.ids[slot]);
-            match element {
-                Element::F32 => floats.extend_from_slice(&src_f[slot * dim..(slot + 1) * dim]),
-                Element::Bit => bytes.extend_from_slice(&src_b[slot * rb..(slot + 1) * rb]),
+            if floats_kept {
+                floats.extend_from_slice(&src_f[slot * dim..(slot + 1) * dim]);
+            } else {
+                bytes.extend_from_slice(&src_b[slot * rb..(slot + 1) * rb]);
             }
         }
         for (slot, per_level) in lists.iter().enumerate() {
@@ -77,10 +77,7 @@ impl HnswIndex {
             Some((e, l)) => graph.set_entry(e, l),
             None => graph.clear_entry(),
         }
-        self.rows = match element {
-            Element::F32 => Rows::F32(floats),
-            Element::Bit => Rows::Bits(bytes),
-        };
+        self.rows = if floats_kept { Rows::F32(floats) } else { Rows::Bits(bytes) };
         self.slot_of = ids.iter().enumerate().map(|(i, &id)| (id, i as u32)).collect::<HashMap<_, _>>();
         self.ids = ids;
         self.graph = graph;

@@ -8,6 +8,9 @@
 //!   next rows prefetched before their distances are computed.
 //! * Metrics: `l2` (squared internally), `cosine` and `dot` (negated inner product
 //!   internally), `hamming` on packed bits; results are converted to user units.
+//! * `HNSW<M>,SQ8` ([`HnswIndex::with_sq8`]) stores 8-bit codes instead of the vectors
+//!   (a quarter of the bytes) and walks the graph with integer distances ([`sq8`]); the
+//!   codec is fitted by [`VectorIndex::train`] or on the first batch added.
 //! * Remove: tombstones (never returned, still used to navigate); once a quarter of the
 //!   nodes are tombstones the graph is repaired — every neighbour list that points at a
 //!   removed node is rebuilt from its live neighbours and their neighbours — and the
@@ -24,6 +27,7 @@ mod maintain;
 mod persist;
 mod scratch;
 mod space;
+mod sq8;
 
 use std::collections::{BinaryHeap, HashMap};
 use std::path::Path;
@@ -38,6 +42,7 @@ use crate::vector::{Vector, VectorRef, VectorsRef};
 use graph::{Graph, Locks, Scored};
 use scratch::with_scratch;
 use space::Space;
+use sq8::Sq8Codec;
 
 /// Default `ef` for searches that do not set [`SearchParams::ef`].
 pub const DEFAULT_EF_SEARCH: usize = 64;
@@ -52,16 +57,24 @@ const PARALLEL_MIN: usize = 64;
 macro_rules! with_space {
     ($idx:expr, $s:ident => $body:expr) => {{
         let idx = &$idx;
-        match idx.metric {
-            $crate::metric::Metric::L2 => {
+        match (&idx.sq8, idx.metric) {
+            (Some(codec), $crate::metric::Metric::L2) => {
+                let $s = $crate::index::hnsw::space::Sq8L2Space { data: idx.rows.bytes(), dim: idx.dim, codec };
+                $body
+            }
+            (Some(codec), _) => {
+                let $s = $crate::index::hnsw::space::Sq8IpSpace { data: idx.rows.bytes(), dim: idx.dim, codec };
+                $body
+            }
+            (None, $crate::metric::Metric::L2) => {
                 let $s = $crate::index::hnsw::space::L2Space { data: idx.rows.f32s(), dim: idx.dim };
                 $body
             }
-            $crate::metric::Metric::Cosine | $crate::metric::Metric::Dot => {
+            (None, $crate::metric::Metric::Cosine | $crate::metric::Metric::Dot) => {
                 let $s = $crate::index::hnsw::space::IpSpace { data: idx.rows.f32s(), dim: idx.dim };
                 $body
             }
-            $crate::metric::Metric::Hamming => {
+            (None, $crate::metric::Metric::Hamming) => {
                 let $s = $crate::index::hnsw::space::BitSpace { data: idx.rows.bytes(), bytes: idx.row_bytes() };
                 $body
             }
@@ -73,6 +86,7 @@ pub(crate) use with_space;
 /// Stored rows: in memory, or memory-mapped from a saved index until the first change.
 enum Rows {
     F32(Vec<f32>),
+    /// Packed bits (hamming) or 8-bit codes (`SQ8`).
     Bits(Vec<u8>),
     Mapped(memmap2::Mmap),
 }
@@ -95,13 +109,10 @@ impl Rows {
     fn byte_len(&self) -> usize {
         self.bytes().len()
     }
-    /// Copy mapped rows into memory so they can grow.
-    fn make_owned(&mut self, element: Element) {
+    /// Copy mapped rows into memory so they can grow (`floats`: the rows are `f32`).
+    fn make_owned(&mut self, floats: bool) {
         if let Rows::Mapped(m) = self {
-            *self = match element {
-                Element::F32 => Rows::F32(bytemuck::cast_slice(&m[..]).to_vec()),
-                Element::Bit => Rows::Bits(m.to_vec()),
-            };
+            *self = if floats { Rows::F32(bytemuck::cast_slice(&m[..]).to_vec()) } else { Rows::Bits(m.to_vec()) };
         }
     }
 }
@@ -135,6 +146,10 @@ pub struct HnswIndex {
     ef_construction: usize,
     ef_search: usize,
     rows: Rows,
+    /// `HNSW<M>,SQ8`: rows are 8-bit codes.
+    quantized: bool,
+    /// The codec of a quantized index once trained (`None` before, and for full vectors).
+    sq8: Option<Sq8Codec>,
     graph: Graph,
     /// Caller id of each slot.
     ids: Vec<u64>,
@@ -161,6 +176,8 @@ impl HnswIndex {
                 Element::F32 => Rows::F32(Vec::new()),
                 Element::Bit => Rows::Bits(Vec::new()),
             },
+            quantized: false,
+            sq8: None,
             graph: Graph::new(m),
             ids: Vec::new(),
             slot_of: HashMap::new(),
@@ -168,6 +185,24 @@ impl HnswIndex {
             n_deleted: 0,
             rng: 0x9E37_79B9_7F4A_7C15,
         }
+    }
+
+    /// Like [`HnswIndex::new`], but the graph keeps 8-bit codes instead of the vectors and
+    /// compares them with integer kernels (`HNSW<M>,SQ8`). Dense metrics only. The codec is
+    /// fitted by [`VectorIndex::train`], or on the first batch given to [`VectorIndex::add`]
+    /// (which should then be representative of the data: values outside the fitted range are
+    /// clamped). [`VectorIndex::reconstruct`] returns the decoded, approximate vector.
+    pub fn with_sq8(dim: usize, metric: Metric, m: usize, ef_construction: usize) -> Result<HnswIndex> {
+        if metric.element() != Element::F32 {
+            return Err(Error::InvalidIndexSpec {
+                spec: format!("HNSW{m},SQ8"),
+                reason: format!("SQ8 codes need a dense metric (l2, cosine, dot), not {metric}"),
+            });
+        }
+        let mut idx = HnswIndex::new(dim, metric, m, ef_construction);
+        idx.quantized = true;
+        idx.rows = Rows::Bits(Vec::new());
+        Ok(idx)
     }
 
     /// Read an index written by [`VectorIndex::save`] into `dir` (vectors are memory-mapped).
@@ -201,7 +236,16 @@ impl HnswIndex {
     }
 
     fn row_bytes(&self) -> usize {
-        self.metric.element().bytes_per_vector(self.dim)
+        if self.quantized {
+            self.dim
+        } else {
+            self.metric.element().bytes_per_vector(self.dim)
+        }
+    }
+
+    /// The rows are full `f32` vectors (not bits, not codes).
+    fn stores_floats(&self) -> bool {
+        !self.quantized && self.metric.element() == Element::F32
     }
 
     #[inline(always)]
@@ -324,10 +368,16 @@ impl HnswIndex {
                 ids.len()
             )));
         }
-        self.rows.make_owned(self.metric.element());
-        match (&mut self.rows, vectors) {
-            (Rows::F32(v), VectorsRef::Dense(d)) => v.extend_from_slice(&d[..ids.len() * self.dim]),
-            (Rows::Bits(v), VectorsRef::Binary(d)) => {
+        self.rows.make_owned(self.stores_floats());
+        if let (true, None, VectorsRef::Dense(d)) = (self.quantized, &self.sq8, vectors) {
+            self.sq8 = Some(Sq8Codec::train(&d[..ids.len() * self.dim], self.dim, self.metric)?);
+        }
+        match (&mut self.rows, vectors, &self.sq8) {
+            (Rows::F32(v), VectorsRef::Dense(d), None) => v.extend_from_slice(&d[..ids.len() * self.dim]),
+            (Rows::Bits(v), VectorsRef::Dense(d), Some(codec)) => {
+                codec.encode_rows(&d[..ids.len() * self.dim], self.dim, v)
+            }
+            (Rows::Bits(v), VectorsRef::Binary(d), None) => {
                 let b = Element::Bit.bytes_per_vector(self.dim);
                 v.extend_from_slice(&d[..ids.len() * b])
             }
@@ -374,7 +424,11 @@ impl HnswIndex {
 
 impl VectorIndex for HnswIndex {
     fn description(&self) -> String {
-        format!("HNSW{}", self.m)
+        if self.quantized {
+            format!("HNSW{},SQ8", self.m)
+        } else {
+            format!("HNSW{}", self.m)
+        }
     }
     fn dim(&self) -> usize {
         self.dim
@@ -384,6 +438,29 @@ impl VectorIndex for HnswIndex {
     }
     fn len(&self) -> usize {
         self.graph.len() - self.n_deleted
+    }
+    fn is_trained(&self) -> bool {
+        !self.quantized || self.sq8.is_some()
+    }
+    fn train(&mut self, sample: VectorsRef<'_>) -> Result<()> {
+        if !self.quantized {
+            return Ok(());
+        }
+        if self.graph.len() > 0 {
+            return Err(Error::InvalidArgument(format!(
+                "{}: the codec cannot be refitted once {} vectors are coded",
+                self.description(),
+                self.graph.len()
+            )));
+        }
+        let VectorsRef::Dense(d) = sample else {
+            return Err(Error::InvalidVector("SQ8 training needs dense vectors".into()));
+        };
+        if d.iter().any(|x| !x.is_finite()) {
+            return Err(Error::InvalidVector("SQ8 training sample holds NaN or infinity".into()));
+        }
+        self.sq8 = Some(Sq8Codec::train(d, self.dim, self.metric)?);
+        Ok(())
     }
     fn add(&mut self, ids: &[u64], vectors: VectorsRef<'_>) -> Result<()> {
         let rows = vectors.rows(self.dim);
@@ -434,10 +511,13 @@ impl VectorIndex for HnswIndex {
         filter: Option<IdFilter<'_>>,
     ) -> Result<Vec<Neighbor>> {
         self.check_query(query)?;
+        if self.graph.len() == 0 {
+            return Ok(Vec::new());
+        }
         let ef = params.ef.unwrap_or(self.ef_search);
         let found = with_space!(self, s => {
             let q = s.query(query).ok_or_else(|| Error::InvalidVector("query kind does not match the index".into()))?;
-            self.knn(&s, q, k, ef, filter)
+            self.knn(&s, &q, k, ef, filter)
         });
         Ok(self.to_neighbors(found))
     }
@@ -452,6 +532,9 @@ impl VectorIndex for HnswIndex {
         if radius.is_nan() {
             return Err(Error::InvalidArgument("range search radius is NaN".into()));
         }
+        if self.graph.len() == 0 {
+            return Ok(Vec::new());
+        }
         let live = self.len();
         let mut k = params.ef.unwrap_or(self.ef_search).max(16);
         loop {
@@ -461,9 +544,9 @@ impl VectorIndex for HnswIndex {
                 let q = s.query(query).ok_or_else(|| Error::InvalidVector("query kind does not match the index".into()))?;
                 if exact {
                     let accept = |slot: u32| !self.is_deleted(slot) && filter.is_none_or(|f| f(self.ids[slot as usize]));
-                    self.brute(&s, q, live, &accept)
+                    self.brute(&s, &q, live, &accept)
                 } else {
-                    self.knn(&s, q, k, k, filter)
+                    self.knn(&s, &q, k, k, filter)
                 }
             });
             let hits = self.to_neighbors(found);
@@ -478,6 +561,9 @@ impl VectorIndex for HnswIndex {
     fn reconstruct(&self, id: u64) -> Option<Vector> {
         let slot = *self.slot_of.get(&id)? as usize;
         let b = self.row_bytes();
+        if let Some(codec) = &self.sq8 {
+            return Some(Vector::Dense(codec.decode(&self.rows.bytes()[slot * b..(slot + 1) * b])));
+        }
         Some(match self.metric.element() {
             Element::F32 => Vector::Dense(self.rows.f32s()[slot * self.dim..(slot + 1) * self.dim].to_vec()),
             Element::Bit => Vector::Binary(self.rows.bytes()[slot * b..(slot + 1) * b].to_vec()),
@@ -492,6 +578,7 @@ impl VectorIndex for HnswIndex {
             // the id map: 16-byte entries, one control byte, kept at most 7/8 full
             + self.slot_of.len() * 17 * 8 / 7
             + 8 * self.deleted.0.len()
+            + self.sq8.as_ref().map_or(0, |c| 4 * c.offset.len())
     }
     fn save(&self, dir: &Path) -> Result<()> {
         persist::save(self, dir)

@@ -9,6 +9,7 @@ use std::sync::atomic::AtomicU32;
 use serde::{Deserialize, Serialize};
 
 use super::graph::{Graph, NONE};
+use super::sq8::Sq8Codec;
 use super::{Bits, HnswIndex, Rows, MAX_LEVEL, MAX_M};
 use crate::error::{Error, Result};
 use crate::metric::{Element, Metric};
@@ -30,6 +31,12 @@ struct Meta {
     entry: Option<(u32, usize)>,
     deleted: usize,
     rng: u64,
+    /// `HNSW<M>,SQ8`: `vectors.bin` holds 8-bit codes (absent in older files: full vectors).
+    #[serde(default)]
+    quantized: bool,
+    /// The trained codec of a quantized index.
+    #[serde(default)]
+    sq8: Option<Sq8Codec>,
     /// CRC-32 of each data file.
     crc: BTreeMap<String, u32>,
 }
@@ -77,6 +84,8 @@ pub(super) fn save(idx: &HnswIndex, dir: &Path) -> Result<()> {
         entry: g.entry(),
         deleted: idx.n_deleted,
         rng: idx.rng,
+        quantized: idx.quantized,
+        sq8: idx.sq8.clone(),
         crc,
     };
     let p = dir.join("index.json");
@@ -128,22 +137,33 @@ pub(super) fn load(dir: &Path) -> Result<HnswIndex> {
     let n = meta.nodes;
     let (m, m0) = (meta.m, 2 * meta.m);
     let element = meta.metric.element();
-    let row_bytes = element.bytes_per_vector(meta.dim);
+    if meta.quantized && element != Element::F32 {
+        return Err(corrupt(&mp, format!("SQ8 codes with metric {}", meta.metric)));
+    }
+    match (&meta.sq8, meta.quantized) {
+        (Some(c), true) => c.validate(meta.dim, meta.metric).map_err(|r| corrupt(&mp, r))?,
+        (None, true) if meta.nodes > 0 => return Err(corrupt(&mp, "SQ8 codes without a codec".into())),
+        (Some(_), false) => return Err(corrupt(&mp, "an SQ8 codec on an index of full vectors".into())),
+        _ => {}
+    }
+    let floats = element == Element::F32 && !meta.quantized;
+    let row_bytes = if meta.quantized { meta.dim } else { element.bytes_per_vector(meta.dim) };
 
     // Vectors: memory-mapped.
     let vp = dir.join("vectors.bin");
     let rows = if n == 0 {
         read(dir, "vectors.bin", 0, &meta)?;
-        match element {
-            Element::F32 => Rows::F32(Vec::new()),
-            Element::Bit => Rows::Bits(Vec::new()),
+        if floats {
+            Rows::F32(Vec::new())
+        } else {
+            Rows::Bits(Vec::new())
         }
     } else {
         let f = fs::File::open(&vp).map_err(|e| Error::io(&vp, e))?;
         // SAFETY: the file is private to this index directory; it must not be modified while mapped.
         let map = unsafe { memmap2::Mmap::map(&f) }.map_err(|e| Error::io(&vp, e))?;
         check(&vp, &map, n * row_bytes, "vectors.bin", &meta)?;
-        if element == Element::F32 && bytemuck::try_cast_slice::<u8, f32>(&map).is_err() {
+        if floats && bytemuck::try_cast_slice::<u8, f32>(&map).is_err() {
             return Err(corrupt(&vp, "mapping is not 4-byte aligned".into()));
         }
         Rows::Mapped(map)
@@ -224,6 +244,8 @@ pub(super) fn load(dir: &Path) -> Result<HnswIndex> {
         ef_construction: meta.ef_construction.max(1),
         ef_search: meta.ef_search.max(1),
         rows,
+        quantized: meta.quantized,
+        sq8: meta.sq8,
         graph,
         ids,
         slot_of,

@@ -3,22 +3,29 @@
 //! Internally every space ranks by an *internal* distance, smaller is closer, chosen to be
 //! as cheap as possible: squared L2 for `l2`, `−a·b` for `cosine` and `dot`, differing bits
 //! for `hamming`. [`crate::index::hnsw`] converts to user units only for the final results.
+//! The `Sq8*` spaces compare 8-bit codes ([`super::sq8`]) with integer kernels and scale the
+//! sum back to the same internal units.
 
+use std::borrow::Cow;
+
+use super::sq8::Sq8Codec;
+use crate::code_distance;
 use crate::distance;
 use crate::vector::VectorRef;
 
 /// Stored rows plus the internal distance between two rows.
 pub(crate) trait Space: Sync {
     /// One row: `[f32]` or packed `[u8]` bits.
-    type Row: ?Sized;
+    type Row: ?Sized + ToOwned;
     /// Row `i` of the storage.
     fn row(&self, i: u32) -> &Self::Row;
     /// Internal distance between two rows.
     fn dist(&self, a: &Self::Row, b: &Self::Row) -> f32;
     /// Hint the CPU to start loading row `i` into cache.
     fn prefetch(&self, i: u32);
-    /// Borrow a query of the right kind, or `None` when the kind does not match.
-    fn query<'q>(&self, v: VectorRef<'q>) -> Option<&'q Self::Row>;
+    /// The query as a row (borrowed, or encoded for code spaces), or `None` when its kind
+    /// or dimension does not match.
+    fn query<'q>(&self, v: VectorRef<'q>) -> Option<Cow<'q, Self::Row>>;
 }
 
 /// Cache lines of a row prefetched ahead of a distance computation; the hardware
@@ -80,9 +87,9 @@ macro_rules! dense_space {
             fn prefetch(&self, i: u32) {
                 prefetch_bytes(self.data.as_ptr() as *const u8, i as usize * self.dim * 4, self.dim * 4)
             }
-            fn query<'q>(&self, v: VectorRef<'q>) -> Option<&'q [f32]> {
+            fn query<'q>(&self, v: VectorRef<'q>) -> Option<Cow<'q, [f32]>> {
                 match v {
-                    VectorRef::Dense(x) if x.len() == self.dim => Some(x),
+                    VectorRef::Dense(x) if x.len() == self.dim => Some(Cow::Borrowed(x)),
                     _ => None,
                 }
             }
@@ -108,10 +115,58 @@ impl Space for BitSpace<'_> {
     fn prefetch(&self, i: u32) {
         prefetch_bytes(self.data.as_ptr(), i as usize * self.bytes, self.bytes)
     }
-    fn query<'q>(&self, v: VectorRef<'q>) -> Option<&'q [u8]> {
+    fn query<'q>(&self, v: VectorRef<'q>) -> Option<Cow<'q, [u8]>> {
         match v {
-            VectorRef::Binary(x) if x.len() == self.bytes => Some(x),
+            VectorRef::Binary(x) if x.len() == self.bytes => Some(Cow::Borrowed(x)),
             _ => None,
         }
     }
 }
+
+/// 8-bit unsigned codes ranked by `step² · Σ (a − b)²` (squared L2).
+pub(crate) struct Sq8L2Space<'a> {
+    pub data: &'a [u8],
+    pub dim: usize,
+    pub codec: &'a Sq8Codec,
+}
+
+/// 8-bit signed codes ranked by `−step² · Σ a·b` (negated inner product).
+pub(crate) struct Sq8IpSpace<'a> {
+    pub data: &'a [u8],
+    pub dim: usize,
+    pub codec: &'a Sq8Codec,
+}
+
+macro_rules! code_space {
+    ($t:ident, |$a:ident, $b:ident| $d:expr) => {
+        impl Space for $t<'_> {
+            type Row = [u8];
+            #[inline(always)]
+            fn row(&self, i: u32) -> &[u8] {
+                let s = i as usize * self.dim;
+                &self.data[s..s + self.dim]
+            }
+            #[inline(always)]
+            fn dist(&self, $a: &[u8], $b: &[u8]) -> f32 {
+                self.codec.scale() * ($d) as f32
+            }
+            #[inline(always)]
+            fn prefetch(&self, i: u32) {
+                prefetch_bytes(self.data.as_ptr(), i as usize * self.dim, self.dim)
+            }
+            fn query<'q>(&self, v: VectorRef<'q>) -> Option<Cow<'q, [u8]>> {
+                match v {
+                    VectorRef::Dense(x) if x.len() == self.dim => {
+                        let mut code = vec![0u8; self.dim];
+                        self.codec.encode(x, &mut code);
+                        Some(Cow::Owned(code))
+                    }
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+code_space!(Sq8L2Space, |a, b| code_distance::l2_sq_u8(a, b));
+code_space!(Sq8IpSpace, |a, b| -code_distance::dot_i8(a, b));
