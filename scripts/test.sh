@@ -12,5 +12,7 @@ if [[ -f tests/browser/package.json && ! -d tests/browser/node_modules ]]; then
   (cd tests/browser && npm install --no-audit --no-fund --silent)
 fi
 cargo build --workspace --all-targets --profile test --locked
-cargo run -q -p likeness --profile test --locked -- model fetch
+# The binary the workspace build just made (`cargo run -p likeness` would rebuild candle with
+# the single-package feature set: minutes of CI for nothing).
+target/debug/likeness model fetch
 cargo test --workspace --profile test --locked -- --test-threads=2

@@ -1,5 +1,6 @@
-//! `likeness vectors import|search`: raw vectors in and out of a collection (for benchmarks
-//! and for users who compute their own embeddings). Files: `.npy` (2-D float) and `.fvecs`.
+//! `likeness vectors import|search|export`: raw vectors in and out of a collection (for
+//! benchmarks, for users who compute their own embeddings, and to take the image embeddings
+//! likeness computed to other tools). Files: `.npy` (2-D float) and `.fvecs`.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -17,6 +18,32 @@ pub enum VectorsCommand {
     Import(ImportArgs),
     /// Search a collection with the query vectors of a .npy or .fvecs file.
     Search(SearchArgs),
+    /// Write one dense field of a collection to a .npy file (rows in id order), with the ids
+    /// (and paths, when the records have them) in a tab-separated side file.
+    Export(ExportArgs),
+}
+
+/// Arguments of `likeness vectors export`.
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// Database directory.
+    #[arg(long)]
+    pub db: PathBuf,
+    /// Collection.
+    #[arg(long, default_value = crate::catalog::DEFAULT_COLLECTION)]
+    pub collection: String,
+    /// Vector field, e.g. `cnn` (default: cnn when present, else the collection's first).
+    #[arg(long)]
+    pub field: Option<String>,
+    /// The .npy file to write (float32, one row per record).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Also write `id<TAB>path` lines, one per row, to this file.
+    #[arg(long)]
+    pub ids: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments of `likeness vectors import`.
@@ -95,7 +122,41 @@ pub fn run(cmd: &VectorsCommand) -> Result<()> {
     match cmd {
         VectorsCommand::Import(a) => import(a),
         VectorsCommand::Search(a) => search(a),
+        VectorsCommand::Export(a) => export(a),
     }
+}
+
+fn export(a: &ExportArgs) -> Result<()> {
+    let db = Database::open(&a.db)?;
+    let name = a.collection.clone();
+    let coll = crate::catalog::open_collection(&db, &name)?;
+    let fname = crate::catalog::choose_feature(&coll, a.field.as_deref())?;
+    let schema = coll.schema();
+    let field = schema.fields.iter().find(|f| f.name == fname).context("chosen field is in the schema")?;
+    if field.metric == Metric::Hamming {
+        bail!("field '{}' holds bit vectors; export writes float matrices", field.name);
+    }
+    let dim = field.dim;
+    let mut data: Vec<f32> = Vec::with_capacity(coll.count() * dim);
+    let mut lines = String::new();
+    coll.for_each(|r| {
+        if let Some(Vector::Dense(v)) = r.vectors.get(&fname) {
+            data.extend_from_slice(v);
+            let path = r.metadata.get("path").and_then(|p| p.as_str()).unwrap_or("");
+            lines.push_str(&format!("{}\t{}\n", r.id, path));
+        }
+    })?;
+    let rows = data.len() / dim;
+    datasets::write_npy_f32(&a.out, &Matrix::new(rows, dim, data)?)?;
+    if let Some(p) = &a.ids {
+        std::fs::write(p, lines).with_context(|| format!("writing {}", p.display()))?;
+    }
+    if a.json {
+        println!("{}", json!({"collection": name, "field": fname, "rows": rows, "dim": dim, "out": a.out}));
+    } else {
+        println!("wrote {rows} × {dim} vectors of '{name}.{fname}' to {}", a.out.display());
+    }
+    Ok(())
 }
 
 /// Read a 2-D float matrix by file extension.

@@ -336,6 +336,42 @@ fn vectors_import_and_search_raw_vectors() {
     }
     let e = run_err(&["vectors", "import", s(&tmp.path().join("x.csv")), "--db", s(&db), "--collection", "raw"]);
     assert!(e.contains("x.csv"), "{e}");
+
+    // Export: the rows come back bit for bit, in id order, with an id list beside them.
+    let npy = tmp.path().join("out.npy");
+    let ids = tmp.path().join("ids.tsv");
+    let out = run_json(&[
+        "vectors",
+        "export",
+        "--db",
+        s(&db),
+        "--collection",
+        "raw",
+        "--out",
+        s(&npy),
+        "--ids",
+        s(&ids),
+        "--json",
+    ]);
+    assert_eq!(
+        (out["rows"].as_u64(), out["dim"].as_u64(), out["field"].as_str()),
+        (Some(500), Some(16), Some("vector"))
+    );
+    let bytes = std::fs::read(&npy).unwrap();
+    assert!(bytes.starts_with(b"\x93NUMPY"));
+    let body = &bytes[bytes.len() - 500 * 16 * 4..];
+    for (i, row) in rows.iter().enumerate().step_by(97) {
+        let got: Vec<f32> =
+            body[i * 64..(i + 1) * 64].chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+        assert_eq!(&got, row, "row {i}");
+    }
+    let lines: Vec<String> = std::fs::read_to_string(&ids).unwrap().lines().map(String::from).collect();
+    assert_eq!(lines.len(), 500);
+    assert_eq!((lines[0].as_str(), lines[499].as_str()), ("0\t", "499\t"));
+    let e = run_err(&["vectors", "export", "--db", s(&db), "--collection", "raw", "--field", "nope", "--out", s(&npy)]);
+    assert!(e.contains("nope"), "{e}");
+    let e = run_err(&["vectors", "export", "--db", s(&db), "--collection", "missing", "--out", s(&npy)]);
+    assert!(e.contains("missing") && e.contains("raw"), "{e}");
 }
 
 #[test]
@@ -400,6 +436,7 @@ fn help_is_available_for_every_command() {
         vec!["db", "info"],
         vec!["vectors", "import"],
         vec!["vectors", "search"],
+        vec!["vectors", "export"],
         vec!["bench", "http"],
     ] {
         let mut a: Vec<&str> = cmd.clone();
