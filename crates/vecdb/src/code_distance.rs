@@ -8,6 +8,7 @@
 //! |---|---|---|
 //! | [`l2_sq_u8`] | unsigned (`0..=255`) | `Σ (a − b)²` |
 //! | [`dot_i8`] | signed (`−127..=127`, stored as `u8` bit patterns) | `Σ a·b` |
+//! | [`dot_u8`] | unsigned (`0..=255`) | `Σ a·b` |
 //!
 //! On x86-64 they use AVX-512BW+VL (32 codes per step, widened to 16-bit lanes and summed with
 //! `vpmaddwd`), else AVX2, else the scalar loop. Rows up to 33,000 codes cannot overflow the
@@ -29,6 +30,14 @@ pub fn dot_i8(a: &[u8], b: &[u8]) -> i32 {
     imp::dot_i8(&a[..n], &b[..n])
 }
 
+/// Inner product of two rows of unsigned 8-bit codes.
+#[inline]
+pub fn dot_u8(a: &[u8], b: &[u8]) -> u32 {
+    debug_assert_eq!(a.len(), b.len());
+    let n = a.len().min(b.len());
+    imp::dot_u8(&a[..n], &b[..n])
+}
+
 /// Portable reference for [`l2_sq_u8`].
 pub fn l2_sq_u8_scalar(a: &[u8], b: &[u8]) -> u32 {
     a.iter().zip(b).map(|(&x, &y)| (x as i32 - y as i32).pow(2) as u32).sum()
@@ -37,6 +46,11 @@ pub fn l2_sq_u8_scalar(a: &[u8], b: &[u8]) -> u32 {
 /// Portable reference for [`dot_i8`].
 pub fn dot_i8_scalar(a: &[u8], b: &[u8]) -> i32 {
     a.iter().zip(b).map(|(&x, &y)| x as i8 as i32 * y as i8 as i32).sum()
+}
+
+/// Portable reference for [`dot_u8`].
+pub fn dot_u8_scalar(a: &[u8], b: &[u8]) -> u32 {
+    a.iter().zip(b).map(|(&x, &y)| x as u32 * y as u32).sum()
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -136,7 +150,7 @@ mod imp {
         } else if SIGNED {
             super::dot_i8_scalar(&a[i..], &b[i..])
         } else {
-            unreachable!("unsigned dot is not used")
+            super::dot_u8_scalar(&a[i..], &b[i..]) as i32
         };
         lanes.iter().sum::<i32>() + tail
     }
@@ -158,6 +172,16 @@ mod imp {
             Level::Scalar => super::dot_i8_scalar(a, b),
         }
     }
+
+    pub(super) fn dot_u8(a: &[u8], b: &[u8]) -> u32 {
+        // 255 · 255 · 2 fits the signed 32-bit lanes of `vpmaddwd`.
+        match level() {
+            // SAFETY: the CPU supports the features (checked at run time).
+            Level::Avx512 => unsafe { kernel_512::<false, false>(a, b) as u32 },
+            Level::Avx2 => unsafe { kernel_256::<false, false>(a, b) as u32 },
+            Level::Scalar => super::dot_u8_scalar(a, b),
+        }
+    }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -167,6 +191,9 @@ mod imp {
     }
     pub(super) fn dot_i8(a: &[u8], b: &[u8]) -> i32 {
         super::dot_i8_scalar(a, b)
+    }
+    pub(super) fn dot_u8(a: &[u8], b: &[u8]) -> u32 {
+        super::dot_u8_scalar(a, b)
     }
 }
 
@@ -192,6 +219,7 @@ mod tests {
             let (a, b) = (bytes(n, 2 * n as u64 + 1), bytes(n, 2 * n as u64 + 2));
             assert_eq!(l2_sq_u8(&a, &b), l2_sq_u8_scalar(&a, &b), "l2 n={n}");
             assert_eq!(dot_i8(&a, &b), dot_i8_scalar(&a, &b), "dot n={n}");
+            assert_eq!(dot_u8(&a, &b), dot_u8_scalar(&a, &b), "dot_u8 n={n}");
         }
     }
 
@@ -199,6 +227,7 @@ mod tests {
     fn extremes_do_not_overflow() {
         let (lo, hi) = (vec![0u8; 4096], vec![255u8; 4096]);
         assert_eq!(l2_sq_u8(&lo, &hi), 4096 * 255 * 255);
+        assert_eq!(dot_u8(&hi, &hi), 4096 * 255 * 255);
         let (p, m) = (vec![127u8; 4096], vec![0x81u8; 4096]); // 127 and −127
         assert_eq!(dot_i8(&p, &m), -4096 * 127 * 127);
         assert_eq!(dot_i8(&m, &m), 4096 * 127 * 127);

@@ -40,6 +40,23 @@ pub fn hamming(a: &[u8], b: &[u8]) -> u32 {
     imp::hamming(&a[..n], &b[..n])
 }
 
+/// Hint the CPU to start loading `lines` cache lines (64 bytes each) from `ptr` on.
+/// A hint only: it never faults, whatever the address.
+#[inline(always)]
+pub fn prefetch_lines(ptr: *const u8, lines: usize) {
+    #[cfg(target_arch = "x86_64")]
+    for l in 0..lines {
+        // SAFETY: prefetching never faults, even on an invalid address.
+        unsafe {
+            core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
+                ptr.wrapping_add(l * 64) as *const i8
+            )
+        };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (ptr, lines);
+}
+
 /// Scale `v` to unit L2 norm in place; a zero vector is left as it is.
 pub fn normalize(v: &mut [f32]) {
     let n = dot(v, v).sqrt();

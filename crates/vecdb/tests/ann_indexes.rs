@@ -143,6 +143,9 @@ fn cases() -> Vec<Case> {
         c("IVF256,SQ8", Dot, Some(16), None, None, 0.9),
         c("IVF64,Flat", L2, Some(8), None, None, 0.9),
         c("SQ8", L2, None, None, None, 0.95),
+        c("HNSW16,SQ8", L2, None, None, None, 0.9),
+        c("HNSW16,SQ8", Cosine, None, None, None, 0.9),
+        c("HNSW16,SQ8,Refine", Dot, None, None, Some(64), 0.95),
         c("SQ8", Cosine, None, None, None, 0.95),
         c("PQ16,Refine", L2, None, None, Some(100), 0.9),
         c("PCA32,Flat", L2, None, None, None, 0.95),
@@ -198,6 +201,7 @@ const PERSIST_SPECS: &[&str] = &[
     "IVF64,SQ8,Refine",
     "IVF32,Flat",
     "SQ8",
+    "HNSW12,SQ8",
     "PCA16,KDForest4",
     "PCAW16,IVF16,PQ4,Refine",
 ];
@@ -300,7 +304,8 @@ fn explicit_train_then_add() {
 #[test]
 fn filtered_search_returns_k_results_when_they_exist() {
     let d = clustered(6_000, 20, 32, 16, 16, 7, false);
-    let specs = ["KDForest4", "KDTree", "LSH128", "IVF64,PQ8", "IVF64,PQ8,Refine", "SQ8", "PCA16,KDForest4"];
+    let specs =
+        ["KDForest4", "KDTree", "LSH128", "IVF64,PQ8", "IVF64,PQ8,Refine", "SQ8", "HNSW12,SQ8", "PCA16,KDForest4"];
     let selective: IdFilter = &|id| id % 97 == 5; // ~62 ids
     let tiny: IdFilter = &|id| id < 4_000 && id % 1000 == 7; // 4 ids
     for spec in specs {
@@ -478,7 +483,7 @@ fn parameter_sweep_for_docs() {
 fn collection_with_approximate_indexes_survives_inserts_deletes_and_reopen() {
     use vecdb::{CollectionSchema, Database, Query, Record, SearchRequest, Vector, VectorField};
     let d = clustered(3_000, 0, 16, 8, 16, 9, false);
-    let specs = ["IVF16,SQ8,Refine", "PCA8,KDForest4,Refine", "LSH128", "IVF16,PQ4,Refine"];
+    let specs = ["IVF16,SQ8,Refine", "PCA8,KDForest4,Refine", "LSH128", "IVF16,PQ4,Refine", "HNSW16,SQ8"];
     let fields: Vec<VectorField> =
         specs.iter().enumerate().map(|(i, s)| VectorField::new(format!("f{i}"), 16, Metric::L2, *s)).collect();
     let dir = tempfile::tempdir().unwrap();

@@ -144,7 +144,10 @@ pub fn run(args: &Args) -> Result<()> {
         rows.extend(bench_spec(args, &data, &gt, spec, &pools)?);
     }
 
-    let hnsw_ms: Vec<usize> = specs.iter().filter_map(|s| s.strip_prefix("HNSW")?.parse().ok()).collect();
+    let mut hnsw_ms: Vec<usize> =
+        specs.iter().filter_map(|s| s.split(',').next()?.strip_prefix("HNSW")?.parse().ok()).collect();
+    hnsw_ms.sort_unstable();
+    hnsw_ms.dedup();
     if args.peers != "none" {
         match run_peers(args, &data, &gt, &cache, &tag, &hnsw_ms) {
             Ok(p) => rows.extend(p),
@@ -480,10 +483,12 @@ fn ratios(rows: &[Row], threads: &[usize]) -> Vec<Ratio> {
     };
     for index in ours {
         let mine: Vec<&Row> = rows.iter().filter(|r| r.lib == "likeness" && r.index == index).collect();
+        // `HNSW16,SQ8[,Refine]` is compared with the peers' `HNSW16` graphs.
+        let graph = index.split(',').next().unwrap_or(index);
         let mut peers: Vec<(&str, &str)> = rows
             .iter()
             .filter(|r| {
-                r.lib != "likeness" && (r.index == index || !index.starts_with("HNSW") && !r.index.starts_with("HNSW"))
+                r.lib != "likeness" && (r.index == graph || !index.starts_with("HNSW") && !r.index.starts_with("HNSW"))
             })
             .map(|r| (r.lib.as_str(), r.index.as_str()))
             .collect();

@@ -67,6 +67,7 @@ impl VectorIndex for RefineIndex {
     fn add(&mut self, ids: &[u64], vectors: VectorsRef<'_>) -> Result<()> {
         let data = dense_batch(ids, vectors, self.dim)?;
         self.inner.add(ids, vectors)?;
+        self.store.reserve(ids.len());
         for (i, &id) in ids.iter().enumerate() {
             self.store.insert(id, &data[i * self.dim..(i + 1) * self.dim]);
         }

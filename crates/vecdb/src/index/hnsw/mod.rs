@@ -62,8 +62,12 @@ macro_rules! with_space {
                 let $s = $crate::index::hnsw::space::Sq8L2Space { data: idx.rows.bytes(), dim: idx.dim, codec };
                 $body
             }
-            (Some(codec), _) => {
+            (Some(codec), _) if codec.signed => {
                 let $s = $crate::index::hnsw::space::Sq8IpSpace { data: idx.rows.bytes(), dim: idx.dim, codec };
+                $body
+            }
+            (Some(codec), _) => {
+                let $s = $crate::index::hnsw::space::Sq8UIpSpace { data: idx.rows.bytes(), dim: idx.dim, codec };
                 $body
             }
             (None, $crate::metric::Metric::L2) => {

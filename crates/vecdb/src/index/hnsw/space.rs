@@ -28,28 +28,15 @@ pub(crate) trait Space: Sync {
     fn query<'q>(&self, v: VectorRef<'q>) -> Option<Cow<'q, Self::Row>>;
 }
 
-/// Cache lines of a row prefetched ahead of a distance computation; the hardware
-/// streamer follows on for the rest of a long row.
+/// Cache lines of a float row prefetched ahead of a distance computation; the hardware
+/// streamer follows on for the rest of a long row. (Measured on Fashion-MNIST, 49-line
+/// rows: prefetching whole rows was 3–8% slower than 8 lines. Code rows are prefetched
+/// whole, which made `HNSW16,SQ8` 35–45% faster there.)
 const PREFETCH_LINES: usize = 8;
 
 #[inline(always)]
 fn prefetch_bytes(base: *const u8, offset: usize, len: usize) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let lines = len.div_ceil(64).min(PREFETCH_LINES);
-        for l in 0..lines {
-            let p = base.wrapping_add(offset + l * 64) as *const i8;
-            // SAFETY: prefetching is a hint; it never faults, even on an invalid address.
-            #[allow(unused_unsafe)]
-            unsafe {
-                core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p)
-            };
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = (base, offset, len);
-    }
+    distance::prefetch_lines(base.wrapping_add(offset), len.div_ceil(64).min(PREFETCH_LINES));
 }
 
 /// Dense rows ranked by squared Euclidean distance.
@@ -137,6 +124,13 @@ pub(crate) struct Sq8IpSpace<'a> {
     pub codec: &'a Sq8Codec,
 }
 
+/// 8-bit unsigned codes (non-negative data) ranked by `−step² · Σ a·b`.
+pub(crate) struct Sq8UIpSpace<'a> {
+    pub data: &'a [u8],
+    pub dim: usize,
+    pub codec: &'a Sq8Codec,
+}
+
 macro_rules! code_space {
     ($t:ident, |$a:ident, $b:ident| $d:expr) => {
         impl Space for $t<'_> {
@@ -152,7 +146,9 @@ macro_rules! code_space {
             }
             #[inline(always)]
             fn prefetch(&self, i: u32) {
-                prefetch_bytes(self.data.as_ptr(), i as usize * self.dim, self.dim)
+                // Code rows are short (a byte per component): ask for all of them.
+                let row = self.data.as_ptr().wrapping_add(i as usize * self.dim);
+                distance::prefetch_lines(row, self.dim.div_ceil(64))
             }
             fn query<'q>(&self, v: VectorRef<'q>) -> Option<Cow<'q, [u8]>> {
                 match v {
@@ -170,3 +166,4 @@ macro_rules! code_space {
 
 code_space!(Sq8L2Space, |a, b| code_distance::l2_sq_u8(a, b));
 code_space!(Sq8IpSpace, |a, b| -code_distance::dot_i8(a, b));
+code_space!(Sq8UIpSpace, |a, b| -(code_distance::dot_u8(a, b) as f32));

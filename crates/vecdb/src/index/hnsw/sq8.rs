@@ -6,7 +6,9 @@
 //!
 //! * `l2`: unsigned codes `c = round((x − min_d) / step)`; `‖a − b‖² ≈ step² · Σ (cₐ − c_b)²`
 //!   (the per-dimension offsets cancel).
-//! * `cosine`, `dot`: signed codes `c = round(x / step)` in `−127..=127`; `a·b ≈ step² · Σ cₐ·c_b`.
+//! * `cosine`, `dot`: codes `c = round(x / step)`, `a·b ≈ step² · Σ cₐ·c_b`; signed (`−127..=127`)
+//!   when the training data has negative components, else unsigned (`0..=255`, twice the
+//!   resolution: embeddings taken after a ReLU, like the CNN's, are never negative).
 //!
 //! Queries are encoded the same way (symmetric distance). Data whose values sit on a grid
 //! (8-bit pixels, as in Fashion-MNIST) is coded without loss; otherwise the error per
@@ -21,10 +23,13 @@ use crate::metric::Metric;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Sq8Codec {
     /// `l2`: per-dimension minimum subtracted before scaling (unsigned codes).
-    /// Empty for inner products (signed codes centred on 0).
+    /// Empty for inner products (codes centred on 0).
     pub offset: Vec<f32>,
     /// Value of one code step, the same in every dimension (> 0).
     pub step: f32,
+    /// Inner products only: codes are `i8` (`−127..=127`) rather than `u8` (`0..=255`).
+    #[serde(default)]
+    pub signed: bool,
 }
 
 impl Sq8Codec {
@@ -36,7 +41,7 @@ impl Sq8Codec {
                 data.len()
             )));
         }
-        let (offset, step) = match metric {
+        let (offset, step, signed) = match metric {
             Metric::L2 => {
                 let mut lo = vec![f32::INFINITY; dim];
                 let mut hi = vec![f32::NEG_INFINITY; dim];
@@ -47,15 +52,19 @@ impl Sq8Codec {
                     }
                 }
                 let range = lo.iter().zip(&hi).map(|(l, h)| h - l).fold(0.0f32, f32::max);
-                (lo, range / 255.0)
+                (lo, range / 255.0, false)
             }
-            Metric::Cosine | Metric::Dot => (Vec::new(), data.iter().fold(0.0f32, |m, x| m.max(x.abs())) / 127.0),
+            Metric::Cosine | Metric::Dot => {
+                let signed = data.iter().any(|&x| x < 0.0);
+                let top = data.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+                (Vec::new(), top / if signed { 127.0 } else { 255.0 }, signed)
+            }
             Metric::Hamming => {
                 return Err(Error::InvalidArgument("SQ8 codes need dense vectors, not hamming bits".into()))
             }
         };
         let step = if step.is_finite() && step > 0.0 { step } else { 1.0 };
-        Ok(Sq8Codec { offset, step })
+        Ok(Sq8Codec { offset, step, signed })
     }
 
     /// Check a codec read from disk.
@@ -67,12 +76,10 @@ impl Sq8Codec {
         if !(self.step.is_finite() && self.step > 0.0) || self.offset.iter().any(|x| !x.is_finite()) {
             return Err("SQ8 codec has a non-finite or non-positive step".into());
         }
+        if self.signed && metric == Metric::L2 {
+            return Err("SQ8 codec for l2 with signed codes".into());
+        }
         Ok(())
-    }
-
-    /// Signed codes (inner products) or unsigned (L2).
-    fn signed(&self) -> bool {
-        self.offset.is_empty()
     }
 
     /// Factor turning the integer code distance into the internal distance.
@@ -83,9 +90,13 @@ impl Sq8Codec {
     /// Encode one row (`out.len()` components).
     pub fn encode(&self, v: &[f32], out: &mut [u8]) {
         let inv = 1.0 / self.step;
-        if self.signed() {
+        if self.signed {
             for (o, &x) in out.iter_mut().zip(v) {
                 *o = (x * inv).round().clamp(-127.0, 127.0) as i8 as u8;
+            }
+        } else if self.offset.is_empty() {
+            for (o, &x) in out.iter_mut().zip(v) {
+                *o = (x * inv).round().clamp(0.0, 255.0) as u8;
             }
         } else {
             for ((o, &x), &m) in out.iter_mut().zip(v).zip(&self.offset) {
@@ -105,8 +116,10 @@ impl Sq8Codec {
 
     /// Decode one row.
     pub fn decode(&self, code: &[u8]) -> Vec<f32> {
-        if self.signed() {
+        if self.signed {
             code.iter().map(|&c| c as i8 as f32 * self.step).collect()
+        } else if self.offset.is_empty() {
+            code.iter().map(|&c| c as f32 * self.step).collect()
         } else {
             code.iter().zip(&self.offset).map(|(&c, &m)| m + c as f32 * self.step).collect()
         }
@@ -147,6 +160,19 @@ mod tests {
             c.encode(&[9.0; 10], &mut code);
             let top = if metric == Metric::L2 { 255 } else { 127 };
             assert!(code.iter().all(|&b| b == top), "{metric}: {code:?} not clamped");
+        }
+        // Non-negative data (post-ReLU embeddings) gets unsigned codes: twice the resolution.
+        let relu: Vec<f32> = data.iter().map(|x| x.max(0.0)).collect();
+        let c = Sq8Codec::train(&relu, 10, Metric::Dot).unwrap();
+        let signed = Sq8Codec::train(&data, 10, Metric::Dot).unwrap();
+        assert!(!c.signed && signed.signed);
+        assert!(c.step <= signed.step * 127.0 / 255.0 + 1e-7, "{} vs {}", c.step, signed.step);
+        let mut code = vec![0u8; 10];
+        for row in relu.chunks_exact(10) {
+            c.encode(row, &mut code);
+            for (x, y) in row.iter().zip(c.decode(&code)) {
+                assert!((x - y).abs() <= c.step * 0.5001);
+            }
         }
         assert!(Sq8Codec::train(&data, 10, Metric::Hamming).is_err());
         assert!(Sq8Codec::train(&[], 10, Metric::L2).is_err());
