@@ -339,12 +339,21 @@ pub fn now_rfc3339() -> String {
 pub struct HeadExtractor {
     base: Box<dyn FeatureExtractor>,
     head: ProjectionHead,
+    name: String,
 }
 
 impl HeadExtractor {
-    /// Wrap `base` (whose vectors must match the head's input dimension) with `head`.
+    /// Wrap `base` (whose vectors must match the head's input dimension) with `head`; the
+    /// extractor is named `cnn+head`.
     pub fn new(base: Box<dyn FeatureExtractor>, head: ProjectionHead) -> Self {
-        HeadExtractor { base, head }
+        HeadExtractor { base, head, name: "cnn+head".into() }
+    }
+
+    /// The same extractor under another name (the registry names it after the head's file,
+    /// e.g. `cnn-head.catalogue`, so that two heads can live side by side).
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
     }
 
     /// The head.
@@ -368,7 +377,7 @@ impl HeadExtractor {
 
 impl FeatureExtractor for HeadExtractor {
     fn name(&self) -> &str {
-        "cnn+head"
+        &self.name
     }
     fn dim(&self) -> usize {
         self.head.out_dim

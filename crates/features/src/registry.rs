@@ -8,7 +8,7 @@
 //! | `dhash` | [`DHash`] (difference hash) | 64 bits | Hamming |
 //! | `cnn` | EfficientNet-Lite0 embedding | 1280 | cosine |
 //! | `cnn-lite2` | EfficientNet-Lite2 embedding | 1280 | cosine |
-//! | `cnn+head:PATH` | Lite0 embedding then the projection head saved at `PATH` | head's | cosine |
+//! | `cnn+head:PATH` | Lite0 embedding then the projection head saved at `PATH`; the extractor is named `cnn-head.<file stem>` | head's | cosine |
 //! | `cnn-lite2+head:PATH` | Lite2 embedding then the projection head at `PATH` | head's | cosine |
 
 use std::path::{Path, PathBuf};
@@ -65,13 +65,23 @@ pub fn build_extractor(name: &str, opts: &ExtractorOptions) -> Result<Box<dyn Fe
     Ok(ex)
 }
 
+/// The name of the extractor `cnn+head:PATH` (or `cnn-lite2+head:PATH`) builds: `cnn-head.` (or
+/// `cnn-lite2-head.`) and the head's file stem, e.g. `cnn+head:heads/catalogue.safetensors` →
+/// `cnn-head.catalogue`, a name vecdb accepts for a vector field.
+pub fn head_feature_name(lite2: bool, path: &Path) -> String {
+    let (weights, _) = crate::head::artifact_paths(path);
+    let stem = weights.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    format!("{}{stem}", if lite2 { "cnn-lite2-head." } else { "cnn-head." })
+}
+
 fn head_extractor(variant: CnnVariant, path: &str, model_dir: Option<&Path>) -> Result<Box<dyn FeatureExtractor>> {
     if path.is_empty() {
         return Err(FeatureError::InvalidArgument("cnn+head: needs a path, e.g. cnn+head:heads/emoji".into()));
     }
     let head = ProjectionHead::load(Path::new(path))?;
     let base = CnnExtractor::load(variant, model_dir)?;
-    Ok(Box::new(HeadExtractor::new(Box::new(base), head)))
+    let name = head_feature_name(variant == CnnVariant::Lite2, Path::new(path));
+    Ok(Box::new(HeadExtractor::new(Box::new(base), head).with_name(name)))
 }
 
 /// Build several extractors; fails on the first name that cannot be built.

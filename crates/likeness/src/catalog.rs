@@ -101,15 +101,18 @@ pub fn field_names(coll: &Collection) -> Vec<String> {
 pub fn choose_feature(coll: &Collection, requested: Option<&str>) -> Result<String> {
     let names = field_names(coll);
     if let Some(r) = requested {
-        if names.iter().any(|n| n == r) {
-            return Ok(r.to_string());
+        let r = crate::heads::canonical(r); // `cnn+head:heads/x` names the field `cnn-head.x`
+        if names.contains(&r) {
+            return Ok(r);
         }
         bail!("collection '{}' has no feature '{r}' (it has: {})", coll.name(), names.join(", "));
     }
-    PREFERRED_FEATURES
+    // A trained head was added to be used: it comes first.
+    names
         .iter()
-        .find(|p| names.iter().any(|n| n == *p))
-        .map(|s| s.to_string())
+        .find(|n| crate::heads::is_head_field(n))
+        .cloned()
+        .or_else(|| PREFERRED_FEATURES.iter().find(|p| names.iter().any(|n| n == *p)).map(|s| s.to_string()))
         .or_else(|| names.first().cloned())
         .with_context(|| format!("collection '{}' has no vector fields", coll.name()))
 }
@@ -138,13 +141,18 @@ pub fn open_collection(db: &Database, name: &str) -> Result<Arc<Collection>> {
 }
 
 /// Build the named extractors (`cnn` loads, and on first use fetches, the model into `model_dir`).
-pub fn build_extractors(names: &[String], model_dir: Option<&Path>) -> Result<Vec<Box<dyn FeatureExtractor>>> {
+/// With `db`, heads installed in that database (`cnn+head:NAME`, see [`crate::heads`]) load from there.
+pub fn build_extractors(
+    names: &[String],
+    model_dir: Option<&Path>,
+    db: Option<&Path>,
+) -> Result<Vec<Box<dyn FeatureExtractor>>> {
     let opts =
         features::registry::ExtractorOptions { model_dir: model_dir.map(Path::to_path_buf), ..Default::default() };
     names
         .iter()
         .map(|n| {
-            features::registry::build_extractor(n, &opts)
+            features::registry::build_extractor(&crate::heads::resolve(n, db), &opts)
                 .with_context(|| format!("cannot build feature extractor '{n}'"))
         })
         .collect()

@@ -64,7 +64,7 @@ pub struct EvalReport {
 pub fn run(args: &Args) -> Result<()> {
     let root = canonical_dir(&args.dir)?;
     let names = catalog::parse_feature_list(&args.features)?;
-    let extractors = catalog::build_extractors(&names, args.model_dir.as_deref())?;
+    let extractors = catalog::build_extractors(&names, args.model_dir.as_deref(), None)?;
     let (found, walk_errors) = find_images(std::slice::from_ref(&root), &[]);
     let mut skipped: Vec<(PathBuf, String)> = walk_errors;
     let mut files = Vec::new();

@@ -95,7 +95,8 @@ pub fn open_or_create(
         let coll = db.collection(name)?;
         let have = catalog::field_names(&coll);
         if let Some(f) = features {
-            let mut want = catalog::parse_feature_list(f)?;
+            // Heads given by path must be the ones installed (a retrained head needs a new name).
+            let mut want = crate::heads::install(db.path(), &catalog::parse_feature_list(f)?)?;
             let mut sorted_have = have.clone();
             want.sort();
             sorted_have.sort();
@@ -107,14 +108,15 @@ pub fn open_or_create(
                 );
             }
         }
-        let extractors = catalog::build_extractors(&have, model_dir)?;
+        let extractors = catalog::build_extractors(&have, model_dir, Some(db.path()))?;
         Ok((coll, extractors))
     } else {
         let names = match features {
             Some(f) => catalog::parse_feature_list(f)?,
             None => features::registry::DEFAULT_FEATURES.iter().map(|s| s.to_string()).collect(),
         };
-        let extractors = catalog::build_extractors(&names, model_dir)?;
+        let names = crate::heads::install(db.path(), &names)?;
+        let extractors = catalog::build_extractors(&names, model_dir, Some(db.path()))?;
         let coll = db.create_collection(name, catalog::schema_for(&extractors, index))?;
         Ok((coll, extractors))
     }

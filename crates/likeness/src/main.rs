@@ -10,6 +10,7 @@ mod db_cmd;
 mod dedup_cmd;
 mod demo_cmd;
 mod eval_cmd;
+mod heads;
 mod index_cmd;
 mod indexer;
 mod model_cmd;

@@ -96,7 +96,8 @@ pub fn run(args: &Args) -> Result<()> {
     let (labels, queries): (Vec<String>, Vec<Query>) = if !args.id.is_empty() {
         args.id.iter().map(|id| (format!("id {id}"), Query::Id(*id))).unzip()
     } else {
-        let extractors = catalog::build_extractors(std::slice::from_ref(&feature), args.model_dir.as_deref())?;
+        let extractors =
+            catalog::build_extractors(std::slice::from_ref(&feature), args.model_dir.as_deref(), Some(db.path()))?;
         let results = extract_many(&args.images, &extractors, &DecodeLimits::default(), &|_| {});
         let mut out = Vec::new();
         for (path, r) in args.images.iter().zip(results) {

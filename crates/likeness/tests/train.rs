@@ -182,10 +182,53 @@ fn trained_head_is_compared_with_the_raw_cnn_by_eval() {
             .as_f64()
             .unwrap()
     };
-    let (raw, head) = (map("cnn"), map("cnn+head"));
+    let (raw, head) = (map("cnn"), map("cnn-head.emoji"));
     eprintln!(
         "held-out emoji tree ({} images): eval mAP raw cnn {raw:.4}, cnn+head {head:.4}; validation mAP raw {:.4}, head {:.4}",
         report["images"], first["baseline_val"]["map"], first["best_val"]["map"]
     );
     assert!(head > raw, "held-out mAP: head {head:.4} does not beat the raw CNN {raw:.4}");
+
+    // A collection indexed with the head keeps working after the head file is gone: the head is
+    // copied into the database, the field is `cnn-head.emoji`, and re-indexing and searching by
+    // image rebuild the extractor from the copy.
+    let db = tmp.path().join("db");
+    let (db_s, test_s) = (db.to_str().unwrap(), test.to_str().unwrap());
+    let spec = format!("cnn+head:{},phash", out.display());
+    let index = |extra: &[&str]| {
+        let mut args = vec!["index", test_s, "--db", db_s, "--json"];
+        args.extend_from_slice(extra);
+        let o = likeness(&args);
+        assert!(o.status.success(), "likeness index failed: {}", stderr(&o));
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).expect("JSON report")
+    };
+    let first_index = index(&["--features", &spec]);
+    let found = first_index["found"].as_u64().unwrap();
+    assert!(found > 0 && first_index["added"].as_u64() == Some(found), "{first_index}");
+    assert!(db.join("heads/emoji.safetensors").is_file() && db.join("heads/emoji.json").is_file());
+    std::fs::rename(&st, tmp.path().join("moved.safetensors")).unwrap();
+    std::fs::rename(out.with_extension("json"), tmp.path().join("moved.json")).unwrap();
+    let again = index(&[]);
+    assert_eq!(again["failed"].as_array().map(Vec::len), Some(0), "{again}");
+    assert_eq!(again["unchanged"].as_u64(), Some(found), "{again}");
+    let query = std::fs::read_dir(std::fs::read_dir(&test).unwrap().next().unwrap().unwrap().path())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let o = likeness(&["search", query.to_str().unwrap(), "--db", db_s, "-k", "3", "--json"]);
+    assert!(o.status.success(), "likeness search failed: {}", stderr(&o));
+    let hits: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(hits[0]["feature"], "cnn-head.emoji", "{hits}");
+    let name = query.file_name().unwrap().to_str().unwrap();
+    let rs = hits[0]["results"].as_array().unwrap();
+    assert!(rs[0]["distance"].as_f64().unwrap() < 1e-4, "{hits}");
+    assert!(rs.iter().any(|r| r["path"].as_str().unwrap().ends_with(name) && r["distance"].as_f64().unwrap() < 1e-4));
+    // A different head under the same file name is refused, not silently mixed in.
+    std::fs::write(&st, b"not the installed head").unwrap();
+    std::fs::copy(tmp.path().join("moved.json"), out.with_extension("json")).unwrap();
+    let o = likeness(&["index", test_s, "--db", db_s, "--features", &spec]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("different head named 'emoji'"), "{}", stderr(&o));
 }

@@ -136,7 +136,8 @@ impl AppState {
         let this = self.clone();
         let name = name.to_string();
         tokio::task::spawn_blocking(move || -> ApiResult<Arc<Collection>> {
-            let ex = catalog::build_extractors(&this.new_features, this.model_dir.as_deref())?;
+            let names = crate::heads::install(this.db.path(), &this.new_features)?;
+            let ex = catalog::build_extractors(&names, this.model_dir.as_deref(), Some(this.db.path()))?;
             let schema = catalog::schema_for(&ex, "Flat");
             match this.db.create_collection(&name, schema) {
                 Ok(c) => {
@@ -159,7 +160,8 @@ impl AppState {
         let coll = coll.clone();
         tokio::task::spawn_blocking(move || -> ApiResult<Extractors> {
             let names = catalog::field_names(&coll);
-            let ex: Extractors = Arc::new(catalog::build_extractors(&names, this.model_dir.as_deref())?);
+            let ex: Extractors =
+                Arc::new(catalog::build_extractors(&names, this.model_dir.as_deref(), Some(this.db.path()))?);
             this.extractors.lock().expect("lock").insert(coll.name().to_string(), ex.clone());
             Ok(ex)
         })
