@@ -62,19 +62,59 @@ pub fn to_vector(e: &Embedding) -> Vector {
     }
 }
 
-/// A collection schema with one field per extractor, each indexed with `index` (e.g. `Flat`).
-pub fn schema_for(extractors: &[Box<dyn FeatureExtractor>], index: &str) -> CollectionSchema {
-    CollectionSchema {
-        fields: extractors
-            .iter()
-            .map(|e| VectorField {
+/// A collection schema with one field per extractor, indexed as `index` says ([`index_for`]).
+pub fn schema_for(extractors: &[Box<dyn FeatureExtractor>], index: &str) -> Result<CollectionSchema> {
+    let fields = extractors
+        .iter()
+        .map(|e| {
+            let metric = metric_for(e.distance());
+            Ok(VectorField {
                 name: e.name().to_string(),
                 dim: e.dim(),
-                metric: metric_for(e.distance()),
-                index: index.to_string(),
+                metric,
+                index: index_for(e.name(), metric, index)?,
             })
-            .collect(),
+        })
+        .collect::<Result<_>>()?;
+    Ok(CollectionSchema { fields })
+}
+
+/// The index spec of field `field` under `--index ARG`:
+/// * one spec (`HNSW16,SQ8`): every dense field gets it; bit-vector fields (the 64-bit hashes,
+///   scanned exactly with popcount in microseconds) keep `Flat` unless the spec is a plain
+///   `HNSW<M>`, the one approximate index for Hamming;
+/// * `feature=spec` pairs separated by `;` (`cnn=HNSW32;color=KDForest4`): as given, `Flat`
+///   for the features not named. A pair naming no feature of the collection is an error.
+pub fn index_for(field: &str, metric: Metric, arg: &str) -> Result<String> {
+    let arg = arg.trim();
+    if !arg.contains('=') {
+        let plain_hnsw =
+            arg.strip_prefix("HNSW").is_some_and(|m| !m.is_empty() && m.bytes().all(|b| b.is_ascii_digit()));
+        return Ok(if metric == Metric::Hamming && !plain_hnsw && arg != "Flat" { "Flat".into() } else { arg.into() });
     }
+    let mut spec = "Flat".to_string();
+    for pair in arg.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+        let Some((name, s)) = pair.split_once('=') else {
+            bail!("--index '{arg}': '{pair}' is not feature=spec (e.g. cnn=HNSW32;color=Flat)");
+        };
+        if crate::heads::canonical(name.trim()) == field {
+            spec = s.trim().to_string();
+        }
+    }
+    Ok(spec)
+}
+
+/// Check that every `feature=` of a per-feature `--index` names one of `fields`.
+pub fn check_index_arg(arg: &str, fields: &[String]) -> Result<()> {
+    if !arg.contains('=') {
+        return Ok(());
+    }
+    for name in arg.split(';').filter_map(|p| p.split_once('=')).map(|(n, _)| crate::heads::canonical(n.trim())) {
+        if !fields.contains(&name) {
+            bail!("--index names feature '{name}', which the collection does not have (it has: {})", fields.join(", "));
+        }
+    }
+    Ok(())
 }
 
 /// Split a comma-separated feature list (`cnn,color`) into names, rejecting empty ones.

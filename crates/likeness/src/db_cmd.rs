@@ -1,4 +1,4 @@
-//! `likeness db info DB`: what a database holds.
+//! `likeness db info DB`: what a database holds; `likeness db set-index`: change a field's index.
 
 use std::path::{Path, PathBuf};
 
@@ -11,6 +11,28 @@ use vecdb::Database;
 pub enum DbCommand {
     /// Collections, record counts, vector fields (dimension, metric, index) and disk size.
     Info(InfoArgs),
+    /// Rebuild one field's index with another factory spec (e.g. Flat → HNSW16,SQ8) from the
+    /// stored vectors: nothing is re-embedded; the choice is saved with the collection.
+    SetIndex(SetIndexArgs),
+}
+
+/// Arguments of `likeness db set-index`.
+#[derive(Debug, clap::Args)]
+pub struct SetIndexArgs {
+    /// Database directory.
+    pub db: PathBuf,
+    /// Vector field, e.g. cnn.
+    #[arg(long)]
+    pub field: String,
+    /// vecdb factory spec, e.g. Flat, HNSW32, HNSW16,SQ8, IVF256,SQ8, PCA128,HNSW32.
+    #[arg(long)]
+    pub index: String,
+    /// Collection.
+    #[arg(long, default_value = crate::catalog::DEFAULT_COLLECTION)]
+    pub collection: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments of `likeness db info`.
@@ -27,7 +49,36 @@ pub struct InfoArgs {
 pub fn run(cmd: &DbCommand) -> Result<()> {
     match cmd {
         DbCommand::Info(a) => info(a),
+        DbCommand::SetIndex(a) => set_index(a),
     }
+}
+
+fn set_index(a: &SetIndexArgs) -> Result<()> {
+    let db = Database::open(&a.db)?;
+    let coll = crate::catalog::open_collection(&db, &a.collection)?;
+    let field = crate::catalog::choose_feature(&coll, Some(&a.field))?;
+    let start = std::time::Instant::now();
+    coll.set_index(&field, &a.index)?;
+    let secs = start.elapsed().as_secs_f64();
+    let stats = coll.stats();
+    let fs = stats.fields.iter().find(|f| f.name == field);
+    let memory = fs.map_or(0, |f| f.memory_bytes);
+    if a.json {
+        println!(
+            "{}",
+            json!({"collection": a.collection, "field": field, "index": a.index.trim(), "records": coll.count(),
+                   "seconds": secs, "memory_bytes": memory})
+        );
+    } else {
+        println!(
+            "{}.{field}: index {} built over {} records in {secs:.2} s ({})",
+            a.collection,
+            a.index.trim(),
+            coll.count(),
+            human_bytes(memory as u64)
+        );
+    }
+    Ok(())
 }
 
 /// Total size of the files under `dir`.

@@ -29,7 +29,9 @@ pub struct Args {
     /// Collection name.
     #[arg(long, default_value = DEFAULT_COLLECTION)]
     pub collection: String,
-    /// Index type for new collections (vecdb factory spec, e.g. Flat, HNSW32).
+    /// Index for new collections: one vecdb factory spec for the dense features (e.g. HNSW32,
+    /// HNSW16,SQ8, IVF256,SQ8; hashes stay Flat unless it is HNSW<M>), or per feature,
+    /// `cnn=HNSW32;color=Flat`. Change it later with `likeness db set-index`.
     #[arg(long, default_value = "Flat")]
     pub index: String,
     /// Remove records of files under these folders that no longer exist.
@@ -117,7 +119,9 @@ pub fn open_or_create(
         };
         let names = crate::heads::install(db.path(), &names)?;
         let extractors = catalog::build_extractors(&names, model_dir, Some(db.path()))?;
-        let coll = db.create_collection(name, catalog::schema_for(&extractors, index))?;
+        let fields: Vec<String> = extractors.iter().map(|e| e.name().to_string()).collect();
+        catalog::check_index_arg(index, &fields)?;
+        let coll = db.create_collection(name, catalog::schema_for(&extractors, index)?)?;
         Ok((coll, extractors))
     }
 }

@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 use features::decode::DecodeLimits;
 use features::pipeline::extract_many;
 use serde::Serialize;
-use vecdb::{Database, Filter, Hit, Query, SearchRequest};
+use vecdb::{Database, Filter, Hit, Query, SearchParams, SearchRequest};
 
 use crate::catalog::{self, meta_str, to_vector, DEFAULT_COLLECTION};
 
@@ -39,6 +39,18 @@ pub struct Args {
     /// Where the CNN model is. Default: $LIKENESS_MODEL_DIR or the user cache.
     #[arg(long)]
     pub model_dir: Option<PathBuf>,
+    /// HNSW candidate list (more = higher recall, slower; default 64).
+    #[arg(long)]
+    pub ef: Option<usize>,
+    /// IVF lists probed (default 16).
+    #[arg(long)]
+    pub nprobe: Option<usize>,
+    /// k-d forest leaf budget (default 512).
+    #[arg(long)]
+    pub checks: Option<usize>,
+    /// Candidates re-ranked exactly by LSH and `…,Refine` indexes.
+    #[arg(long)]
+    pub rerank: Option<usize>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -108,6 +120,13 @@ pub fn run(args: &Args) -> Result<()> {
         }
         out.into_iter().unzip()
     };
+    let params = SearchParams {
+        ef: args.ef,
+        nprobe: args.nprobe,
+        checks: args.checks,
+        rerank: args.rerank,
+        ..Default::default()
+    };
     let reqs: Vec<SearchRequest> = queries
         .into_iter()
         .map(|q| {
@@ -115,6 +134,7 @@ pub fn run(args: &Args) -> Result<()> {
             r.k = k;
             r.threshold = args.threshold;
             r.filter = filter.clone();
+            r.params = params.clone();
             r
         })
         .collect();

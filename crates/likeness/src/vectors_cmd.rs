@@ -109,6 +109,12 @@ pub struct SearchArgs {
     /// IVF lists probed.
     #[arg(long)]
     pub nprobe: Option<usize>,
+    /// k-d forest leaf budget.
+    #[arg(long)]
+    pub checks: Option<usize>,
+    /// Candidates re-ranked exactly by LSH and `…,Refine` indexes.
+    #[arg(long)]
+    pub rerank: Option<usize>,
     /// Ground-truth neighbours (.ivecs) to report recall@k against.
     #[arg(long)]
     pub ground_truth: Option<PathBuf>,
@@ -239,7 +245,7 @@ fn search(a: &SearchArgs) -> Result<()> {
         Some(f) => f.clone(),
         None => coll.schema().fields[0].name.clone(),
     };
-    let params = SearchParams { ef: a.ef, nprobe: a.nprobe, ..Default::default() };
+    let params = SearchParams { ef: a.ef, nprobe: a.nprobe, checks: a.checks, rerank: a.rerank, ..Default::default() };
     let reqs: Vec<SearchRequest> = (0..q.rows)
         .map(|i| {
             let mut r = SearchRequest::new(field.as_str(), Query::Vector(Vector::Dense(q.row(i).to_vec())), a.k);

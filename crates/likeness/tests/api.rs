@@ -196,6 +196,19 @@ fn search_endpoints_and_errors() {
     assert_eq!(v["results"][0]["id"], cat.as_str());
     let rec = expect(srv.get(&format!("/api/collections/images/records/{cat}")), StatusCode::OK);
     assert!(rec.get("vectors").is_none());
+    // Index knobs travel with the request (Flat ignores them; bounds are still checked).
+    let v = expect(
+        srv.search(
+            json!({"vector": color, "feature": "color", "k": 2, "ef": 128, "nprobe": 4, "checks": 64, "rerank": 50}),
+        ),
+        StatusCode::OK,
+    );
+    assert_eq!(v["results"][0]["id"], cat.as_str());
+    let v = expect(srv.search_image(qbytes.clone(), "cat.jpg", &[("feature", "color"), ("ef", "64")]), StatusCode::OK);
+    assert_eq!(names(&v)[0], "chelsea.png");
+    expect(srv.search(json!({"id": cat, "ef": 0})), StatusCode::BAD_REQUEST);
+    expect(srv.search(json!({"id": cat, "rerank": 1_000_000})), StatusCode::BAD_REQUEST);
+    expect(srv.search_image(qbytes.clone(), "cat.jpg", &[("ef", "many")]), StatusCode::BAD_REQUEST);
 
     // Bad parameters: clear 4xx JSON errors.
     expect(srv.search(json!({"k": 3})), StatusCode::BAD_REQUEST);

@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use common::*;
@@ -437,6 +437,12 @@ fn help_is_available_for_every_command() {
         vec!["vectors", "import"],
         vec!["vectors", "search"],
         vec!["vectors", "export"],
+        vec!["db", "set-index"],
+        vec!["train"],
+        vec!["model"],
+        vec!["bench", "ann"],
+        vec!["bench", "exact"],
+        vec!["bench", "cnn"],
         vec!["bench", "http"],
     ] {
         let mut a: Vec<&str> = cmd.clone();
@@ -551,7 +557,7 @@ fn calibrate_dedup_thresholds() {
         }
         let a: Vec<&str> = args.iter().map(String::as_str).collect();
         let out = run_json(&a);
-        let mut per_edit: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
+        let mut per_edit: BTreeMap<String, Vec<f64>> = Default::default();
         let mut distinct = Vec::new();
         let mut skin = Vec::new();
         let mut emoji_distinct = Vec::new();
@@ -598,4 +604,64 @@ fn calibrate_dedup_thresholds() {
         eprintln!("  emoji skin-tone variant {}", stats(&mut skin));
         eprintln!("  nearest other emoji     {}", stats(&mut emoji_distinct));
     }
+}
+
+/// Index specs of each field of collection `c` from `db info --json`.
+fn field_indexes(db: &Path, c: &str) -> BTreeMap<String, String> {
+    let info = run_json(&["db", "info", s(db), "--json"]);
+    let coll = info["collections"].as_array().unwrap().iter().find(|x| x["name"] == c).unwrap().clone();
+    coll["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["name"].as_str().unwrap().to_string(), f["index"].as_str().unwrap().to_string()))
+        .collect()
+}
+
+#[test]
+fn approximate_indexes_per_feature_set_index_and_search_knobs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("photos");
+    photo_tree(&root);
+    let q = tmp.path().join("coffee_q30.jpg");
+    edited_copy(&photo("coffee.png"), "q30", &q);
+    let db = tmp.path().join("db");
+    let first = |out: &Value| file_name(result_path(&results(&out[0])[0]));
+
+    // One spec: the dense feature gets it, the 64-bit hash stays an exact popcount scan.
+    run_json(&["index", s(&root), "--db", s(&db), "--features", "color,phash", "--index", "HNSW16,SQ8", "--json"]);
+    let ix = field_indexes(&db, "images");
+    assert_eq!((ix["color"].as_str(), ix["phash"].as_str()), ("HNSW16,SQ8", "Flat"));
+    let out = run_json(&["search", s(&q), "--db", s(&db), "--feature", "color", "--ef", "200", "-k", "3", "--json"]);
+    assert_eq!(first(&out), "coffee.png", "{out}");
+
+    // Switch an index in place: nothing is re-embedded, the search knob of the new index applies.
+    let set = run_json(&["db", "set-index", s(&db), "--field", "color", "--index", "KDForest4", "--json"]);
+    assert_eq!((set["index"].as_str(), set["records"].as_u64()), (Some("KDForest4"), Some(15)));
+    run_json(&["db", "set-index", s(&db), "--field", "phash", "--index", "HNSW8", "--json"]);
+    let ix = field_indexes(&db, "images");
+    assert_eq!((ix["color"].as_str(), ix["phash"].as_str()), ("KDForest4", "HNSW8"));
+    let out = run_json(&["search", s(&q), "--db", s(&db), "--feature", "color", "--checks", "64", "-k", "3", "--json"]);
+    assert_eq!(first(&out), "coffee.png", "{out}");
+    let out = run_json(&["search", s(&q), "--db", s(&db), "--feature", "phash", "--ef", "32", "-k", "3", "--json"]);
+    assert_eq!(first(&out), "coffee.png", "{out}");
+
+    // Per-feature specs for a new collection; features not named stay Flat.
+    let args = ["--features", "color,phash", "--collection", "c2", "--json"];
+    let mut a = vec!["index", s(&root), "--db", s(&db), "--index", "color=HNSW8"];
+    a.extend_from_slice(&args);
+    run_json(&a);
+    let ix = field_indexes(&db, "c2");
+    assert_eq!((ix["color"].as_str(), ix["phash"].as_str()), ("HNSW8", "Flat"));
+
+    // Mistakes are clear errors that change nothing.
+    let mut a = vec!["index", s(&root), "--db", s(&db), "--index", "cnn=HNSW16", "--collection", "c3"];
+    a.extend_from_slice(&args[..2]);
+    let e = run_err(&a);
+    assert!(e.contains("'cnn'") && e.contains("color, phash"), "{e}");
+    let e = run_err(&["db", "set-index", s(&db), "--field", "phash", "--index", "HNSW16,SQ8"]);
+    assert!(e.contains("SQ8") && e.contains("hamming"), "{e}");
+    let e = run_err(&["db", "set-index", s(&db), "--field", "nope", "--index", "Flat"]);
+    assert!(e.contains("nope"), "{e}");
+    assert_eq!(field_indexes(&db, "images")["phash"], "HNSW8");
 }

@@ -16,7 +16,7 @@ use features::decode::decode_bytes;
 use features::pipeline::extract_many;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use vecdb::{Collection, Filter, Hit, Metric, Query, SearchRequest, Vector};
+use vecdb::{Collection, Filter, Hit, Metric, Query, SearchParams, SearchRequest, Vector};
 
 use super::error::{ApiError, ApiResult};
 use super::state::AppState;
@@ -109,7 +109,18 @@ pub struct SearchBody {
     /// Include stored vectors in the hits.
     #[serde(default)]
     pub include_vectors: bool,
+    /// Index knobs: HNSW candidate list.
+    pub ef: Option<usize>,
+    /// IVF lists probed.
+    pub nprobe: Option<usize>,
+    /// k-d forest leaf budget.
+    pub checks: Option<usize>,
+    /// Candidates re-ranked exactly (LSH, `…,Refine`).
+    pub rerank: Option<usize>,
 }
+
+/// Upper bound of every index knob a request may set (bounds the work one request can ask for).
+const MAX_KNOB: usize = 100_000;
 
 struct SearchSpec {
     feature: String,
@@ -117,6 +128,7 @@ struct SearchSpec {
     threshold: Option<f32>,
     filter: Option<Filter>,
     include_vectors: bool,
+    params: SearchParams,
 }
 
 fn search_spec(c: &Collection, b: &SearchBody) -> ApiResult<SearchSpec> {
@@ -139,7 +151,13 @@ fn search_spec(c: &Collection, b: &SearchBody) -> ApiResult<SearchSpec> {
         (k, Some(_)) => Some(k.unwrap_or(MAX_K)),
         (k, None) => Some(k.unwrap_or(10)),
     };
-    Ok(SearchSpec { feature, k, threshold: b.threshold, filter, include_vectors: b.include_vectors })
+    for (name, v) in [("ef", b.ef), ("nprobe", b.nprobe), ("checks", b.checks), ("rerank", b.rerank)] {
+        if let Some(v) = v.filter(|&v| v == 0 || v > MAX_KNOB) {
+            return Err(ApiError::bad_request(format!("{name} must be between 1 and {MAX_KNOB}, got {v}")));
+        }
+    }
+    let params = SearchParams { ef: b.ef, nprobe: b.nprobe, checks: b.checks, rerank: b.rerank, ..Default::default() };
+    Ok(SearchSpec { feature, k, threshold: b.threshold, filter, include_vectors: b.include_vectors, params })
 }
 
 fn query_vector(c: &Collection, feature: &str, v: &[f64]) -> ApiResult<Vector> {
@@ -177,6 +195,7 @@ async fn run_search(c: Arc<Collection>, spec: SearchSpec, query: Query, started:
         req.threshold = spec.threshold;
         req.filter = spec.filter;
         req.include_vectors = spec.include_vectors;
+        req.params = spec.params;
         Ok(c.search(&req)?)
     })
     .await??;
@@ -287,6 +306,18 @@ fn form_to_search_body(fields: &[(String, String)]) -> ApiResult<SearchBody> {
                 )
             }
             "feature" => b.feature = Some(v.to_string()),
+            "ef" | "nprobe" | "checks" | "rerank" => {
+                let n = Some(
+                    v.parse()
+                        .map_err(|_| ApiError::bad_request(format!("{k} must be a positive integer, got '{v}'")))?,
+                );
+                match k.as_str() {
+                    "ef" => b.ef = n,
+                    "nprobe" => b.nprobe = n,
+                    "checks" => b.checks = n,
+                    _ => b.rerank = n,
+                }
+            }
             "filter" => {
                 b.filter = Some(
                     serde_json::from_str(v)

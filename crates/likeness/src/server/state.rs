@@ -138,7 +138,7 @@ impl AppState {
         tokio::task::spawn_blocking(move || -> ApiResult<Arc<Collection>> {
             let names = crate::heads::install(this.db.path(), &this.new_features)?;
             let ex = catalog::build_extractors(&names, this.model_dir.as_deref(), Some(this.db.path()))?;
-            let schema = catalog::schema_for(&ex, "Flat");
+            let schema = catalog::schema_for(&ex, "Flat")?;
             match this.db.create_collection(&name, schema) {
                 Ok(c) => {
                     this.extractors.lock().expect("lock").insert(name, Arc::new(ex));
