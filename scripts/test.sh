@@ -8,6 +8,7 @@ bash scripts/setup-system.sh
 bash scripts/fetch-test-data.sh
 export LIKENESS_TEST_DATA="$root/data"
 export LIKENESS_MODEL_DIR="${LIKENESS_MODEL_DIR:-$root/data/models}"
+export LIKENESS_REQUIRE_BROWSER=1   # this script installs chromium and playwright-core: the browser test must run
 if [[ -f tests/browser/package.json && ! -d tests/browser/node_modules ]]; then
   (cd tests/browser && npm install --no-audit --no-fund --silent)
 fi

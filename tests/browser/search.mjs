@@ -2,11 +2,13 @@
 //   node search.mjs <BASE_URL> <QUERY_IMAGE> <SCREENSHOT.png> [EXPECTED_FIRST_NAME]
 // Uploads QUERY_IMAGE through the page's file picker, waits for the result grid, checks it
 // (cards with thumbnails, distances, labels; the expected file first when given), clicks a
-// result to search by it, checks the grid again, and saves a screenshot. Exit code 0 = pass.
+// result to search by it, drops the image on the drop zone, switches the feature, filters by
+// a label, moves the threshold slider (checking each effect on the grid), and saves a
+// screenshot. Exit code 0 = pass.
 // Uses Debian's chromium (override with $CHROMIUM) in a fresh profile (--user-data-dir, set by
 // launchPersistentContext), headless, no sandbox/GPU/background networking.
 import { chromium } from "playwright-core";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, basename } from "node:path";
 
@@ -77,6 +79,70 @@ try {
   const after = await page.$$eval("#results .result", (cs) => cs.length);
   console.log(`click search (by ${target.name}): ${after} results`);
   check(after > 0, "searching by a clicked result shows results");
+
+  // Run `action`, then wait for the search it starts to finish; returns the cards.
+  const search = async (action) => {
+    await page.evaluate(() => { document.querySelector("#status").textContent = ""; });
+    await action();
+    await page.waitForFunction(() => /results by|error/i.test(document.querySelector("#status").textContent), null, { timeout: 30000 });
+    const st = await page.textContent("#status");
+    check(/results by/.test(st), `search finished without error (status: ${st})`);
+    const got = await page.$$eval("#results .result", (cs) => cs.map((c) => ({
+      name: c.querySelector(".name").textContent,
+      label: c.querySelector(".label").textContent,
+      distance: Number(c.querySelector(".distance").textContent),
+    })));
+    return { status: st, cards: got };
+  };
+
+  // Drag and drop the image onto the drop zone (a real DataTransfer with the file's bytes).
+  const b64 = readFileSync(image).toString("base64");
+  const dropped = await search(async () => {
+    const dt = await page.evaluateHandle(({ b64, name }) => {
+      const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+      const t = new DataTransfer();
+      t.items.add(new File([bytes], name, { type: "image/png" }));
+      return t;
+    }, { b64, name: basename(image) });
+    await page.dispatchEvent("#drop", "drop", { dataTransfer: dt });
+  });
+  console.log(`drop search: ${dropped.cards.length} results; first ${dropped.cards[0]?.name}`);
+  check(dropped.cards.length > 0, "dropping an image shows results");
+  if (expectedFirst) check(dropped.cards[0].name === expectedFirst, `dropped: first result is ${expectedFirst}`);
+
+  // Another feature: the search reruns with it.
+  const other = features.find((f) => f !== features[0] && f === "color") || features.find((f) => f !== features[0]);
+  if (other) {
+    const r = await search(() => page.selectOption("#feature", other));
+    console.log(`feature ${other}: ${r.status}`);
+    check(r.status.includes(`by ${other}`), `the status names feature ${other}`);
+    check(r.cards.length > 0, `feature ${other} gives results`);
+  }
+
+  // Label filter: every card carries the chosen label.
+  const labels = await page.$$eval("#label option", (os) => os.map((o) => o.value).filter((v) => v));
+  check(labels.length > 0, "the label filter offers the collection's labels");
+  const chosen = labels[0];
+  const byLabel = await search(() => page.selectOption("#label", chosen));
+  console.log(`label ${chosen}: ${byLabel.cards.length} results`);
+  check(byLabel.cards.length > 0 && byLabel.cards.every((c) => c.label === chosen), `every card is labelled ${chosen}`);
+
+  // Threshold slider: enable it, move it to the median distance; every card is within it.
+  await search(() => page.check("#use-threshold"));
+  const sorted = byLabel.cards.map((c) => c.distance).sort((a, b) => a - b);
+  const want = sorted[Math.floor(sorted.length / 2)];
+  const limited = await search(() => page.$eval("#threshold", (t, v) => {
+    t.value = String(v);
+    t.dispatchEvent(new Event("input"));
+    t.dispatchEvent(new Event("change"));
+  }, want));
+  const thr = Number(await page.$eval("#threshold", (t) => t.value));
+  const shown = await page.textContent("#threshold-value");
+  console.log(`threshold ${thr} (shown ${shown}): ${limited.cards.length} results`);
+  // Distances are shown with 3 decimals: allow the display's rounding.
+  check(limited.cards.every((c) => c.distance <= thr + 5e-4), `every card is within the threshold ${thr}`);
+  check(limited.cards.every((c) => c.label === chosen), "the label filter still applies");
+  check(limited.cards.length <= byLabel.cards.length, "a threshold never adds results");
   check(errors.length === 0, `no page errors (${errors.join("; ")})`);
   await page.screenshot({ path: shot, fullPage: true });
   console.log(`screenshot: ${shot} (query ${basename(image)})`);

@@ -665,3 +665,43 @@ fn approximate_indexes_per_feature_set_index_and_search_knobs() {
     assert!(e.contains("nope"), "{e}");
     assert_eq!(field_indexes(&db, "images")["phash"], "HNSW8");
 }
+
+#[test]
+fn ctrl_c_keeps_what_was_stored_and_the_next_run_resumes() {
+    let emoji = data_dir().join("emoji/64");
+    assert!(emoji.is_dir(), "{} missing: run scripts/fetch-test-data.sh", emoji.display());
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db");
+    let args = ["index", s(&emoji), "--db", s(&db), "--features", "color,texture", "--batch", "32", "--json"];
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_likeness"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let kill = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // The report is printed either way; an interrupted run then exits non-zero, saying so.
+    let first: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    let (found, stored) = (first["found"].as_u64().unwrap(), first["added"].as_u64().unwrap());
+    assert!(found >= 3000, "{first}");
+    // Everything reported stored is in the database (a batch is acknowledged only once durable).
+    let info = run_json(&["db", "info", s(&db), "--json"]);
+    assert_eq!(info["collections"][0]["count"].as_u64(), Some(stored), "{info}");
+    if first["interrupted"] == true {
+        assert!(!out.status.success() && stderr.contains("run the same command again to resume"), "{stderr}");
+        assert!(stored < found, "{first}");
+    } else {
+        assert!(out.status.success(), "{stderr}");
+        eprintln!("the run finished before the signal ({found} images): resume checked on a complete index");
+    }
+    // The next run embeds only what is missing.
+    let second = run_json(&args);
+    assert_eq!(second["unchanged"].as_u64(), Some(stored), "{second}");
+    assert_eq!(second["added"].as_u64(), Some(found - stored), "{second}");
+    assert_eq!(second["failed"].as_array().map(Vec::len), Some(0));
+    assert_eq!(run_json(&["db", "info", s(&db), "--json"])["collections"][0]["count"].as_u64(), Some(found));
+}
