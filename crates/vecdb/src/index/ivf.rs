@@ -56,6 +56,25 @@ enum Quant {
     Sq(ScalarQuantizer),
 }
 
+/// Cells of one query, nearest first: `order[..sorted]` is sorted, the rest only follows it.
+struct ProbeOrder {
+    order: Vec<u32>,
+    /// Query · centroid, per cell.
+    qc: Vec<f32>,
+    /// Ranking key per cell (squared distance, or −dot).
+    key: Vec<f32>,
+    sorted: usize,
+}
+
+impl ProbeOrder {
+    /// Sort the cells after the first `sorted` ones too.
+    fn sort_rest(&mut self) {
+        let key = &self.key;
+        self.order[self.sorted..].sort_unstable_by(|a, b| key[*a as usize].total_cmp(&key[*b as usize]).then(a.cmp(b)));
+        self.sorted = self.order.len();
+    }
+}
+
 struct Trained {
     centroids: Vec<f32>,
     cnorm: Vec<f32>,
@@ -285,8 +304,10 @@ impl IvfIndex {
         true
     }
 
-    /// Cells in probe order with the query's inner product to each centroid.
-    fn probe_order(&self, t: &Trained, q: &[f32]) -> (Vec<u32>, Vec<f32>) {
+    /// Cells in probe order with the query's inner product to each centroid. Only the first
+    /// `first` cells are sorted (a full sort of 1,024 keys cost as much as scanning the lists);
+    /// [`ProbeOrder::sort_rest`] orders the others when a filtered search needs more.
+    fn probe_order(&self, t: &Trained, q: &[f32], first: usize) -> ProbeOrder {
         let qn = distance::dot(q, q);
         let mut qc = vec![0f32; self.nlist];
         distance::dot_many(q, &t.centroids, &mut qc);
@@ -295,8 +316,13 @@ impl IvfIndex {
             _ => qc.iter().zip(&t.cnorm).map(|(d, cn)| qn - 2.0 * d + cn).collect(),
         };
         let mut order: Vec<u32> = (0..self.nlist as u32).collect();
-        order.sort_by(|&a, &b| key[a as usize].total_cmp(&key[b as usize]));
-        (order, qc)
+        let cmp = |a: &u32, b: &u32| key[*a as usize].total_cmp(&key[*b as usize]).then(a.cmp(b));
+        let first = first.clamp(1, order.len());
+        if first < order.len() {
+            order.select_nth_unstable_by(first - 1, cmp);
+        }
+        order[..first].sort_unstable_by(cmp);
+        ProbeOrder { order, qc, key, sorted: first }
     }
 
     fn query_ctx(&self, t: &Trained, q: &[f32]) -> QueryCtx {
@@ -501,14 +527,18 @@ impl VectorIndex for IvfIndex {
         self.pending.scan_into(self.metric, q, filter, &mut top);
         if let Some(t) = &self.trained {
             let nprobe = params.nprobe.unwrap_or(DEFAULT_NPROBE).clamp(1, self.nlist);
-            let (order, qc) = self.probe_order(t, q);
+            let mut po = self.probe_order(t, q, nprobe);
             let ctx = self.query_ctx(t, q);
-            for (i, &l) in order.iter().enumerate() {
+            for i in 0..po.order.len() {
                 // Past nprobe, keep probing only while fewer than k accepted results were found.
                 if i >= nprobe && top.is_full() {
                     break;
                 }
-                self.scan_list(&ctx, q, l as usize, qc[l as usize], filter, |id, d| top.push(d, id));
+                if i == po.sorted {
+                    po.sort_rest();
+                }
+                let l = po.order[i] as usize;
+                self.scan_list(&ctx, q, l, po.qc[l], filter, |id, d| top.push(d, id));
             }
         }
         Ok(top.into_sorted())
@@ -525,10 +555,10 @@ impl VectorIndex for IvfIndex {
         self.pending.range_into(self.metric, q, radius, filter, &mut out);
         if let Some(t) = &self.trained {
             let nprobe = params.nprobe.unwrap_or(DEFAULT_NPROBE).clamp(1, self.nlist);
-            let (order, qc) = self.probe_order(t, q);
+            let po = self.probe_order(t, q, nprobe);
             let ctx = self.query_ctx(t, q);
-            for &l in &order[..nprobe] {
-                self.scan_list(&ctx, q, l as usize, qc[l as usize], filter, |id, d| {
+            for &l in &po.order[..nprobe] {
+                self.scan_list(&ctx, q, l as usize, po.qc[l as usize], filter, |id, d| {
                     if d <= radius {
                         out.push(Neighbor { id, distance: d })
                     }
