@@ -125,6 +125,32 @@ struct SchemaNode {
 /// assert_eq!(hits.iter().map(|h| h.id).collect::<Vec<_>>(), vec![3, 2]);
 /// let like2 = photos.search(&SearchRequest::new("emb", Query::Id(2), 1)).unwrap();
 /// assert_eq!(like2[0].id, 3);
+///
+/// // range search: everything within a distance, with or without k
+/// let mut near = SearchRequest::new("emb", Query::Vector(Vector::Dense(vec![0.0, 1.0, 0.0])), 10);
+/// near.threshold = Some(0.2);
+/// assert_eq!(photos.search(&near).unwrap().iter().map(|h| h.id).collect::<Vec<_>>(), vec![2, 3]);
+///
+/// // a batch of queries runs in parallel (one result list per query)
+/// let qs: Vec<SearchRequest> = [vec![0.0, 0.0, 1.0], vec![0.0, 1.0, 0.0]]
+///     .into_iter()
+///     .map(|v| SearchRequest::new("emb", Query::Vector(Vector::Dense(v)), 1))
+///     .collect();
+/// let firsts: Vec<u64> = photos.search_batch(&qs).unwrap().iter().map(|h| h[0].id).collect();
+/// assert_eq!(firsts, vec![1, 2]);
+///
+/// // upsert replaces, get returns vectors and metadata, delete removes, for_each scans in id order
+/// photos.upsert(vec![Record::new(1).with_vector("emb", Vector::Dense(vec![1.0, 0.0, 0.0]))
+///     .with_metadata(json!({"label": "fox"}))]).unwrap();
+/// let one = photos.get(1).unwrap().unwrap();
+/// assert_eq!((one.vectors["emb"].clone(), one.metadata["label"].clone()), (Vector::Dense(vec![1.0, 0.0, 0.0]), json!("fox")));
+/// assert_eq!(photos.delete(&[2]).unwrap(), 1);
+/// let mut seen = Vec::new();
+/// photos.for_each(|r| seen.push(r.id)).unwrap();
+/// assert_eq!(seen, vec![1, 3]);
+/// // a duplicate id on insert is an error that changes nothing
+/// assert!(photos.insert(vec![Record::new(3).with_vector("emb", Vector::Dense(vec![0.0; 3]))]).is_err());
+/// assert_eq!(photos.count(), 2);
 /// ```
 pub struct Collection {
     name: String,

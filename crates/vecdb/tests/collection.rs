@@ -563,3 +563,71 @@ fn untrained_index_falls_back_to_exact_search_until_it_can_train() {
     assert_eq!((hits[0].id, hits[0].distance), (505, 0.0));
     assert_eq!(c.count(), 2000);
 }
+
+/// A batch becomes visible all at once: readers running beside a writer (Flat and HNSW fields)
+/// never see part of a batch, whether they count, list ids, filter or search.
+#[test]
+fn readers_never_see_half_a_batch() {
+    const BATCH: u64 = 50;
+    const BATCHES: u64 = 40;
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(dir.path()).unwrap();
+    let schema = CollectionSchema {
+        fields: vec![
+            VectorField::new("flat", DIM, Metric::L2, "Flat"),
+            VectorField::new("graph", DIM, Metric::L2, "HNSW8"),
+        ],
+    };
+    let c = db.create_collection("c", schema).unwrap();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let record = |b: u64, i: u64| {
+        // Every vector of batch b sits at (b, 0, 0, …) plus a tiny offset: a search around it
+        // with k = BATCH + 10 reaches the whole batch.
+        let mut v = vec![0.0f32; DIM];
+        v[0] = b as f32 * 100.0;
+        v[1] = i as f32 * 1e-3;
+        Record::new(b * 1000 + i)
+            .with_vector("flat", Vector::Dense(v.clone()))
+            .with_vector("graph", Vector::Dense(v))
+            .with_metadata(json!({"batch": b}))
+    };
+    std::thread::scope(|s| {
+        let (c1, done1) = (c.clone(), &done);
+        s.spawn(move || {
+            for b in 0..BATCHES {
+                c1.insert((0..BATCH).map(|i| record(b, i)).collect()).unwrap();
+            }
+            done1.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        for t in 0..2u64 {
+            let c = c.clone();
+            let done = &done;
+            s.spawn(move || {
+                let mut checks = 0;
+                while !done.load(std::sync::atomic::Ordering::SeqCst) || checks < 20 {
+                    let n = c.count() as u64;
+                    assert_eq!(n % BATCH, 0, "count {n} splits a batch");
+                    let ids = c.ids();
+                    assert_eq!(ids.len() as u64 % BATCH, 0, "ids() splits a batch");
+                    // The newest complete batch, searched in both fields with a metadata filter.
+                    let b = (ids.len() as u64 / BATCH).saturating_sub(1 + t % 2);
+                    for field in ["flat", "graph"] {
+                        let mut q = vec![0.0f32; DIM];
+                        q[0] = b as f32 * 100.0;
+                        let mut req = SearchRequest::new(field, Query::Vector(Vector::Dense(q)), BATCH as usize + 10);
+                        req.filter = Some(Filter::parse(&format!("batch={b}")).unwrap());
+                        let hits = c.search(&req).unwrap();
+                        let want = if ids.len() as u64 > b * BATCH { BATCH as usize } else { 0 };
+                        assert!(
+                            hits.len() == want || hits.len() == BATCH as usize,
+                            "{field}: {} hits of batch {b}",
+                            hits.len()
+                        );
+                    }
+                    checks += 1;
+                }
+            });
+        }
+    });
+    assert_eq!(c.count() as u64, BATCH * BATCHES);
+}
