@@ -13,6 +13,7 @@ mod eval_cmd;
 mod heads;
 mod index_cmd;
 mod indexer;
+mod knobs;
 mod model_cmd;
 mod search_cmd;
 mod server;

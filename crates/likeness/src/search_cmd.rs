@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 use features::decode::DecodeLimits;
 use features::pipeline::extract_many;
 use serde::Serialize;
-use vecdb::{Database, Filter, Hit, Query, SearchParams, SearchRequest};
+use vecdb::{Database, Filter, Hit, Query, SearchRequest};
 
 use crate::catalog::{self, meta_str, to_vector, DEFAULT_COLLECTION};
 
@@ -39,18 +39,8 @@ pub struct Args {
     /// Where the CNN model is. Default: $LIKENESS_MODEL_DIR or the user cache.
     #[arg(long)]
     pub model_dir: Option<PathBuf>,
-    /// HNSW candidate list (more = higher recall, slower; default 64).
-    #[arg(long)]
-    pub ef: Option<usize>,
-    /// IVF lists probed (default 16).
-    #[arg(long)]
-    pub nprobe: Option<usize>,
-    /// k-d forest leaf budget (default 512).
-    #[arg(long)]
-    pub checks: Option<usize>,
-    /// Candidates re-ranked exactly by LSH and `…,Refine` indexes.
-    #[arg(long)]
-    pub rerank: Option<usize>,
+    #[command(flatten)]
+    pub knobs: crate::knobs::IndexKnobs,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -120,13 +110,7 @@ pub fn run(args: &Args) -> Result<()> {
         }
         out.into_iter().unzip()
     };
-    let params = SearchParams {
-        ef: args.ef,
-        nprobe: args.nprobe,
-        checks: args.checks,
-        rerank: args.rerank,
-        ..Default::default()
-    };
+    let params = args.knobs.params();
     let reqs: Vec<SearchRequest> = queries
         .into_iter()
         .map(|q| {

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use serde_json::json;
-use vecdb::{CollectionSchema, Database, Metric, Query, Record, SearchParams, SearchRequest, Vector, VectorField};
+use vecdb::{CollectionSchema, Database, Metric, Query, Record, SearchRequest, Vector, VectorField};
 
 use crate::datasets::{self, Matrix};
 
@@ -103,18 +103,8 @@ pub struct SearchArgs {
     /// Use only the first N queries.
     #[arg(long)]
     pub limit: Option<usize>,
-    /// HNSW candidate list size.
-    #[arg(long)]
-    pub ef: Option<usize>,
-    /// IVF lists probed.
-    #[arg(long)]
-    pub nprobe: Option<usize>,
-    /// k-d forest leaf budget.
-    #[arg(long)]
-    pub checks: Option<usize>,
-    /// Candidates re-ranked exactly by LSH and `…,Refine` indexes.
-    #[arg(long)]
-    pub rerank: Option<usize>,
+    #[command(flatten)]
+    pub knobs: crate::knobs::IndexKnobs,
     /// Ground-truth neighbours (.ivecs) to report recall@k against.
     #[arg(long)]
     pub ground_truth: Option<PathBuf>,
@@ -245,7 +235,7 @@ fn search(a: &SearchArgs) -> Result<()> {
         Some(f) => f.clone(),
         None => coll.schema().fields[0].name.clone(),
     };
-    let params = SearchParams { ef: a.ef, nprobe: a.nprobe, checks: a.checks, rerank: a.rerank, ..Default::default() };
+    let params = a.knobs.params();
     let reqs: Vec<SearchRequest> = (0..q.rows)
         .map(|i| {
             let mut r = SearchRequest::new(field.as_str(), Query::Vector(Vector::Dense(q.row(i).to_vec())), a.k);
