@@ -105,6 +105,7 @@ pub fn run(args: &Args) -> Result<()> {
             api_key: None,
             roots: vec![],
             features: "color".into(),
+            index: "Flat".into(),
             collection: collection.clone(),
             max_body: 64 * 1024 * 1024,
             files_dir: Some(files.clone()),

@@ -97,6 +97,7 @@ pub fn run(args: &Args) -> Result<()> {
         api_key: None,
         roots: vec![root],
         features: args.features.clone(),
+        index: "Flat".into(),
         collection: DEFAULT_COLLECTION.into(),
         max_body: 32 * 1024 * 1024,
         files_dir: None,

@@ -383,7 +383,7 @@ fn writes_need_the_key_and_stay_inside_the_roots() {
 fn path_adds_are_disabled_without_roots_and_writes_open_without_key() {
     let tmp = tempfile::tempdir().unwrap();
     let (root, db) = indexed_tree(tmp.path());
-    let srv = Server::start(&db, &[]);
+    let srv = Server::start(&db, &["--index", "HNSW16,SQ8"]);
     let add = "/api/collections/images/images";
     expect(srv.post_json(add, &json!({"path": root.join("animals/chelsea.png")})), StatusCode::FORBIDDEN);
     expect(srv.post_json(add, &json!({"nope": 1})), StatusCode::UNPROCESSABLE_ENTITY);
@@ -394,8 +394,23 @@ fn path_adds_are_disabled_without_roots_and_writes_open_without_key() {
         StatusCode::CREATED,
     );
     assert!(v["id"].is_string());
+    let up_id = v["id"].clone();
     let v = expect(srv.get("/api/collections/fresh"), StatusCode::OK);
     assert_eq!(v["count"], 1);
+    // ... and the server's --index: the dense feature gets it, the hash stays Flat.
+    let index_of = |name: &str| {
+        v["fields"].as_array().unwrap().iter().find(|f| f["name"] == name).unwrap()["index"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!((index_of("color"), index_of("phash")), ("HNSW16,SQ8".to_string(), "Flat".to_string()), "{v}");
+    // "More like this" on the one record: searched through the HNSW16,SQ8 field, itself excluded.
+    let hit = expect(
+        srv.post_json("/api/collections/fresh/search", &json!({"id": up_id, "feature": "color", "k": 1, "ef": 32})),
+        StatusCode::OK,
+    );
+    assert_eq!(hit["results"].as_array().map(Vec::len), Some(0), "{hit}");
     // Thumbnails of indexed roots are served even without --root.
     let id = record_id(&srv, &root, "animals/chelsea.png");
     assert_eq!(srv.get(&format!("/thumb/{id}")).status(), StatusCode::OK);

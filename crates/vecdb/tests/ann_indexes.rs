@@ -144,6 +144,8 @@ fn cases() -> Vec<Case> {
         c("IVF64,Flat", L2, Some(8), None, None, 0.9),
         c("SQ8", L2, None, None, None, 0.95),
         c("HNSW16,SQ8", L2, None, None, None, 0.9),
+        c("PCA32,HNSW16", L2, None, None, None, 0.95),
+        c("IVF256,PQ16", L2, Some(16), None, None, 0.75),
         c("HNSW16,SQ8", Cosine, None, None, None, 0.9),
         c("HNSW16,SQ8,Refine", Dot, None, None, Some(64), 0.95),
         c("SQ8", Cosine, None, None, None, 0.95),

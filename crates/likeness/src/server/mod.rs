@@ -42,6 +42,10 @@ pub struct Args {
     /// Features of collections created through the API.
     #[arg(long, default_value = "cnn,color,phash")]
     pub features: String,
+    /// Index of collections created through the API: one factory spec for the dense features
+    /// (e.g. HNSW16,SQ8; hashes stay Flat), or per feature, `cnn=HNSW32;color=Flat`.
+    #[arg(long, default_value = "Flat")]
+    pub index: String,
     /// Collection the web page and `/thumb` use first.
     #[arg(long, default_value = crate::catalog::DEFAULT_COLLECTION)]
     pub collection: String,

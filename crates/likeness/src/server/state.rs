@@ -41,6 +41,8 @@ pub struct AppState {
     pub thumb_dir: PathBuf,
     /// Features for collections created by the API.
     pub new_features: Vec<String>,
+    /// Index spec (`--index`) for collections created by the API.
+    pub new_index: String,
     /// Model directory for the CNN.
     pub model_dir: Option<PathBuf>,
     /// Decoder guards.
@@ -86,6 +88,8 @@ impl AppState {
         thumb_roots.insert(upload_dir.clone());
         thumb_roots.extend(indexed_roots(&db));
         let new_features = catalog::parse_feature_list(&args.features)?;
+        let canonical: Vec<String> = new_features.iter().map(|f| crate::heads::canonical(f)).collect();
+        catalog::check_index_arg(&args.index, &canonical)?;
         Ok(Arc::new(AppState {
             db,
             default_collection: args.collection.clone(),
@@ -95,6 +99,7 @@ impl AppState {
             upload_dir,
             thumb_dir,
             new_features,
+            new_index: args.index.clone(),
             model_dir: args.model_dir.clone(),
             limits: DecodeLimits::default(),
             max_body: args.max_body,
@@ -138,7 +143,7 @@ impl AppState {
         tokio::task::spawn_blocking(move || -> ApiResult<Arc<Collection>> {
             let names = crate::heads::install(this.db.path(), &this.new_features)?;
             let ex = catalog::build_extractors(&names, this.model_dir.as_deref(), Some(this.db.path()))?;
-            let schema = catalog::schema_for(&ex, "Flat")?;
+            let schema = catalog::schema_for(&ex, &this.new_index)?;
             match this.db.create_collection(&name, schema) {
                 Ok(c) => {
                     this.extractors.lock().expect("lock").insert(name, Arc::new(ex));
