@@ -197,7 +197,7 @@ fn persistence_round_trip_gives_identical_results() {
     let dir = tempfile::tempdir().unwrap();
     idx.save(dir.path()).unwrap();
     let loaded = load_index(dir.path()).unwrap();
-    assert_eq!(loaded.description(), "HNSW12");
+    assert_eq!(loaded.description(), "HNSW12,efC80");
     assert_eq!(loaded.len(), idx.len());
     assert_eq!(loaded.memory_bytes(), idx.memory_bytes());
     for i in 0..40 {
@@ -242,6 +242,20 @@ fn corrupt_files_give_typed_errors() {
     ));
     assert!(build_index("HNSW1", 8, Metric::L2).is_err());
     assert!(build_index("HNSWx", 8, Metric::L2).is_err());
+    // ef_construction from the factory string, kept through save/load.
+    for (spec, want) in
+        [("HNSW8,efC64", "HNSW8,efC64"), ("HNSW8,efC64,SQ8", "HNSW8,SQ8,efC64"), ("HNSW8,efC200", "HNSW8")]
+    {
+        let mut ix = build_index(spec, dim, Metric::L2).unwrap();
+        ix.add(&ids, VectorsRef::Dense(&data)).unwrap();
+        assert_eq!(ix.description(), want);
+        let d = tempfile::tempdir().unwrap();
+        ix.save(d.path()).unwrap();
+        assert_eq!(load_index(d.path()).unwrap().description(), want);
+    }
+    for bad in ["HNSW8,efC", "HNSW8,efC0", "HNSW8,SQ8,SQ8", "HNSW8,PQ4"] {
+        assert!(matches!(build_index(bad, 8, Metric::L2), Err(Error::InvalidIndexSpec { .. })), "{bad}");
+    }
 }
 
 #[test]
@@ -566,7 +580,7 @@ fn sq8_is_lossless_on_grid_data_and_persists() {
     let dir = tempfile::tempdir().unwrap();
     sq.save(dir.path()).unwrap();
     let mut loaded = load_index(dir.path()).unwrap();
-    assert_eq!(loaded.description(), "HNSW12,SQ8");
+    assert_eq!(loaded.description(), "HNSW12,SQ8,efC100");
     assert_eq!(loaded.memory_bytes(), sq.memory_bytes());
     for i in 0..40 {
         let q = VectorRef::Dense(&queries[i * dim..(i + 1) * dim]);

@@ -8,6 +8,7 @@
 //! | `Flat` | exact scan | — |
 //! | `HNSW<M>` | HNSW graph with `M` links per node | `ef` |
 //! | `HNSW<M>,SQ8` | the same graph over 8-bit codes, integer distances (dense metrics) | `ef` |
+//! | `HNSW<M>,efC<n>` / `HNSW<M>,SQ8,efC<n>` | either graph built with `ef_construction = n` (default 200) | `ef` |
 //! | `KDForest<t>` | `t` randomized k-d trees (l2, cosine) | `checks` (default 512) |
 //! | `KDTree` | one k-d tree, exact backtracking search (l2, cosine; low dimensions) | — |
 //! | `LSH<b>` | `b`-bit SimHash sketches (b multiple of 64), Hamming scan, exact re-rank | `rerank` (default max(10k, 100)) |
@@ -24,7 +25,7 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::index::flat::FlatIndex;
-use crate::index::hnsw::HnswIndex;
+use crate::index::hnsw::{HnswIndex, DEFAULT_EF_CONSTRUCTION};
 use crate::index::ivf::{IvfCodec, IvfIndex};
 use crate::index::kdforest::KdForest;
 use crate::index::lsh::LshIndex;
@@ -104,8 +105,27 @@ fn build_stages(stages: &[&str], dim: usize, metric: Metric) -> Result<Box<dyn V
         let codec = parse_codec(codec)?;
         return Ok(Box::new(IvfIndex::new(&joined, dim, metric, nlist, codec)?));
     }
-    if let (Some(m), Some(&"SQ8"), None) = (numbered(first, "HNSW"), stages.get(1), stages.get(2)) {
-        return Ok(Box::new(HnswIndex::with_sq8(dim, metric, hnsw_m(first, m)?, 200)?));
+    if let Some(m) = numbered(first, "HNSW") {
+        // `HNSW<M>` with optional `SQ8` (8-bit codes) and `efC<n>` (ef_construction) stages.
+        let m = hnsw_m(first, m)?;
+        let (mut sq8, mut efc) = (false, DEFAULT_EF_CONSTRUCTION);
+        for &st in &stages[1..] {
+            if let Some(n) = numbered(st, "efC") {
+                efc = n?;
+            } else if st == "SQ8" && !sq8 {
+                sq8 = true;
+            } else {
+                return Err(invalid(
+                    &joined,
+                    format!("unexpected stage '{st}' after '{first}' (expected SQ8 or efC<n>)"),
+                ));
+            }
+        }
+        return Ok(if sq8 {
+            Box::new(HnswIndex::with_sq8(dim, metric, m, efc)?)
+        } else {
+            Box::new(HnswIndex::new(dim, metric, m, efc))
+        });
     }
     if let Some(&extra) = stages.get(1) {
         return Err(invalid(&joined, format!("unexpected stage '{extra}' after '{first}'")));
@@ -142,9 +162,6 @@ fn build_leaf(stage: &str, dim: usize, metric: Metric) -> Result<Box<dyn VectorI
         "KDTree" => return Ok(Box::new(KdForest::new(dim, metric, 1, true)?)),
         "SQ8" => return Ok(Box::new(IvfIndex::new(stage, dim, metric, 1, IvfCodec::Sq8)?)),
         _ => {}
-    }
-    if let Some(m) = numbered(stage, "HNSW") {
-        return Ok(Box::new(HnswIndex::new(dim, metric, hnsw_m(stage, m)?, 200)));
     }
     if let Some(t) = numbered(stage, "KDForest") {
         return Ok(Box::new(KdForest::new(dim, metric, t?, false)?));

@@ -46,6 +46,8 @@ use sq8::Sq8Codec;
 
 /// Default `ef` for searches that do not set [`SearchParams::ef`].
 pub const DEFAULT_EF_SEARCH: usize = 64;
+/// `ef_construction` of factory specs without an `efC<n>` stage.
+pub const DEFAULT_EF_CONSTRUCTION: usize = 200;
 /// Largest accepted `M`.
 pub const MAX_M: usize = 256;
 /// Highest level a node may get.
@@ -428,11 +430,13 @@ impl HnswIndex {
 
 impl VectorIndex for HnswIndex {
     fn description(&self) -> String {
-        if self.quantized {
-            format!("HNSW{},SQ8", self.m)
+        let sq8 = if self.quantized { ",SQ8" } else { "" };
+        let efc = if self.ef_construction == DEFAULT_EF_CONSTRUCTION {
+            String::new()
         } else {
-            format!("HNSW{}", self.m)
-        }
+            format!(",efC{}", self.ef_construction)
+        };
+        format!("HNSW{}{sq8}{efc}", self.m)
     }
     fn dim(&self) -> usize {
         self.dim
