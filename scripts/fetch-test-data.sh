@@ -32,6 +32,17 @@ if [[ ! -f "$data/emoji/emoji.json" ]]; then
   mv "$tmp/package/img/google/64" "$data/emoji/64"
   mv "$tmp/package/emoji.json" "$data/emoji/emoji.json"
 fi
+if [[ ! -f "$data/cmyk/chelsea_cmyk.jpg" ]]; then
+  # A CMYK JPEG (Adobe, as Photoshop and print workflows write them) made from chelsea.png with Pillow.
+  python3 -c "import PIL" 2>/dev/null || python3 -m pip install -q pillow
+  mkdir -p "$data/cmyk"
+  python3 - "$data/photos/chelsea.png" "$data/cmyk/chelsea_cmyk.jpg" <<'PY'
+import sys
+from PIL import Image
+Image.open(sys.argv[1]).convert("CMYK").save(sys.argv[2], quality=90)
+assert Image.open(sys.argv[2]).mode == "CMYK"
+PY
+fi
 if [[ ! -e "$data/fashion-mnist" ]]; then
   test -d /usr/share/datasets/fashion-mnist || { echo "run scripts/setup-system.sh first (dataset-fashion-mnist)" >&2; exit 1; }
   ln -s /usr/share/datasets/fashion-mnist "$data/fashion-mnist"

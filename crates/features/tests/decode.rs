@@ -371,3 +371,20 @@ fn decodes_all_images_in_dir() {
         println!("  {f}");
     }
 }
+
+#[test]
+fn cmyk_jpeg_decodes_to_the_same_colours() {
+    // An Adobe CMYK JPEG of chelsea.png (made by Pillow in scripts/fetch-test-data.sh): decoded
+    // to RGB, it matches the original up to JPEG loss.
+    let path = data_dir().join("cmyk/chelsea_cmyk.jpg");
+    assert!(path.is_file(), "{} missing: run scripts/fetch-test-data.sh", path.display());
+    let got = load_image(&path, &DecodeLimits::default()).unwrap();
+    assert_eq!(got.format, "jpeg");
+    let want = chelsea();
+    assert_eq!((got.width, got.height), want.dimensions());
+    let diff: f64 =
+        got.image.as_raw().iter().zip(want.as_raw()).map(|(a, b)| (*a as f64 - *b as f64).abs()).sum::<f64>()
+            / want.as_raw().len() as f64;
+    eprintln!("CMYK JPEG vs original: mean absolute difference {diff:.2} levels");
+    assert!(diff < 6.0, "mean absolute difference {diff:.2} levels: colours are off (inverted or misread channels?)");
+}
