@@ -41,6 +41,9 @@ enum ModelCommand {
         /// Image files.
         #[arg(required = true)]
         images: Vec<PathBuf>,
+        /// Print JSON: one `{path, classes: [{class, label, prob}]}` per image.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -56,15 +59,27 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             Ok(())
         }
         ModelCommand::Info(o) => info(o),
-        ModelCommand::Classify { opts, top, images } => {
+        ModelCommand::Classify { opts, top, images, json } => {
             let m = CnnExtractor::load(opts.variant, Some(&dir_of(opts)))?;
             let limits = DecodeLimits::default();
+            let mut out = Vec::new();
             for path in images {
                 let img = load_image(path, &limits)?;
                 let tags = m.top_k(&img.image, *top)?;
-                let shown: Vec<String> =
-                    tags.iter().map(|t| format!("{} {:.3} ({})", t.label, t.prob, t.class)).collect();
-                println!("{}: {}", path.display(), shown.join(", "));
+                if *json {
+                    let classes: Vec<serde_json::Value> = tags
+                        .iter()
+                        .map(|t| serde_json::json!({"class": t.class, "label": t.label, "prob": t.prob}))
+                        .collect();
+                    out.push(serde_json::json!({"path": path, "classes": classes}));
+                } else {
+                    let shown: Vec<String> =
+                        tags.iter().map(|t| format!("{} {:.3} ({})", t.label, t.prob, t.class)).collect();
+                    println!("{}: {}", path.display(), shown.join(", "));
+                }
+            }
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&out)?);
             }
             Ok(())
         }

@@ -391,6 +391,11 @@ fn cnn_search_tags_and_dedup() {
 
     let q = tmp.path().join("cat_q30.jpg");
     edited_copy(&photo("chelsea.png"), "q30", &q);
+    // The classifier as a command: top ImageNet classes, as JSON.
+    let cls = run_json(&["model", "classify", s(&photo("chelsea.png")), "--top", "3", "--json"]);
+    let classes = cls[0]["classes"].as_array().unwrap();
+    assert_eq!(classes.len(), 3, "{cls}");
+    assert!(classes.iter().all(|c| (281..=285).contains(&c["class"].as_u64().unwrap())), "cat classes: {cls}");
     let out = run_json(&["search", s(&q), "--db", s(&db), "-k", "3", "--json"]);
     assert_eq!(out[0]["feature"], "cnn");
     let rs = results(&out[0]);
