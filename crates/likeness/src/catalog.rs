@@ -62,8 +62,11 @@ pub fn to_vector(e: &Embedding) -> Vector {
     }
 }
 
-/// A collection schema with one field per extractor, indexed as `index` says ([`index_for`]).
+/// A collection schema with one field per extractor, indexed as `index` says ([`index_for`]);
+/// a per-feature `index` naming a feature the extractors do not give is an error.
 pub fn schema_for(extractors: &[Box<dyn FeatureExtractor>], index: &str) -> Result<CollectionSchema> {
+    let names: Vec<String> = extractors.iter().map(|e| e.name().to_string()).collect();
+    check_index_arg(index, &names)?;
     let fields = extractors
         .iter()
         .map(|e| {

@@ -119,8 +119,6 @@ pub fn open_or_create(
         };
         let names = crate::heads::install(db.path(), &names)?;
         let extractors = catalog::build_extractors(&names, model_dir, Some(db.path()))?;
-        let fields: Vec<String> = extractors.iter().map(|e| e.name().to_string()).collect();
-        catalog::check_index_arg(index, &fields)?;
         let coll = db.create_collection(name, catalog::schema_for(&extractors, index)?)?;
         Ok((coll, extractors))
     }

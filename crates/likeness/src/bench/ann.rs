@@ -147,12 +147,8 @@ pub fn run(args: &Args) -> Result<()> {
         rows.extend(bench_spec(args, &data, &gt, spec, &pools)?);
     }
 
-    let mut hnsw_ms: Vec<usize> =
-        specs.iter().filter_map(|s| s.split(',').next()?.strip_prefix("HNSW")?.parse().ok()).collect();
-    hnsw_ms.sort_unstable();
-    hnsw_ms.dedup();
     if args.peers != "none" {
-        match run_peers(args, &data, &gt, &cache, &tag, &hnsw_ms) {
+        match run_peers(args, &data, &gt, &cache, &tag, &specs) {
             Ok(p) => rows.extend(p),
             Err(e) => eprintln!("peers skipped: {e:#}"),
         }
@@ -296,6 +292,22 @@ fn split_specs(s: &str) -> Vec<String> {
     out
 }
 
+/// The distinct `M`s of the HNSW specs among `specs` (`HNSW16`, `HNSW16,SQ8,Refine`, …), sorted;
+/// with `sq8_only`, only those whose graph holds 8-bit codes.
+fn hnsw_ms(specs: &[String], sq8_only: bool) -> Vec<usize> {
+    let mut ms: Vec<usize> = specs
+        .iter()
+        .filter_map(|s| {
+            let mut stages = s.split(',');
+            let m = stages.next()?.strip_prefix("HNSW")?.parse().ok()?;
+            (!sq8_only || stages.any(|st| st == "SQ8")).then_some(m)
+        })
+        .collect();
+    ms.sort_unstable();
+    ms.dedup();
+    ms
+}
+
 /// The knob a spec is swept over, and the default values.
 fn knob(spec: &str, args: &Args) -> (&'static str, Vec<usize>) {
     let (name, default): (&str, Vec<usize>) = if spec.contains("HNSW") {
@@ -417,7 +429,7 @@ fn mean_recall(found: &[Vec<vecdb::Neighbor>], gt: &[Vec<u32>], k: usize) -> f64
     hits as f64 / (k * found.len()).max(1) as f64
 }
 
-fn run_peers(args: &Args, d: &Dataset, gt: &[Vec<u32>], cache: &Path, tag: &str, ms: &[usize]) -> Result<Vec<Row>> {
+fn run_peers(args: &Args, d: &Dataset, gt: &[Vec<u32>], cache: &Path, tag: &str, specs: &[String]) -> Result<Vec<Row>> {
     let base_p = cache.join(format!("{tag}-base.npy"));
     let query_p = cache.join(format!("{tag}-queries.npy"));
     let gt_p = cache.join(format!("{tag}-gt-k{}.npy", args.k));
@@ -435,20 +447,16 @@ fn run_peers(args: &Args, d: &Dataset, gt: &[Vec<u32>], cache: &Path, tag: &str,
             .ok_or_else(|| anyhow!("bench/ann_peers.py not found"))?;
     let out_p = cache.join(format!("{tag}-peers.jsonl"));
     let list = |v: &[usize]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(",");
-    // Our `HNSW<M>,SQ8[,Refine]` specs are also run against FAISS's own `IndexHNSWSQ`.
-    let mut sq_ms: Vec<usize> = split_specs(&args.index)
-        .iter()
-        .filter_map(|s| s.strip_prefix("HNSW")?.split_once(",SQ8")?.0.parse().ok())
-        .collect();
-    sq_ms.sort_unstable();
-    sq_ms.dedup();
+    // The peers build graphs with the `M`s of our HNSW specs; our `HNSW<M>,SQ8[,Refine]` specs
+    // are also run against FAISS's own `IndexHNSWSQ`.
+    let (ms, sq_ms) = (hnsw_ms(specs, false), hnsw_ms(specs, true));
     let mut cmd = Command::new(&args.python);
     cmd.arg(&script)
         .args(["--base".as_ref(), base_p.as_os_str(), "--queries".as_ref(), query_p.as_os_str()])
         .args(["--gt".as_ref(), gt_p.as_os_str(), "--out".as_ref(), out_p.as_os_str()])
         .args(["--metric", if d.metric == Metric::L2 { "l2" } else { "cosine" }])
         .args(["--k".to_string(), args.k.to_string(), "--efc".into(), args.ef_construction.to_string()])
-        .arg(format!("--m={}", list(ms)))
+        .arg(format!("--m={}", list(&ms)))
         .arg(format!("--sq-m={}", list(&sq_ms)))
         .arg(format!("--ef={}", list(&args.ef)))
         .arg(format!("--threads={}", list(&args.threads)))
@@ -700,6 +708,8 @@ mod tests {
     fn specs_split_on_unambiguous_commas() {
         assert_eq!(split_specs("HNSW16,HNSW32"), ["HNSW16", "HNSW32"]);
         assert_eq!(split_specs("HNSW16,HNSW16,SQ8,HNSW16,SQ8,Refine"), ["HNSW16", "HNSW16,SQ8", "HNSW16,SQ8,Refine"]);
+        let specs = split_specs("HNSW32;HNSW16,SQ8,Refine;HNSW16;IVF1024,PQ32");
+        assert_eq!((hnsw_ms(&specs, false), hnsw_ms(&specs, true)), (vec![16, 32], vec![16]));
         assert_eq!(
             split_specs("HNSW16,IVF1024,PQ32,Refine,PCA128,HNSW32,KDForest8;LSH256"),
             ["HNSW16", "IVF1024,PQ32,Refine", "PCA128,HNSW32", "KDForest8", "LSH256"]

@@ -69,10 +69,14 @@ struct ProbeOrder {
 impl ProbeOrder {
     /// Sort the cells after the first `sorted` ones too.
     fn sort_rest(&mut self) {
-        let key = &self.key;
-        self.order[self.sorted..].sort_unstable_by(|a, b| key[*a as usize].total_cmp(&key[*b as usize]).then(a.cmp(b)));
+        self.order[self.sorted..].sort_unstable_by(by_key(&self.key));
         self.sorted = self.order.len();
     }
+}
+
+/// Order cells by `key`, ties by cell number.
+fn by_key(key: &[f32]) -> impl Fn(&u32, &u32) -> std::cmp::Ordering + '_ {
+    move |a, b| key[*a as usize].total_cmp(&key[*b as usize]).then(a.cmp(b))
 }
 
 struct Trained {
@@ -316,12 +320,11 @@ impl IvfIndex {
             _ => qc.iter().zip(&t.cnorm).map(|(d, cn)| qn - 2.0 * d + cn).collect(),
         };
         let mut order: Vec<u32> = (0..self.nlist as u32).collect();
-        let cmp = |a: &u32, b: &u32| key[*a as usize].total_cmp(&key[*b as usize]).then(a.cmp(b));
         let first = first.clamp(1, order.len());
         if first < order.len() {
-            order.select_nth_unstable_by(first - 1, cmp);
+            order.select_nth_unstable_by(first - 1, by_key(&key));
         }
-        order[..first].sort_unstable_by(cmp);
+        order[..first].sort_unstable_by(by_key(&key));
         ProbeOrder { order, qc, key, sorted: first }
     }
 

@@ -461,12 +461,7 @@ impl VectorIndex for HnswIndex {
                 self.graph.len()
             )));
         }
-        let VectorsRef::Dense(d) = sample else {
-            return Err(Error::InvalidVector("SQ8 training needs dense vectors".into()));
-        };
-        if d.iter().any(|x| !x.is_finite()) {
-            return Err(Error::InvalidVector("SQ8 training sample holds NaN or infinity".into()));
-        }
+        let d = crate::index::common::dense_sample(sample, self.dim)?;
         self.sq8 = Some(Sq8Codec::train(d, self.dim, self.metric)?);
         Ok(())
     }
