@@ -95,6 +95,9 @@ pub enum FeatureError {
     /// The model file could not be parsed or has unexpected tensors.
     #[error("model format error: {0}")]
     ModelFormat(String),
+    /// The compute device asked for is not available (no CUDA in this build, no such GPU).
+    #[error("compute device: {0}")]
+    Device(String),
     /// A tensor operation failed.
     #[error("inference error: {0}")]
     Inference(String),

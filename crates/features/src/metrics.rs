@@ -98,6 +98,12 @@ impl Scores {
     }
 }
 
+/// Sums per-query scores in query order, so the same inputs give bit-identical metrics
+/// whatever the thread count (a parallel reduce adds in a schedule-dependent order).
+fn sum_in_order(per_query: Vec<Scores>) -> RetrievalMetrics {
+    per_query.into_iter().fold(Scores::default(), Scores::merge).finish()
+}
+
 /// Score one ranking given as relevance flags in rank order.
 fn score_ranking(relevant_in_order: impl Iterator<Item = bool>) -> Scores {
     let (mut hits, mut ap_sum) = (0usize, 0f64);
@@ -154,11 +160,12 @@ fn score_query(
 pub fn leave_one_out(vectors: &[Embedding], labels: &[String], distance: DistanceKind) -> RetrievalMetrics {
     let n = vectors.len().min(labels.len());
     let (vectors, labels) = (&vectors[..n], &labels[..n]);
-    (0..n)
-        .into_par_iter()
-        .map(|i| score_query(&vectors[i], &labels[i], vectors, labels, distance, Some(i)))
-        .reduce(Scores::default, Scores::merge)
-        .finish()
+    sum_in_order(
+        (0..n)
+            .into_par_iter()
+            .map(|i| score_query(&vectors[i], &labels[i], vectors, labels, distance, Some(i)))
+            .collect(),
+    )
 }
 
 /// Each query searches the whole gallery (queries and gallery are disjoint sets).
@@ -172,9 +179,10 @@ pub fn query_vs_gallery(
     let nq = queries.len().min(q_labels.len());
     let ng = gallery.len().min(g_labels.len());
     let (gallery, g_labels) = (&gallery[..ng], &g_labels[..ng]);
-    (0..nq)
-        .into_par_iter()
-        .map(|i| score_query(&queries[i], &q_labels[i], gallery, g_labels, distance, None))
-        .reduce(Scores::default, Scores::merge)
-        .finish()
+    sum_in_order(
+        (0..nq)
+            .into_par_iter()
+            .map(|i| score_query(&queries[i], &q_labels[i], gallery, g_labels, distance, None))
+            .collect(),
+    )
 }

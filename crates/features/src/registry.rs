@@ -13,7 +13,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::cnn::{CnnExtractor, CnnVariant};
+use crate::cnn::{CnnExtractor, CnnVariant, ComputeDevice};
 use crate::color::{ColorHistogram, ColorOptions};
 use crate::error::{FeatureError, Result};
 use crate::extractor::FeatureExtractor;
@@ -32,6 +32,8 @@ pub const EXTRACTOR_NAMES: &[&str] = &["color", "texture", "phash", "dhash", "cn
 pub struct ExtractorOptions {
     /// Where the CNN model lives (`None`: [`crate::cnn::default_model_dir`]).
     pub model_dir: Option<PathBuf>,
+    /// Where the CNN runs (CPU by default).
+    pub device: ComputeDevice,
     /// Median-denoise (3×3) the working image of the color and texture extractors, which
     /// helps with noisy scans and heavy JPEG artifacts; off by default.
     pub denoise: bool,
@@ -41,19 +43,18 @@ pub struct ExtractorOptions {
 
 /// Build one extractor from its name (see the module table).
 pub fn build_extractor(name: &str, opts: &ExtractorOptions) -> Result<Box<dyn FeatureExtractor>> {
-    let model_dir = opts.model_dir.as_deref();
     let ex: Box<dyn FeatureExtractor> = match name {
         "color" => Box::new(ColorHistogram::new(opts.color, opts.denoise)?),
         "texture" => Box::new(Texture::new(opts.denoise)),
         "phash" => Box::new(PHash::new()),
         "dhash" => Box::new(DHash::new()),
-        "cnn" => Box::new(CnnExtractor::load(CnnVariant::Lite0, model_dir)?),
-        "cnn-lite2" => Box::new(CnnExtractor::load(CnnVariant::Lite2, model_dir)?),
+        "cnn" => Box::new(load_cnn(CnnVariant::Lite0, opts)?),
+        "cnn-lite2" => Box::new(load_cnn(CnnVariant::Lite2, opts)?),
         other => {
             if let Some(path) = other.strip_prefix("cnn+head:") {
-                head_extractor(CnnVariant::Lite0, path, model_dir)?
+                head_extractor(CnnVariant::Lite0, path, opts)?
             } else if let Some(path) = other.strip_prefix("cnn-lite2+head:") {
-                head_extractor(CnnVariant::Lite2, path, model_dir)?
+                head_extractor(CnnVariant::Lite2, path, opts)?
             } else {
                 return Err(FeatureError::InvalidArgument(format!(
                     "unknown feature {other:?}; known: {}, cnn+head:PATH",
@@ -74,12 +75,17 @@ pub fn head_feature_name(lite2: bool, path: &Path) -> String {
     format!("{}{stem}", if lite2 { "cnn-lite2-head." } else { "cnn-head." })
 }
 
-fn head_extractor(variant: CnnVariant, path: &str, model_dir: Option<&Path>) -> Result<Box<dyn FeatureExtractor>> {
+/// The CNN from `opts.model_dir` (fetched on first use), on `opts.device`.
+fn load_cnn(variant: CnnVariant, opts: &ExtractorOptions) -> Result<CnnExtractor> {
+    CnnExtractor::load(variant, opts.model_dir.as_deref())?.with_device(opts.device)
+}
+
+fn head_extractor(variant: CnnVariant, path: &str, opts: &ExtractorOptions) -> Result<Box<dyn FeatureExtractor>> {
     if path.is_empty() {
         return Err(FeatureError::InvalidArgument("cnn+head: needs a path, e.g. cnn+head:heads/emoji".into()));
     }
     let head = ProjectionHead::load(Path::new(path))?;
-    let base = CnnExtractor::load(variant, model_dir)?;
+    let base = load_cnn(variant, opts)?;
     let name = head_feature_name(variant == CnnVariant::Lite2, Path::new(path));
     Ok(Box::new(HeadExtractor::new(Box::new(base), head).with_name(name)))
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use features::cnn::{model_paths, CnnExtractor, CnnVariant};
+use features::cnn::{model_paths, CnnExtractor, CnnVariant, ComputeDevice};
 use features::{Embedding, FeatureError, FeatureExtractor};
 use image::RgbImage;
 
@@ -233,6 +233,43 @@ fn lite0_embedding_is_invariant_to_jpeg_resize_and_crop() {
         }
     }
     println!("worst own/other distance ratio: {worst_ratio}");
+}
+
+/// The device the device-generic graph is checked on: `$LIKENESS_TEST_DEVICE` (e.g. `cuda` on a
+/// machine with a GPU and a `--features cuda` build), else the CPU running that graph.
+fn test_device() -> ComputeDevice {
+    match std::env::var("LIKENESS_TEST_DEVICE") {
+        Ok(s) if !s.is_empty() => s.parse().unwrap_or_else(|e| panic!("LIKENESS_TEST_DEVICE: {e}")),
+        _ => ComputeDevice::CpuReference,
+    }
+}
+
+/// The graph GPUs run (candle tensor ops only) gives the fused CPU kernels' embeddings and
+/// classes, for Lite0 and Lite2, on a batch of real photos.
+#[test]
+fn device_generic_graph_matches_fused_cpu_kernels() {
+    let device = test_device();
+    println!("checking the device-generic graph on {device}");
+    for variant in [CnnVariant::Lite0, CnnVariant::Lite2] {
+        let fused = model(variant);
+        let generic = CnnExtractor::load(variant, Some(&model_dir())).unwrap().with_device(device).unwrap();
+        assert_eq!(generic.device(), device);
+        assert_eq!(fused.device(), ComputeDevice::Cpu);
+        let crops: Vec<RgbImage> = ["chelsea.png", "coffee.png", "rocket.jpg", "astronaut.png"]
+            .iter()
+            .map(|n| fused.prepare(&photo(n)).unwrap())
+            .collect();
+        let a = fused.run_crops(&crops).unwrap();
+        let b = generic.run_crops(&crops).unwrap();
+        assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().zip(&b) {
+            let diff = x.embedding.iter().zip(&y.embedding).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
+            assert!(diff < 1e-4, "{variant:?}: embeddings differ by up to {diff}");
+            assert!((x.norm - y.norm).abs() / x.norm < 1e-4, "{variant:?}: norm {} vs {}", x.norm, y.norm);
+            let top = |l: &[f32]| features::cnn::top_k_tags(l, 3).iter().map(|t| t.class).collect::<Vec<_>>();
+            assert_eq!(top(&x.logits), top(&y.logits), "{variant:?}");
+        }
+    }
 }
 
 #[test]

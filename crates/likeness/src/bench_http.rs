@@ -109,7 +109,8 @@ pub fn run(args: &Args) -> Result<()> {
             collection: collection.clone(),
             max_body: 64 * 1024 * 1024,
             files_dir: Some(files.clone()),
-            model_dir: None,
+            snapshot_every: 0,
+            model: Default::default(),
         };
         let (tx, rx) = tokio::sync::oneshot::channel();
         let server = tokio::spawn(crate::server::serve(serve_args, Some(tx)));

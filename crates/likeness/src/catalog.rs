@@ -183,15 +183,15 @@ pub fn open_collection(db: &Database, name: &str) -> Result<Arc<Collection>> {
     })
 }
 
-/// Build the named extractors (`cnn` loads, and on first use fetches, the model into `model_dir`).
-/// With `db`, heads installed in that database (`cnn+head:NAME`, see [`crate::heads`]) load from there.
+/// Build the named extractors (`cnn` loads, and on first use fetches, the model into
+/// `model.model_dir`, and runs on `model.device`). With `db`, heads installed in that database
+/// (`cnn+head:NAME`, see [`crate::heads`]) load from there.
 pub fn build_extractors(
     names: &[String],
-    model_dir: Option<&Path>,
+    model: &crate::model_args::ModelArgs,
     db: Option<&Path>,
 ) -> Result<Vec<Box<dyn FeatureExtractor>>> {
-    let opts =
-        features::registry::ExtractorOptions { model_dir: model_dir.map(Path::to_path_buf), ..Default::default() };
+    let opts = model.extractor_options();
     names
         .iter()
         .map(|n| {

@@ -122,7 +122,7 @@ fn info(args: &InfoArgs) -> Result<()> {
             .iter()
             .map(|f| {
                 json!({"name": f.name, "dim": f.dim, "metric": f.metric.to_string(), "index": f.index,
-                       "memory_bytes": f.memory_bytes})
+                       "memory_bytes": f.memory_bytes, "origin": f.origin})
             })
             .collect();
         collections.push(json!({
@@ -148,8 +148,12 @@ fn info(args: &InfoArgs) -> Result<()> {
             human_bytes(c["wal_bytes"].as_u64().unwrap_or(0)),
         );
         for f in c["fields"].as_array().into_iter().flatten() {
+            let origin = match f["origin"]["kind"].as_str() {
+                Some("snapshot") => format!("loaded from snapshot (+{} caught up)", f["origin"]["caught_up"]),
+                _ => "built on open".to_string(),
+            };
             println!(
-                "  field {:<10} dim {:>5}  {:<8} index {:<20} memory {}",
+                "  field {:<10} dim {:>5}  {:<8} index {:<20} memory {}  {origin}",
                 f["name"].as_str().unwrap_or("?"),
                 f["dim"],
                 f["metric"].as_str().unwrap_or("?"),

@@ -30,9 +30,8 @@ pub struct Args {
     /// Only index and search; do not start the server.
     #[arg(long)]
     pub no_serve: bool,
-    /// Where the CNN model is (fetched there). Default: $LIKENESS_MODEL_DIR or the user cache.
-    #[arg(long)]
-    pub model_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub model: crate::model_args::ModelArgs,
 }
 
 fn default_photos() -> PathBuf {
@@ -52,18 +51,13 @@ pub fn run(args: &Args) -> Result<()> {
     let names = catalog::parse_feature_list(&args.features)?;
     if names.iter().any(|n| n == "cnn") {
         println!("model: checking the EfficientNet-Lite0 weights (downloaded on first use)…");
-        let path = features::cnn::fetch_model(features::cnn::CnnVariant::Lite0, args.model_dir.as_deref())?;
+        let path = features::cnn::fetch_model(features::cnn::CnnVariant::Lite0, args.model.model_dir.as_deref())?;
         println!("model: {}", path.display());
     }
     {
         let db = Database::open(&args.db)?;
-        let (coll, extractors) = crate::index_cmd::open_or_create(
-            &db,
-            DEFAULT_COLLECTION,
-            Some(&args.features),
-            "Flat",
-            args.model_dir.as_deref(),
-        )?;
+        let (coll, extractors) =
+            crate::index_cmd::open_or_create(&db, DEFAULT_COLLECTION, Some(&args.features), "Flat", &args.model)?;
         let bar = ProgressBar::new(0);
         bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} images  {per_sec}").expect("static template"));
         let progress = |p: IndexProgress| {
@@ -101,7 +95,8 @@ pub fn run(args: &Args) -> Result<()> {
         collection: DEFAULT_COLLECTION.into(),
         max_body: 32 * 1024 * 1024,
         files_dir: None,
-        model_dir: args.model_dir.clone(),
+        snapshot_every: 300,
+        model: args.model.clone(),
     };
     println!("open http://{}/ in a browser (Ctrl-C stops the server)", args.addr);
     crate::server::run(&serve_args)

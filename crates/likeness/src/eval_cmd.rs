@@ -23,9 +23,8 @@ pub struct Args {
     /// Comma-separated features to evaluate.
     #[arg(long, default_value = "cnn,color,texture,phash")]
     pub features: String,
-    /// Where the CNN model is. Default: $LIKENESS_MODEL_DIR or the user cache.
-    #[arg(long)]
-    pub model_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub model: crate::model_args::ModelArgs,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -64,7 +63,7 @@ pub struct EvalReport {
 pub fn run(args: &Args) -> Result<()> {
     let root = canonical_dir(&args.dir)?;
     let names = catalog::parse_feature_list(&args.features)?;
-    let extractors = catalog::build_extractors(&names, args.model_dir.as_deref(), None)?;
+    let extractors = catalog::build_extractors(&names, &args.model, None)?;
     let (found, walk_errors) = find_images(std::slice::from_ref(&root), &[]);
     let mut skipped: Vec<(PathBuf, String)> = walk_errors;
     let mut files = Vec::new();

@@ -40,9 +40,8 @@ pub struct Args {
     /// Files embedded per durable batch.
     #[arg(long, default_value_t = 128)]
     pub batch: usize,
-    /// Where the CNN model is (fetched there on first use). Default: $LIKENESS_MODEL_DIR or the user cache.
-    #[arg(long)]
-    pub model_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub model: crate::model_args::ModelArgs,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -52,8 +51,7 @@ pub struct Args {
 pub fn run(args: &Args) -> Result<()> {
     let roots = args.dirs.iter().map(|d| canonical_dir(d)).collect::<Result<Vec<_>>>()?;
     let db = Database::open(&args.db)?;
-    let (coll, extractors) =
-        open_or_create(&db, &args.collection, args.features.as_deref(), &args.index, args.model_dir.as_deref())?;
+    let (coll, extractors) = open_or_create(&db, &args.collection, args.features.as_deref(), &args.index, &args.model)?;
     let mut opts = IndexOptions { prune: args.prune, chunk: args.batch, ..Default::default() };
     if let Ok(dbdir) = db.path().canonicalize() {
         opts.exclude.push(dbdir);
@@ -91,7 +89,7 @@ pub fn open_or_create(
     name: &str,
     features: Option<&str>,
     index: &str,
-    model_dir: Option<&std::path::Path>,
+    model: &crate::model_args::ModelArgs,
 ) -> Result<OpenedCollection> {
     if db.collection_names().iter().any(|n| n == name) {
         let coll = db.collection(name)?;
@@ -110,7 +108,7 @@ pub fn open_or_create(
                 );
             }
         }
-        let extractors = catalog::build_extractors(&have, model_dir, Some(db.path()))?;
+        let extractors = catalog::build_extractors(&have, model, Some(db.path()))?;
         Ok((coll, extractors))
     } else {
         let names = match features {
@@ -118,7 +116,7 @@ pub fn open_or_create(
             None => features::registry::DEFAULT_FEATURES.iter().map(|s| s.to_string()).collect(),
         };
         let names = crate::heads::install(db.path(), &names)?;
-        let extractors = catalog::build_extractors(&names, model_dir, Some(db.path()))?;
+        let extractors = catalog::build_extractors(&names, model, Some(db.path()))?;
         let coll = db.create_collection(name, catalog::schema_for(&extractors, index)?)?;
         Ok((coll, extractors))
     }

@@ -33,11 +33,20 @@ pub struct IndexOptions {
     pub limits: DecodeLimits,
     /// Folders never entered (canonical), e.g. the database directory.
     pub exclude: Vec<PathBuf>,
+    /// A long run checkpoints this often (saving index snapshots), so that after a crash the
+    /// next open loads them instead of rebuilding the indexes from every stored vector.
+    pub checkpoint_every: std::time::Duration,
 }
 
 impl Default for IndexOptions {
     fn default() -> Self {
-        IndexOptions { prune: false, chunk: 128, limits: DecodeLimits::default(), exclude: Vec::new() }
+        IndexOptions {
+            prune: false,
+            chunk: 128,
+            limits: DecodeLimits::default(),
+            exclude: Vec::new(),
+            checkpoint_every: std::time::Duration::from_secs(300),
+        }
     }
 }
 
@@ -142,6 +151,7 @@ fn index_files(
     let total = files.len();
     on_progress(IndexProgress { done: 0, total, failed: 0 });
     let mut done = 0;
+    let mut last_checkpoint = std::time::Instant::now();
     for chunk in files.chunks(opts.chunk.max(1)) {
         if stop.load(Ordering::SeqCst) {
             stats.interrupted = true;
@@ -179,6 +189,10 @@ fn index_files(
         if !records.is_empty() {
             coll.upsert(records).with_context(|| format!("storing into collection '{}'", coll.name()))?;
         }
+        if last_checkpoint.elapsed() >= opts.checkpoint_every {
+            coll.checkpoint().with_context(|| format!("checkpointing collection '{}'", coll.name()))?;
+            last_checkpoint = std::time::Instant::now();
+        }
         done += chunk.len();
         on_progress(IndexProgress { done, total, failed: stats.failed_count });
     }
@@ -213,4 +227,39 @@ fn prune(coll: &Collection, roots: &[PathBuf], found: &[FoundFile]) -> Result<us
         return Ok(0);
     }
     Ok(coll.delete(&gone)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vecdb::{CollectionSchema, Database, IndexOrigin, Metric, VectorField};
+
+    /// With `checkpoint_every` zero every chunk checkpoints: the HNSW field's snapshot is on disk
+    /// while the collection is still open, and a later open loads it.
+    #[test]
+    fn long_runs_checkpoint_and_save_index_snapshots() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("pics");
+        std::fs::create_dir_all(&root).unwrap();
+        for i in 0..6u8 {
+            let img = image::RgbImage::from_fn(48, 48, |x, y| image::Rgb([x as u8 * 5, y as u8 * 5, i * 40]));
+            img.save(root.join(format!("p{i}.png"))).unwrap();
+        }
+        let extractors = features::registry::build_extractors(&["color"], &Default::default()).unwrap();
+        let dbdir = tmp.path().join("db");
+        let schema = CollectionSchema { fields: vec![VectorField::new("color", 128, Metric::L2, "HNSW16")] };
+        let opts = IndexOptions { chunk: 2, checkpoint_every: std::time::Duration::ZERO, ..Default::default() };
+        {
+            let db = Database::open(&dbdir).unwrap();
+            let coll = db.create_collection("c", schema).unwrap();
+            let report = index_roots(&coll, &extractors, &[root], &opts, &|_| {}, &AtomicBool::new(false)).unwrap();
+            assert_eq!((report.added, report.failed.len()), (6, 0));
+            assert!(coll.path().join("index-color.json").is_file(), "no snapshot saved during the run");
+            assert!(coll.stats().segments >= 3, "one checkpoint per chunk of 2: {:?}", coll.stats());
+        }
+        let db = Database::open(&dbdir).unwrap();
+        let stats = db.collection("c").unwrap().stats();
+        assert_eq!(stats.count, 6);
+        assert!(matches!(stats.fields[0].origin, IndexOrigin::Snapshot { .. }), "{stats:?}");
+    }
 }

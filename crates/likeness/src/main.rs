@@ -14,6 +14,7 @@ mod heads;
 mod index_cmd;
 mod indexer;
 mod knobs;
+mod model_args;
 mod model_cmd;
 mod search_cmd;
 mod server;

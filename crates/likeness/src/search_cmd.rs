@@ -36,9 +36,8 @@ pub struct Args {
     /// Search by a stored record ("more like this"; the record itself is excluded).
     #[arg(long, conflicts_with = "images")]
     pub id: Vec<u64>,
-    /// Where the CNN model is. Default: $LIKENESS_MODEL_DIR or the user cache.
-    #[arg(long)]
-    pub model_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub model: crate::model_args::ModelArgs,
     #[command(flatten)]
     pub knobs: crate::knobs::IndexKnobs,
     /// Print JSON.
@@ -98,8 +97,7 @@ pub fn run(args: &Args) -> Result<()> {
     let (labels, queries): (Vec<String>, Vec<Query>) = if !args.id.is_empty() {
         args.id.iter().map(|id| (format!("id {id}"), Query::Id(*id))).unzip()
     } else {
-        let extractors =
-            catalog::build_extractors(std::slice::from_ref(&feature), args.model_dir.as_deref(), Some(db.path()))?;
+        let extractors = catalog::build_extractors(std::slice::from_ref(&feature), &args.model, Some(db.path()))?;
         let results = extract_many(&args.images, &extractors, &DecodeLimits::default(), &|_| {});
         let mut out = Vec::new();
         for (path, r) in args.images.iter().zip(results) {

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use features::decode::DecodeLimits;
 use features::pipeline::extract_many;
-use features::registry::{build_extractor, ExtractorOptions};
+use features::registry::build_extractor;
 use features::train::{stratified_split, train, EmbeddingCache, EpochReport, LabelledSet, LossKind, TrainConfig};
 use features::{DistanceKind, Embedding, RetrievalMetrics};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -66,9 +66,8 @@ pub struct TrainArgs {
     /// Base extractor whose embeddings the head transforms.
     #[arg(long, default_value = "cnn", value_parser = ["cnn", "cnn-lite2"])]
     pub base: String,
-    /// Where the CNN model is. Default: $LIKENESS_MODEL_DIR or the user cache.
-    #[arg(long)]
-    pub model_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub model: crate::model_args::ModelArgs,
     /// Embedding cache file. Default: `.likeness-embeddings-BASE.safetensors` beside OUT.
     #[arg(long)]
     pub cache: Option<PathBuf>,
@@ -182,11 +181,9 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let paths: Vec<PathBuf> = missing.iter().map(|f| f.path.clone()).collect();
     let mut failed: BTreeMap<PathBuf, String> = BTreeMap::new();
     if !paths.is_empty() {
-        let extractor =
-            build_extractor(&args.base, &ExtractorOptions { model_dir: args.model_dir.clone(), ..Default::default() })
-                .with_context(|| {
-                    format!("cannot load the {} extractor (fetch the model with `likeness model fetch`)", args.base)
-                })?;
+        let extractor = build_extractor(&args.base, &args.model.extractor_options()).with_context(|| {
+            format!("cannot load the {} extractor (fetch the model with `likeness model fetch`)", args.base)
+        })?;
         if extractor.distance() != DistanceKind::Cosine {
             bail!("base extractor {} does not give cosine embeddings", args.base);
         }

@@ -416,6 +416,37 @@ fn path_adds_are_disabled_without_roots_and_writes_open_without_key() {
     assert_eq!(srv.get(&format!("/thumb/{id}")).status(), StatusCode::OK);
 }
 
+/// `--snapshot-every`: the server checkpoints and saves index snapshots while it runs, so a
+/// restart after SIGKILL loads the HNSW graph instead of rebuilding it.
+#[test]
+fn periodic_snapshots_survive_a_kill() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db");
+    let marker = db.join("collections/fresh/index-color.json");
+    {
+        let srv = Server::start(&db, &["--index", "HNSW16", "--snapshot-every", "1"]);
+        for name in ["rocket.jpg", "coffee.png", "chelsea.png"] {
+            let form = Form::new().part("image", Part::bytes(std::fs::read(photo(name)).unwrap()).file_name(name));
+            expect(
+                srv.http.post(srv.url("/api/collections/fresh/images")).multipart(form).send().unwrap(),
+                StatusCode::CREATED,
+            );
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !marker.is_file() {
+            assert!(std::time::Instant::now() < deadline, "no snapshot written within 20 s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // Dropping the server SIGKILLs it: no clean shutdown.
+    }
+    let v = run_json(&["db", "info", s(&db), "--json"]);
+    let fields = v["collections"][0]["fields"].as_array().unwrap();
+    let color = fields.iter().find(|f| f["name"] == "color").unwrap();
+    assert_eq!(v["collections"][0]["count"], 3, "{v}");
+    assert_eq!(color["index"], "HNSW16", "{v}");
+    assert_eq!(color["origin"]["kind"], "snapshot", "{v}");
+}
+
 /// The web page in a real browser (Debian's chromium driven by playwright-core): upload, grid,
 /// click-to-search, drag and drop, feature choice, label filter, threshold slider.
 /// Skips, saying why, when chromium or tests/browser/node_modules is missing, unless

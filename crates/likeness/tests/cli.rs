@@ -402,6 +402,22 @@ fn cnn_search_tags_and_dedup() {
     assert_eq!(file_name(result_path(&rs[0])), "chelsea.png", "{rs:?}");
     assert!(rs[0]["distance"].as_f64().unwrap() < 0.1, "{rs:?}");
 
+    // The query embedded by the device-generic graph (the one `--device cuda` runs) finds the
+    // same images at the same distances as the fused CPU kernels that indexed them.
+    let generic = run_json(&["search", s(&q), "--db", s(&db), "-k", "3", "--json", "--device", "cpu-ref"]);
+    let rg = results(&generic[0]);
+    assert_eq!(rg.len(), rs.len());
+    for (a, b) in rs.iter().zip(rg) {
+        assert_eq!(result_path(a), result_path(b), "{rs:?} vs {rg:?}");
+        let (da, db_) = (a["distance"].as_f64().unwrap(), b["distance"].as_f64().unwrap());
+        assert!((da - db_).abs() < 1e-4, "distance {da} (cpu) vs {db_} (cpu-ref)");
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        let e = run_err(&["search", s(&q), "--db", s(&db), "--device", "cuda"]);
+        assert!(e.contains("no CUDA support") && e.contains("--features cuda"), "{e}");
+    }
+
     // The CNN's ImageNet tags are stored and filterable.
     let out = run_json(&[
         "search",

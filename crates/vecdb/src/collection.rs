@@ -24,7 +24,7 @@ use crate::index::{build_index, IdFilter, Neighbor, VectorIndex};
 use crate::manifest::{Manifest, MANIFEST};
 use crate::metric::Element;
 use crate::schema::{prepare_vector, prepare_vectors, CollectionSchema, Record, VectorField};
-use crate::search::{CollectionStats, FieldStats, Hit, Query, SearchRequest};
+use crate::search::{CollectionStats, FieldStats, Hit, IndexOrigin, Query, SearchRequest};
 use crate::segment::{segment_file_name, write_segment, Segment, SegmentSource};
 use crate::vector::{Vector, VectorRef, VectorsRef};
 use crate::wal::{wal_file_name, PutRec, Wal, WalOp};
@@ -57,6 +57,8 @@ struct FieldIndex {
     ready: bool,
     /// Live count when a (failed) build was last tried.
     tried_at: usize,
+    /// Built here, or loaded from a snapshot.
+    origin: IndexOrigin,
 }
 
 /// The in-memory view readers share.
@@ -161,6 +163,9 @@ pub struct Collection {
     /// behind a waiting writer.
     state: RecursiveRwLock<State>,
     writer: Mutex<Writer>,
+    /// Held while index snapshots are written (outside the writer lock), so that two
+    /// checkpoints, or a checkpoint and a drop, never write the same files at once.
+    snapshotting: Mutex<()>,
     queue: Mutex<Queue>,
     cv: Condvar,
     dropped: AtomicBool,
@@ -224,8 +229,14 @@ impl State {
     }
 
     /// Call `cb` for every live record's vector of field `f`.
-    fn for_each_live(&self, f: usize, mut cb: impl FnMut(u64, VectorRef<'_>)) {
-        for (si, seg) in self.segments.iter().enumerate() {
+    fn for_each_live(&self, f: usize, cb: impl FnMut(u64, VectorRef<'_>)) {
+        self.for_each_live_since(f, 0, cb)
+    }
+
+    /// [`State::for_each_live`] restricted to the records that live in segments
+    /// `first_segment..` or in the memtable.
+    fn for_each_live_since(&self, f: usize, first_segment: usize, mut cb: impl FnMut(u64, VectorRef<'_>)) {
+        for (si, seg) in self.segments.iter().enumerate().skip(first_segment) {
             for (row, &id) in seg.ids().iter().enumerate() {
                 if self.slots.get(&id).is_some_and(|s| s.loc == Loc::Seg(si as u32, row as u32)) {
                     cb(id, seg.vector(f, row));
@@ -295,7 +306,7 @@ impl State {
     fn build_field(&self, spec: &str, field: &VectorField, f: usize) -> Result<FieldIndex> {
         let mut index = build_index(spec, field.dim, field.metric)?;
         let n = self.slots.len();
-        let not_ready = |index| Ok(FieldIndex { index, ready: false, tried_at: n });
+        let not_ready = |index| Ok(FieldIndex { index, ready: false, tried_at: n, origin: IndexOrigin::Built });
         if !index.is_trained() {
             if n == 0 {
                 return not_ready(index);
@@ -314,31 +325,47 @@ impl State {
                 return not_ready(index);
             }
         }
-        let mut ids = Vec::with_capacity(BUILD_CHUNK);
-        let mut buf = Buf::new(field.element());
-        let mut failed = None;
-        let mut flush = |ids: &mut Vec<u64>, buf: &mut Buf, index: &mut Box<dyn VectorIndex>| {
+        if let Err(e) = self.add_live_since(field, f, 0, index.as_mut()) {
+            tracing::warn!(field = %field.name, spec, error = %e, "index build failed; exact search meanwhile");
+            return not_ready(index);
+        }
+        Ok(FieldIndex { index, ready: true, tried_at: n, origin: IndexOrigin::Built })
+    }
+
+    /// Add to `index`, in chunks of [`BUILD_CHUNK`], field `f`'s vector of every live record
+    /// in segments `first_segment..` or in the memtable; returns how many were added. Stops at
+    /// the first failed add.
+    fn add_live_since(
+        &self,
+        field: &VectorField,
+        f: usize,
+        first_segment: usize,
+        index: &mut dyn VectorIndex,
+    ) -> Result<usize> {
+        let (mut ids, mut buf) = (Vec::with_capacity(BUILD_CHUNK), Buf::new(field.element()));
+        let (mut added, mut failed) = (0, None);
+        let mut flush = |ids: &mut Vec<u64>, buf: &mut Buf| {
             if failed.is_none() && !ids.is_empty() {
-                if let Err(e) = index.add(ids, buf.as_ref()) {
-                    failed = Some(e);
+                match index.add(ids, buf.as_ref()) {
+                    Ok(()) => added += ids.len(),
+                    Err(e) => failed = Some(e),
                 }
             }
             ids.clear();
             buf.clear();
         };
-        self.for_each_live(f, |id, v| {
+        self.for_each_live_since(f, first_segment, |id, v| {
             ids.push(id);
             buf.push(v);
             if ids.len() == BUILD_CHUNK {
-                flush(&mut ids, &mut buf, &mut index);
+                flush(&mut ids, &mut buf);
             }
         });
-        flush(&mut ids, &mut buf, &mut index);
-        if let Some(e) = failed {
-            tracing::warn!(field = %field.name, spec, error = %e, "index build failed; exact search meanwhile");
-            return not_ready(index);
+        flush(&mut ids, &mut buf);
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(added),
         }
-        Ok(FieldIndex { index, ready: true, tried_at: n })
     }
 
     /// Retry building indexes that are not ready once the collection has doubled.
@@ -519,6 +546,7 @@ impl Collection {
             schemas: SchemaNode { schema, next: OnceLock::new() },
             state: RecursiveRwLock::new(st),
             writer: Mutex::new(Writer { wal, manifest, poisoned: None }),
+            snapshotting: Mutex::new(()),
             queue: Mutex::new(Queue::default()),
             cv: Condvar::new(),
             dropped: AtomicBool::new(false),
@@ -536,6 +564,7 @@ impl Collection {
 
     /// Mark dropped: later calls fail with [`Error::UnknownCollection`].
     pub(crate) fn mark_dropped(&self) {
+        let _s = self.snapshotting.lock();
         let _w = self.writer.lock();
         self.dropped.store(true, Ordering::SeqCst);
     }
@@ -766,15 +795,39 @@ impl Collection {
         }
     }
 
-    /// Move the WAL's records into a new segment and start an empty WAL.
-    /// Done automatically when the WAL grows past 64 MiB and when the collection is dropped.
+    /// Move the WAL's records into a new segment and start an empty WAL, then save a snapshot
+    /// of every index that is costly to rebuild (all but `Flat`), so that an open after a crash
+    /// loads it and adds only what was written since. Done automatically when the collection
+    /// is dropped; the WAL is also moved (without snapshots) whenever it grows past 64 MiB.
+    ///
+    /// Writers wait only while the indexes are copied in memory
+    /// ([`VectorIndex::clone_index`], for indexes up to 4 GiB); the copies are written to
+    /// disk after the locks are released, and searches go on throughout.
     pub fn checkpoint(&self) -> Result<()> {
         self.check_alive()?;
-        let mut w = self.writer.lock();
-        if let Some(why) = &w.poisoned {
-            return Err(poisoned_error(&self.dir, why));
+        let _one_at_a_time = self.snapshotting.lock();
+        let copies = {
+            let mut w = self.writer.lock();
+            if let Some(why) = &w.poisoned {
+                return Err(poisoned_error(&self.dir, why));
+            }
+            self.checkpoint_locked(&mut w)?;
+            let st = self.state.read();
+            let mut copies = Vec::new();
+            for (f, marker) in self.snapshots_due(&w, &st) {
+                let index = st.indexes[f].index.as_ref();
+                let copy = if index.memory_bytes() <= SNAPSHOT_COPY_MAX_BYTES { index.clone_index() } else { None };
+                match copy {
+                    Some(copy) => copies.push((f, copy, marker)),
+                    None => self.write_snapshot(f, index, &marker),
+                }
+            }
+            copies
+        };
+        for (f, index, marker) in copies {
+            self.write_snapshot(f, index.as_ref(), &marker);
         }
-        self.checkpoint_locked(&mut w)
+        Ok(())
     }
 
     fn checkpoint_locked(&self, w: &mut Writer) -> Result<()> {
@@ -1040,6 +1093,7 @@ impl Collection {
                         format!("{} (untrained: exact scan)", fi.index.description())
                     },
                     memory_bytes: fi.index.memory_bytes(),
+                    origin: fi.origin,
                 })
                 .collect(),
         }
@@ -1047,15 +1101,15 @@ impl Collection {
 }
 
 impl Collection {
-    /// Save the index of every field whose index is costly to rebuild (all but `Flat`),
-    /// keyed to the current manifest; only called when the WAL is empty (after a checkpoint).
-    fn save_snapshots(&self) {
-        let w = self.writer.lock();
-        let st = self.state.read();
+    /// The fields whose index should be saved now, with the marker each snapshot gets: every
+    /// ready index that is costly to rebuild (all but `Flat`) and not saved for this manifest
+    /// yet. None while the WAL holds records (a snapshot must hold exactly the segments').
+    fn snapshots_due(&self, w: &Writer, st: &State) -> Vec<(usize, SnapshotMarker)> {
         if !st.memtable.is_empty() || !st.tombstones.is_empty() {
-            return;
+            return vec![];
         }
-        for (field, fi) in self.schema().fields.iter().zip(&st.indexes) {
+        let mut due = Vec::new();
+        for (f, (field, fi)) in self.schema().fields.iter().zip(&st.indexes).enumerate() {
             if !fi.ready || fi.index.description() == "Flat" {
                 continue;
             }
@@ -1064,13 +1118,19 @@ impl Collection {
                 segments: w.manifest.segments.clone(),
                 wal_gen: w.manifest.wal_gen,
             };
-            if read_marker(&self.dir, &field.name).as_ref() == Some(&marker) {
-                continue;
+            if read_marker(&self.dir, &field.name).as_ref() != Some(&marker) {
+                due.push((f, marker));
             }
-            if let Err(e) = save_snapshot(&self.dir, &field.name, fi.index.as_ref(), &marker) {
-                tracing::warn!(field = %field.name, error = %e, "could not save the index snapshot");
-                discard_snapshot(&self.dir, &field.name);
-            }
+        }
+        due
+    }
+
+    /// Save field `f`'s index under `marker`; on failure, log and leave no snapshot behind.
+    fn write_snapshot(&self, f: usize, index: &dyn VectorIndex, marker: &SnapshotMarker) {
+        let field = &self.schema().fields[f].name;
+        if let Err(e) = save_snapshot(&self.dir, field, index, marker) {
+            tracing::warn!(field = %field, error = %e, "could not save the index snapshot");
+            discard_snapshot(&self.dir, field);
         }
     }
 }
@@ -1093,7 +1153,12 @@ impl Drop for Collection {
         if poisoned {
             return;
         }
-        self.save_snapshots();
+        // Closing: nothing else holds the collection, so the indexes are saved in place.
+        let w = self.writer.lock();
+        let st = self.state.read();
+        for (f, marker) in self.snapshots_due(&w, &st) {
+            self.write_snapshot(f, st.indexes[f].index.as_ref(), &marker);
+        }
     }
 }
 
@@ -1125,6 +1190,11 @@ fn remove_stray_files(dir: &Path, m: &Manifest) -> Result<()> {
     }
     Ok(())
 }
+
+/// Largest index a checkpoint copies in memory to write its snapshot outside the writer lock;
+/// a bigger one is written under the lock (writers wait for the disk) rather than doubling
+/// its memory.
+const SNAPSHOT_COPY_MAX_BYTES: usize = 4 << 30;
 
 /// What an index snapshot was saved from; it is used only when all of this still holds.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -1170,12 +1240,17 @@ fn discard_snapshot(dir: &Path, field: &str) {
 }
 
 impl State {
-    /// Load field `f`'s saved index when its marker matches the manifest, then bring
-    /// it up to date with the records replayed from the WAL.
+    /// Load field `f`'s saved index when it is still a base of the stored records, then
+    /// bring it up to date.
+    ///
+    /// A snapshot is saved with an empty WAL, so it holds exactly the records of the segments
+    /// its marker lists. Checkpoints since then only appended segments (a compaction replaces
+    /// them all, and then the snapshot is rebuilt): the catch-up removes the ids deleted since
+    /// and adds the records of the newer segments and of the replayed WAL. So a crash costs a
+    /// rebuild of what changed since the last snapshot, not of the whole index.
     fn load_snapshot(&self, dir: &Path, field: &VectorField, f: usize, m: &Manifest) -> Option<FieldIndex> {
         let marker = read_marker(dir, &field.name)?;
-        let want = SnapshotMarker { spec: field.index.clone(), segments: m.segments.clone(), wal_gen: m.wal_gen };
-        if marker != want {
+        if marker.spec != field.index || !m.segments.starts_with(&marker.segments) {
             discard_snapshot(dir, &field.name);
             return None;
         }
@@ -1187,23 +1262,24 @@ impl State {
                 return None;
             }
         };
-        let gone: Vec<u64> = self.tombstones.iter().copied().filter(|id| !self.slots.contains_key(id)).collect();
+        let since = marker.segments.len();
+        let mut gone: Vec<u64> = self.segments[since..]
+            .iter()
+            .flat_map(|seg| seg.tombstones().iter().copied())
+            .chain(self.tombstones.iter().copied())
+            .filter(|id| !self.slots.contains_key(id))
+            .collect();
+        gone.sort_unstable();
+        gone.dedup();
         if index.remove(&gone).is_err() {
             return None;
         }
-        let mut ids = Vec::with_capacity(self.memtable.len());
-        let mut buf = Buf::new(field.element());
-        for (&id, v) in &self.memtable {
-            ids.push(id);
-            buf.push(v[f].as_ref());
-        }
-        if !ids.is_empty() && index.add(&ids, buf.as_ref()).is_err() {
-            return None;
-        }
+        let caught_up = self.add_live_since(field, f, since, index.as_mut()).ok()?;
         if index.len() != self.slots.len() {
             tracing::warn!(field = %field.name, "index snapshot does not match the stored records; rebuilding");
             return None;
         }
-        Some(FieldIndex { index, ready: true, tried_at: self.slots.len() })
+        tracing::debug!(field = %field.name, since_segment = since, "index snapshot loaded and brought up to date");
+        Some(FieldIndex { index, ready: true, tried_at: self.slots.len(), origin: IndexOrigin::Snapshot { caught_up } })
     }
 }

@@ -34,5 +34,5 @@ pub use filter::{Filter, Metadata};
 pub use index::{IdFilter, Neighbor, SearchParams, VectorIndex};
 pub use metric::{Element, Metric};
 pub use schema::{CollectionSchema, Record, VectorField};
-pub use search::{CollectionStats, FieldStats, Hit, Query, SearchRequest};
+pub use search::{CollectionStats, FieldStats, Hit, IndexOrigin, Query, SearchRequest};
 pub use vector::{Vector, VectorRef, VectorsRef};

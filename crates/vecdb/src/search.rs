@@ -106,6 +106,23 @@ pub struct FieldStats {
     pub index: String,
     /// Memory the index holds, in bytes.
     pub memory_bytes: usize,
+    /// Where the index came from when the collection was opened (or last rebuilt).
+    pub origin: IndexOrigin,
+}
+
+/// How a field's index came to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum IndexOrigin {
+    /// Built from the stored records: a new collection, a `Flat` index, a rebuild (`set_index`,
+    /// compaction since the snapshot) or no usable snapshot.
+    Built,
+    /// Loaded from the snapshot saved at the last clean close or explicit checkpoint, then
+    /// brought up to date by adding `caught_up` records written since.
+    Snapshot {
+        /// Records added to the loaded snapshot (new or replaced since it was saved).
+        caught_up: usize,
+    },
 }
 
 /// Figures about a collection.

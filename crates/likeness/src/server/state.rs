@@ -43,8 +43,8 @@ pub struct AppState {
     pub new_features: Vec<String>,
     /// Index spec (`--index`) for collections created by the API.
     pub new_index: String,
-    /// Model directory for the CNN.
-    pub model_dir: Option<PathBuf>,
+    /// Where the CNN model is and runs.
+    pub model: crate::model_args::ModelArgs,
     /// Decoder guards.
     pub limits: DecodeLimits,
     /// Largest accepted request body, in bytes.
@@ -100,7 +100,7 @@ impl AppState {
             thumb_dir,
             new_features,
             new_index: args.index.clone(),
-            model_dir: args.model_dir.clone(),
+            model: args.model.clone(),
             limits: DecodeLimits::default(),
             max_body: args.max_body,
             extractors: Mutex::new(HashMap::new()),
@@ -142,7 +142,7 @@ impl AppState {
         let name = name.to_string();
         tokio::task::spawn_blocking(move || -> ApiResult<Arc<Collection>> {
             let names = crate::heads::install(this.db.path(), &this.new_features)?;
-            let ex = catalog::build_extractors(&names, this.model_dir.as_deref(), Some(this.db.path()))?;
+            let ex = catalog::build_extractors(&names, &this.model, Some(this.db.path()))?;
             let schema = catalog::schema_for(&ex, &this.new_index)?;
             match this.db.create_collection(&name, schema) {
                 Ok(c) => {
@@ -165,8 +165,7 @@ impl AppState {
         let coll = coll.clone();
         tokio::task::spawn_blocking(move || -> ApiResult<Extractors> {
             let names = catalog::field_names(&coll);
-            let ex: Extractors =
-                Arc::new(catalog::build_extractors(&names, this.model_dir.as_deref(), Some(this.db.path()))?);
+            let ex: Extractors = Arc::new(catalog::build_extractors(&names, &this.model, Some(this.db.path()))?);
             this.extractors.lock().expect("lock").insert(coll.name().to_string(), ex.clone());
             Ok(ex)
         })

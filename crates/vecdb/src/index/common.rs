@@ -11,7 +11,7 @@ use bytemuck::Pod;
 
 use crate::distance;
 use crate::error::{Error, Result};
-use crate::index::{IdFilter, Neighbor};
+use crate::index::{IdFilter, Neighbor, SearchParams};
 use crate::metric::Metric;
 use crate::vector::{VectorRef, VectorsRef};
 
@@ -91,9 +91,34 @@ pub(crate) fn dense_query<'a>(query: VectorRef<'a>, dim: usize) -> Result<&'a [f
     }
 }
 
-/// Default number of candidates re-ranked exactly when `SearchParams.rerank` is not set.
-pub(crate) fn default_rerank(k: usize) -> usize {
-    (k * 10).max(100)
+/// Check a batch of queries for `search_batch`: dense, whole rows of `dim` finite floats.
+/// Returns the flat data.
+pub(crate) fn dense_queries<'a>(queries: VectorsRef<'a>, dim: usize) -> Result<&'a [f32]> {
+    queries.whole_rows(dim)?;
+    match queries {
+        VectorsRef::Dense(q) if q.iter().any(|x| !x.is_finite()) => {
+            Err(Error::InvalidVector("query contains a non-finite value".into()))
+        }
+        VectorsRef::Dense(q) => Ok(q),
+        VectorsRef::Binary(_) => Err(Error::InvalidVector("expected dense float queries, got bits".into())),
+    }
+}
+
+/// `out[i·n_b + j] = a_i · b_j` for the rows of `a` and `b` (row-major, `dim` wide): one
+/// matrix product (faer) on the calling thread. `out` holds `rows(a) × rows(b)` floats.
+pub(crate) fn row_products(a: &[f32], b: &[f32], dim: usize, out: &mut [f32]) {
+    use faer::{Accum, MatMut, MatRef, Par};
+    let (m, n) = (a.len() / dim, b.len() / dim);
+    let lhs = MatRef::from_row_major_slice(&a[..m * dim], m, dim);
+    let rhs = MatRef::from_row_major_slice(&b[..n * dim], n, dim).transpose();
+    let dst = MatMut::from_row_major_slice_mut(&mut out[..m * n], m, n);
+    faer::linalg::matmul::matmul(dst, Accum::Replace, lhs, rhs, 1.0f32, Par::Seq);
+}
+
+/// Candidates re-ranked exactly for a top-`k` search: `SearchParams.rerank` (default
+/// `max(10·k, 100)`), never fewer than `k`.
+pub(crate) fn rerank_depth(params: &SearchParams, k: usize) -> usize {
+    params.rerank.unwrap_or_else(|| (k * 10).max(100)).max(k)
 }
 
 /// splitmix64: a small, fast, seedable generator (deterministic builds and tests).

@@ -42,6 +42,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::distance;
 use crate::error::{Error, Result};
+use crate::index::common::row_products;
 use crate::index::{IdFilter, Neighbor, SearchParams, VectorIndex};
 use crate::metric::{Element, Metric};
 use crate::vector::{Vector, VectorRef, VectorsRef};
@@ -60,6 +61,7 @@ const GEMM_QUERY_ROWS: usize = 1024;
 const GEMM_MIN_QUERIES: usize = 8;
 
 /// Exact index: scans every vector.
+#[derive(Clone)]
 pub struct FlatIndex {
     dim: usize,
     metric: Metric,
@@ -301,21 +303,17 @@ impl FlatIndex {
 
     /// One block of queries against all rows.
     fn gemm_block(&self, qb: &[f32], k: usize, candidates: usize, filter: Option<IdFilter<'_>>) -> Vec<Vec<Neighbor>> {
-        use faer::{Accum, MatMut, MatRef, Par};
         let dim = self.dim;
         let m = qb.len() / dim;
         let n = self.ids.len();
         let mut tops: Vec<TopK> = (0..m).map(|_| TopK::new(candidates)).collect();
         let mut ip = vec![0.0f32; m * GEMM_DATA_ROWS.min(n)];
         let mut cands: Vec<u32> = Vec::with_capacity(GEMM_DATA_ROWS.min(n));
-        let lhs = MatRef::from_row_major_slice(qb, m, dim);
         let mut s = 0;
         while s < n {
             let e = (s + GEMM_DATA_ROWS).min(n);
             let w = e - s;
-            let rhs = MatRef::from_row_major_slice(&self.floats[s * dim..e * dim], w, dim).transpose();
-            let dst = MatMut::from_row_major_slice_mut(&mut ip[..m * w], m, w);
-            faer::linalg::matmul::matmul(dst, Accum::Replace, lhs, rhs, 1.0f32, Par::Seq);
+            row_products(qb, &self.floats[s * dim..e * dim], dim, &mut ip[..m * w]);
             let norms = if self.metric == Metric::L2 { &self.sq_norms[s..e] } else { &[][..] };
             for (i, top) in tops.iter_mut().enumerate() {
                 let row = &ip[i * w..(i + 1) * w];
@@ -563,6 +561,9 @@ impl VectorIndex for FlatIndex {
             + self.slots.capacity() * (8 + 8 + 1)
     }
 
+    fn clone_index(&self) -> Option<Box<dyn VectorIndex>> {
+        Some(Box::new(self.clone()))
+    }
     fn save(&self, dir: &Path) -> Result<()> {
         fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let ids: Vec<u8> = self.ids.iter().flat_map(|id| id.to_le_bytes()).collect();

@@ -62,6 +62,7 @@ struct Tree {
 }
 
 /// A forest of randomized k-d trees, or one exact k-d tree (see the module docs).
+#[derive(Clone)]
 pub struct KdForest {
     dim: usize,
     metric: Metric,
@@ -525,6 +526,9 @@ impl VectorIndex for KdForest {
     fn memory_bytes(&self) -> usize {
         self.store.memory_bytes()
             + self.trees.iter().map(|t| t.nodes.capacity() * 16 + t.perm.capacity() * 4).sum::<usize>()
+    }
+    fn clone_index(&self) -> Option<Box<dyn VectorIndex>> {
+        Some(Box::new(self.clone()))
     }
     fn save(&self, dir: &Path) -> Result<()> {
         write_meta(

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::distance;
 use crate::error::{Error, Result};
 use crate::index::common::{
-    default_rerank, dense_batch, dense_distance, dense_query, dense_sample, read_meta, read_pod, require_dense,
+    dense_batch, dense_distance, dense_query, dense_sample, read_meta, read_pod, require_dense, rerank_depth,
     sort_neighbors, write_meta, write_pod, DenseStore, Rng, TopK,
 };
 use crate::index::{IdFilter, Neighbor, SearchParams, VectorIndex};
@@ -28,6 +28,7 @@ pub const LSH_MIN_TRAIN: usize = 1000;
 const SEED: u64 = 0x5137_4a5b;
 
 /// The SimHash sketch index (see the module docs).
+#[derive(Clone)]
 pub struct LshIndex {
     dim: usize,
     bits: usize,
@@ -226,7 +227,7 @@ impl VectorIndex for LshIndex {
             self.store.scan_into(self.metric, q, filter, &mut top);
             return Ok(top.into_sorted());
         };
-        let rerank = params.rerank.unwrap_or_else(|| default_rerank(k)).max(k);
+        let rerank = rerank_depth(params, k);
         let w = self.words();
         let mut qcode = vec![0u64; w];
         self.encode(center, q, &mut qcode);
@@ -289,6 +290,9 @@ impl VectorIndex for LshIndex {
     }
     fn memory_bytes(&self) -> usize {
         self.store.memory_bytes() + self.codes.capacity() * 8 + self.planes.len() * 4
+    }
+    fn clone_index(&self) -> Option<Box<dyn VectorIndex>> {
+        Some(Box::new(self.clone()))
     }
     fn save(&self, dir: &Path) -> Result<()> {
         let trained = self.is_encoded();

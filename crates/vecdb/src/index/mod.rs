@@ -58,6 +58,20 @@ pub struct SearchParams {
 /// A predicate on record ids, applied *during* the search: an index only returns ids it accepts.
 pub type IdFilter<'a> = &'a (dyn Fn(u64) -> bool + Sync);
 
+/// [`VectorIndex::search`] for every row of `queries`, in parallel: the batch search of indexes
+/// that have no faster one (and the fallback of those that do).
+pub(crate) fn search_each<I: VectorIndex + ?Sized>(
+    index: &I,
+    queries: VectorsRef<'_>,
+    k: usize,
+    params: &SearchParams,
+    filter: Option<IdFilter<'_>>,
+) -> Result<Vec<Vec<Neighbor>>> {
+    let dim = index.dim();
+    let n = queries.whole_rows(dim)?;
+    (0..n).into_par_iter().map(|i| index.search(queries.row(dim, i), k, params, filter)).collect()
+}
+
 /// A vector index: the one interface exact and approximate indexes share.
 pub trait VectorIndex: Send + Sync {
     /// Factory description of this index, e.g. `"Flat"` or `"PCA128,HNSW32"`.
@@ -110,8 +124,7 @@ pub trait VectorIndex: Send + Sync {
         params: &SearchParams,
         filter: Option<IdFilter<'_>>,
     ) -> Result<Vec<Vec<Neighbor>>> {
-        let dim = self.dim();
-        (0..queries.rows(dim)).into_par_iter().map(|i| self.search(queries.row(dim, i), k, params, filter)).collect()
+        search_each(self, queries, k, params, filter)
     }
     /// The stored vector for `id` (approximate for lossy indexes), or `None`.
     fn reconstruct(&self, id: u64) -> Option<Vector>;
@@ -119,4 +132,10 @@ pub trait VectorIndex: Send + Sync {
     fn memory_bytes(&self) -> usize;
     /// Write the index into directory `dir` (created if missing); [`load_index`] reads it back.
     fn save(&self, dir: &Path) -> Result<()>;
+    /// A deep copy (FAISS's `clone_index`), or `None` when the index cannot make one. Every
+    /// built-in index can; a collection saves such copies of its indexes so that writers wait
+    /// for the copy, not for the disk.
+    fn clone_index(&self) -> Option<Box<dyn VectorIndex>> {
+        None
+    }
 }

@@ -317,6 +317,17 @@ impl VectorIndex for PcaIndex {
         let proj = self.proj.as_ref().map_or(0, |p| (p.mean.len() + p.matrix.len() + p.eigen.len()) * 4);
         proj + self.inner.memory_bytes() + self.pending.memory_bytes()
     }
+    fn clone_index(&self) -> Option<Box<dyn VectorIndex>> {
+        Some(Box::new(PcaIndex {
+            d_in: self.d_in,
+            d_out: self.d_out,
+            whiten: self.whiten,
+            metric: self.metric,
+            proj: self.proj.clone(),
+            inner: self.inner.clone_index()?,
+            pending: self.pending.clone(),
+        }))
+    }
     fn save(&self, dir: &Path) -> Result<()> {
         write_meta(
             dir,

@@ -4,11 +4,13 @@
 
 use std::path::Path;
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::index::common::{
-    default_rerank, dense_batch, dense_query, read_meta, require_dense, rerank, sort_neighbors, write_meta, DenseStore,
+    dense_batch, dense_queries, dense_query, read_meta, require_dense, rerank, rerank_depth, sort_neighbors,
+    write_meta, DenseStore,
 };
 use crate::index::{load_index, IdFilter, Neighbor, SearchParams, VectorIndex};
 use crate::metric::Metric;
@@ -95,9 +97,31 @@ impl VectorIndex for RefineIndex {
         filter: Option<IdFilter<'_>>,
     ) -> Result<Vec<Neighbor>> {
         let q = dense_query(query, self.dim)?;
-        let r = params.rerank.unwrap_or_else(|| default_rerank(k)).max(k);
+        let r = rerank_depth(params, k);
         let cands: Vec<u64> = self.inner.search(query, r, params, filter)?.iter().map(|n| n.id).collect();
         Ok(rerank(&self.store, self.metric, q, &cands, k))
+    }
+    /// The inner index's batched search (e.g. IVF's matrix-product cell ranking) for the
+    /// candidates, then the exact re-rank per query.
+    fn search_batch(
+        &self,
+        queries: VectorsRef<'_>,
+        k: usize,
+        params: &SearchParams,
+        filter: Option<IdFilter<'_>>,
+    ) -> Result<Vec<Vec<Neighbor>>> {
+        let q = dense_queries(queries, self.dim)?;
+        let r = rerank_depth(params, k);
+        let found = self.inner.search_batch(queries, r, params, filter)?;
+        let dim = self.dim;
+        Ok(found
+            .into_par_iter()
+            .enumerate()
+            .map(|(i, cands)| {
+                let ids: Vec<u64> = cands.iter().map(|n| n.id).collect();
+                rerank(&self.store, self.metric, &q[i * dim..(i + 1) * dim], &ids, k)
+            })
+            .collect())
     }
     /// Exact: a scan of the full vectors (approximate codes cannot bound a radius).
     fn range_search(
@@ -118,6 +142,14 @@ impl VectorIndex for RefineIndex {
     }
     fn memory_bytes(&self) -> usize {
         self.inner.memory_bytes() + self.store.memory_bytes()
+    }
+    fn clone_index(&self) -> Option<Box<dyn VectorIndex>> {
+        Some(Box::new(RefineIndex {
+            dim: self.dim,
+            metric: self.metric,
+            inner: self.inner.clone_index()?,
+            store: self.store.clone(),
+        }))
     }
     fn save(&self, dir: &Path) -> Result<()> {
         write_meta(dir, &Meta { kind: "refine".into(), dim: self.dim, metric: self.metric })?;

@@ -77,41 +77,13 @@ impl ScalarQuantizer {
     /// Squared L2 distance between a prepared query and a code.
     #[inline]
     pub(crate) fn l2_sq(&self, pq: &SqQuery, code: &[u8]) -> f32 {
-        // Eight independent lanes so the compiler vectorizes the loop.
-        let mut acc = [0f32; 8];
-        let (a8, s8, c8) = (pq.a.chunks_exact(8), self.scale.chunks_exact(8), code.chunks_exact(8));
-        let (ar, sr, cr) = (a8.remainder(), s8.remainder(), c8.remainder());
-        for ((a, s), c) in a8.zip(s8).zip(c8) {
-            // Fixed-size views: no bounds checks in the lane loop.
-            let (a, s, c): (&[f32; 8], &[f32; 8], &[u8; 8]) =
-                (a.try_into().unwrap_or(&[0.0; 8]), s.try_into().unwrap_or(&[0.0; 8]), c.try_into().unwrap_or(&[0; 8]));
-            for i in 0..8 {
-                let d = a[i] - s[i] * c[i] as f32;
-                acc[i] += d * d;
-            }
-        }
-        let mut tail = 0f32;
-        for ((a, s), &c) in ar.iter().zip(sr).zip(cr) {
-            let d = a - s * c as f32;
-            tail += d * d;
-        }
-        acc.iter().sum::<f32>() + tail
+        crate::code_distance::sq_l2_sq(&pq.a, &self.scale, code)
     }
 
     /// Inner product between a prepared query and a code.
     #[inline]
     pub(crate) fn dot(pq: &SqQuery, code: &[u8]) -> f32 {
-        let mut acc = [0f32; 8];
-        let (a8, c8) = (pq.a.chunks_exact(8), code.chunks_exact(8));
-        let (ar, cr) = (a8.remainder(), c8.remainder());
-        for (a, c) in a8.zip(c8) {
-            let (a, c): (&[f32; 8], &[u8; 8]) = (a.try_into().unwrap_or(&[0.0; 8]), c.try_into().unwrap_or(&[0; 8]));
-            for i in 0..8 {
-                acc[i] += a[i] * c[i] as f32;
-            }
-        }
-        let tail: f32 = ar.iter().zip(cr).map(|(a, &c)| a * c as f32).sum();
-        acc.iter().sum::<f32>() + tail + pq.offset
+        crate::code_distance::sq_dot(&pq.a, code) + pq.offset
     }
 
     pub(crate) fn memory_bytes(&self) -> usize {

@@ -15,6 +15,7 @@ use parking_lot::Mutex;
 
 use super::scratch::Scratch;
 use super::space::Space;
+use super::Bits;
 
 /// "No node".
 pub(crate) const NONE: u32 = u32::MAX;
@@ -69,6 +70,27 @@ pub(crate) struct Graph {
     pub indeg0: Vec<AtomicU32>,
     /// `(max_level << 32) | entry`, or `u64::MAX` when empty.
     entry: AtomicU64,
+}
+
+fn copy_words(words: &[AtomicU32]) -> Vec<AtomicU32> {
+    words.iter().map(|w| AtomicU32::new(w.load(Ordering::Relaxed))).collect()
+}
+
+/// A copy of the links as they are: the caller holds the index exclusively or shared
+/// (`&self`), so no insert is changing them.
+impl Clone for Graph {
+    fn clone(&self) -> Self {
+        Graph {
+            m: self.m,
+            m0: self.m0,
+            links0: copy_words(&self.links0),
+            levels: self.levels.clone(),
+            upper_off: self.upper_off.clone(),
+            upper: copy_words(&self.upper),
+            indeg0: copy_words(&self.indeg0),
+            entry: AtomicU64::new(self.entry.load(Ordering::Acquire)),
+        }
+    }
 }
 
 impl Graph {
@@ -385,8 +407,12 @@ impl Graph {
         for l in (level + 1..=top).rev() {
             cur = self.greedy(s, q, cur, l);
         }
+        // Two phases. First `node`'s own lists on every level, top down; nothing links to
+        // `node` yet, so no other insert reaches it while its lower lists are still empty
+        // (one that did would start its level-0 search from a node with no links there and
+        // come away with one neighbour). Then the links back to it, which publish it.
         let mut eps = vec![cur];
-        let mut selected = Vec::with_capacity(self.m0);
+        let mut chosen: Vec<(usize, Vec<u32>)> = Vec::with_capacity(level.min(top) + 1);
         let mut cands: Vec<Scored> = Vec::with_capacity(ef_construction);
         for l in (0..=level.min(top)).rev() {
             self.search_layer(s, q, &eps, ef_construction, l, sc);
@@ -397,11 +423,16 @@ impl Graph {
             if cands.iter().any(|c| is_deleted(c.1)) && cands.iter().any(|c| !is_deleted(c.1)) {
                 cands.retain(|c| !is_deleted(c.1));
             }
+            let mut selected = Vec::with_capacity(self.m);
             Self::select(s, &cands, self.m, &mut selected);
             {
                 let _g = locks.nodes[node as usize].lock();
+                debug_assert!(self.neighbors(node, l).next().is_none(), "a node is linked before it is published");
                 self.set_neighbors(node, l, &selected);
             }
+            chosen.push((l, selected));
+        }
+        for (l, selected) in chosen {
             let cap = self.cap(l);
             for &nb in &selected {
                 let _g = locks.nodes[nb as usize].lock();
@@ -438,21 +469,34 @@ impl Graph {
 }
 
 impl Graph {
-    /// Link every live node that no level-0 list points at (pruned away by its neighbours)
-    /// back into the graph: a nearby node with room takes it, or gives up its farthest link
-    /// to a node that has other in-links. Run single-threaded after a batch of inserts.
-    pub fn repair_orphans<S: Space>(
+    /// Link live nodes that searches cannot reach back into the graph: a nearby reachable
+    /// node with room takes each, or gives up its farthest link to a node that has other
+    /// in-links. With `everywhere`, every node not reachable from the entry point (over the
+    /// links of all levels; a walk of every list) is relinked, which also catches small
+    /// islands of nodes that only link to each other; otherwise only nodes no level-0 list
+    /// points at (a scan of the in-degrees). Run single-threaded after a batch of inserts.
+    pub fn repair_unreachable<S: Space>(
         &self,
         s: &S,
         ef: usize,
         is_deleted: &(dyn Fn(u32) -> bool + Sync),
         sc: &mut Scratch,
+        everywhere: bool,
     ) {
         let Some((ep, _)) = self.entry() else { return };
-        let orphans: Vec<u32> = (0..self.len() as u32)
-            .filter(|&o| o != ep && self.indeg0[o as usize].load(Ordering::Relaxed) == 0 && !is_deleted(o))
-            .collect();
-        for o in orphans {
+        let mut reached = Reached::new(self.len());
+        let stranded: Vec<u32> = if everywhere {
+            reached.flood(self, ep);
+            (0..self.len() as u32).filter(|&o| !reached.has(o) && !is_deleted(o)).collect()
+        } else {
+            (0..self.len() as u32)
+                .filter(|&o| o != ep && self.indeg0[o as usize].load(Ordering::Relaxed) == 0 && !is_deleted(o))
+                .collect()
+        };
+        for o in stranded {
+            if everywhere && reached.has(o) {
+                continue; // reached through a node relinked before it
+            }
             let q = s.row(o);
             let Some(cur) = self.descend(s, q, 0) else {
                 return;
@@ -478,7 +522,48 @@ impl Graph {
                     list[j as usize] = o;
                 }
                 self.set_neighbors(c, 0, &list);
+                if everywhere {
+                    reached.flood(self, o);
+                }
                 break;
+            }
+        }
+    }
+}
+
+/// The nodes a walk from the entry point has reached.
+struct Reached {
+    seen: Bits,
+    stack: Vec<u32>,
+}
+
+impl Reached {
+    fn new(n: usize) -> Self {
+        let mut seen = Bits::default();
+        seen.resize(n);
+        Reached { seen, stack: Vec::new() }
+    }
+    fn has(&self, v: u32) -> bool {
+        self.seen.get(v)
+    }
+    /// Mark `v`; true when it was not marked yet.
+    fn mark(&mut self, v: u32) -> bool {
+        let new = !self.seen.get(v);
+        self.seen.set(v);
+        new
+    }
+    /// Mark `from` and every node its links lead to, on any level.
+    fn flood(&mut self, g: &Graph, from: u32) {
+        if self.mark(from) {
+            self.stack.push(from);
+        }
+        while let Some(v) = self.stack.pop() {
+            for level in 0..=g.levels[v as usize] as usize {
+                for nb in g.neighbors(v, level) {
+                    if self.mark(nb) {
+                        self.stack.push(nb);
+                    }
+                }
             }
         }
     }

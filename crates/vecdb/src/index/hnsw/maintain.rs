@@ -86,7 +86,7 @@ impl HnswIndex {
         self.n_deleted = 0;
         let efc = self.ef_construction;
         with_space!(self, s => {
-            super::scratch::with_scratch(|sc| self.graph.repair_orphans(&s, efc, &|_| false, sc))
+            super::scratch::with_scratch(|sc| self.graph.repair_unreachable(&s, efc, &|_| false, sc, true))
         });
     }
 

@@ -1,7 +1,11 @@
 //! Hierarchical Navigable Small World graph index (Malkov & Yashunin, 2016).
 //!
 //! * Build: `add` with many ids links them in parallel (rayon), one lock per node; later
-//!   `add` calls insert into the existing graph without a rebuild.
+//!   `add` calls insert into the existing graph without a rebuild. An insert sets the new
+//!   node's lists on every level before any link to it is added, so no concurrent insert
+//!   reaches a half-linked node. After each batch, nodes left with no in-link are linked back
+//!   in; once the nodes added since the last check reach 1/16 of the graph, a walk from the
+//!   entry point also relinks any node (or island of nodes) it cannot reach.
 //! * Search: greedy descent through the upper levels, then a beam search of width `ef`
 //!   (`SearchParams::ef`, default [`HnswIndex::ef_search`]) on level 0, with the candidate
 //!   pool kept as one sorted array, per-thread visited marks reused across queries and the
@@ -89,12 +93,14 @@ macro_rules! with_space {
 }
 pub(crate) use with_space;
 
-/// Stored rows: in memory, or memory-mapped from a saved index until the first change.
+/// Stored rows: in memory, or memory-mapped from a saved index until the first change
+/// (shared by the copies [`VectorIndex::clone_index`] makes).
+#[derive(Clone)]
 enum Rows {
     F32(Vec<f32>),
     /// Packed bits (hamming) or 8-bit codes (`SQ8`).
     Bits(Vec<u8>),
-    Mapped(memmap2::Mmap),
+    Mapped(std::sync::Arc<memmap2::Mmap>),
 }
 
 impl Rows {
@@ -145,6 +151,7 @@ impl Bits {
 }
 
 /// HNSW graph index over dense (`l2`, `cosine`, `dot`) or binary (`hamming`) vectors.
+#[derive(Clone)]
 pub struct HnswIndex {
     dim: usize,
     metric: Metric,
@@ -165,6 +172,8 @@ pub struct HnswIndex {
     n_deleted: usize,
     /// Level generator state (splitmix64).
     rng: u64,
+    /// Nodes added since the last walk that checked every node is reachable.
+    unwalked: usize,
 }
 
 impl HnswIndex {
@@ -190,6 +199,7 @@ impl HnswIndex {
             deleted: Bits::default(),
             n_deleted: 0,
             rng: 0x9E37_79B9_7F4A_7C15,
+            unwalked: 0,
         }
     }
 
@@ -407,6 +417,15 @@ impl HnswIndex {
         self.deleted.resize(self.graph.len());
         let locks = Locks::new(self.graph.len());
         let efc = self.ef_construction;
+        // Parallel inserts can leave a few nodes, or a small island of nodes linked only to
+        // each other, out of reach. A walk of the whole graph finds them; it runs once the
+        // nodes added since the last walk reach 1/16 of the graph (so it costs a bounded
+        // share of the inserts), and a scan for nodes with no in-link runs after every batch.
+        self.unwalked += ids.len();
+        let walk = self.unwalked * 16 >= self.graph.len();
+        if walk {
+            self.unwalked = 0;
+        }
         let this = &*self;
         let is_deleted = |slot: u32| this.is_deleted(slot);
         with_space!(this, s => {
@@ -421,7 +440,7 @@ impl HnswIndex {
                 first += 1;
             }
             (first..end).into_par_iter().for_each(link);
-            with_scratch(|sc| this.graph.repair_orphans(&s, efc, &is_deleted, sc));
+            with_scratch(|sc| this.graph.repair_unreachable(&s, efc, &is_deleted, sc, walk));
         });
         self.maybe_consolidate();
         Ok(())
@@ -581,9 +600,51 @@ impl VectorIndex for HnswIndex {
             // the id map: 16-byte entries, one control byte, kept at most 7/8 full
             + self.slot_of.len() * 17 * 8 / 7
             + 8 * self.deleted.0.len()
-            + self.sq8.as_ref().map_or(0, |c| 4 * c.offset.len())
+            + self.sq8.as_ref().map_or(0, Sq8Codec::memory_bytes)
+    }
+    fn clone_index(&self) -> Option<Box<dyn VectorIndex>> {
+        Some(Box::new(self.clone()))
     }
     fn save(&self, dir: &Path) -> Result<()> {
         persist::save(self, dir)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The walk from the entry point relinks an island: two nodes that link only to each
+    /// other, which the in-degree scan alone cannot see (each has an in-link).
+    #[test]
+    fn the_reachability_walk_relinks_an_island() {
+        let (n, dim) = (600usize, 8usize);
+        let mut rng = crate::index::common::Rng::new(0x2545_F491);
+        let data: Vec<f32> = (0..n * dim).map(|_| rng.unit() as f32).collect();
+        let mut ix = HnswIndex::new(dim, Metric::L2, 8, 100);
+        ix.add(&(0..n as u64).collect::<Vec<_>>(), VectorsRef::Dense(&data)).unwrap();
+        let (ep, _) = ix.graph.entry().unwrap();
+        let (a, b) = if ep < 2 { (2u32, 3u32) } else { (0, 1) };
+        // Cut every link into `a` and `b` on every level, then link them to each other only.
+        for v in 0..n as u32 {
+            for level in 0..=ix.graph.levels[v as usize] as usize {
+                let kept: Vec<u32> = ix.graph.neighbors(v, level).filter(|&x| x != a && x != b).collect();
+                ix.graph.set_neighbors(v, level, &kept);
+            }
+        }
+        ix.graph.set_neighbors(a, 0, &[b]);
+        ix.graph.set_neighbors(b, 0, &[a]);
+        let found = |ix: &HnswIndex, v: u32| {
+            let q = &data[v as usize * dim..(v as usize + 1) * dim];
+            let p = SearchParams { ef: Some(n), ..Default::default() };
+            ix.search(VectorRef::Dense(q), 1, &p, None).unwrap()[0].id == v as u64
+        };
+        assert!(!found(&ix, a) && !found(&ix, b), "the island is reachable before the repair");
+
+        let is_deleted = |_: u32| false;
+        with_space!(ix, s => with_scratch(|sc| ix.graph.repair_unreachable(&s, 100, &is_deleted, sc, false)));
+        assert!(!found(&ix, a), "the in-degree scan alone relinked the island");
+        with_space!(ix, s => with_scratch(|sc| ix.graph.repair_unreachable(&s, 100, &is_deleted, sc, true)));
+        assert!(found(&ix, a) && found(&ix, b), "the walk left the island unreachable");
     }
 }

@@ -166,7 +166,7 @@ pub(super) fn load(dir: &Path) -> Result<HnswIndex> {
         if floats && bytemuck::try_cast_slice::<u8, f32>(&map).is_err() {
             return Err(corrupt(&vp, "mapping is not 4-byte aligned".into()));
         }
-        Rows::Mapped(map)
+        Rows::Mapped(std::sync::Arc::new(map))
     };
 
     let ids_b = read(dir, "ids.bin", 8 * n, &meta)?;
@@ -252,5 +252,6 @@ pub(super) fn load(dir: &Path) -> Result<HnswIndex> {
         deleted,
         n_deleted: meta.deleted,
         rng: meta.rng,
+        unwalked: 0,
     })
 }
