@@ -386,14 +386,17 @@ impl State {
     }
 
     /// Turn index results into hits with the metadata/vectors `req` asks for.
+    /// Distances are clamped to the metric's range (rounding can put an identical vector at a
+    /// cosine distance of −1e-7).
     fn hits(&self, neighbors: Vec<Neighbor>, schema: &CollectionSchema, req: &SearchRequest) -> Vec<Hit> {
+        let metric = schema.field_index(&req.field).ok().map(|f| schema.fields[f].metric);
         neighbors
             .into_iter()
             .filter_map(|n| {
                 let slot = self.slots.get(&n.id)?;
                 Some(Hit {
                     id: n.id,
-                    distance: n.distance,
+                    distance: metric.map_or(n.distance, |m| m.clamp_distance(n.distance)),
                     metadata: req.include_metadata.then(|| slot.meta.clone()),
                     vectors: if req.include_vectors { self.vectors_map(n.id, schema) } else { None },
                 })

@@ -66,6 +66,16 @@ impl Metric {
         }
     }
 
+    /// `d` clamped to this metric's range (see the module docs): float rounding can put an
+    /// identical vector at a cosine distance of −1e-7 or an opposite one just past 2.
+    pub fn clamp_distance(self, d: f32) -> f32 {
+        match self {
+            Metric::L2 => d.max(0.0),
+            Metric::Cosine => d.clamp(0.0, 2.0),
+            Metric::Dot | Metric::Hamming => d,
+        }
+    }
+
     /// Reference distance between two vectors of the same kind (see module docs).
     ///
     /// Returns an error when the kinds or lengths do not match the metric.
@@ -78,7 +88,7 @@ impl Metric {
                 Ok(distance::l2_sq(x, y).sqrt())
             }
             (Metric::Cosine, VectorRef::Dense(x), VectorRef::Dense(y)) if x.len() == y.len() => {
-                Ok(1.0 - distance::dot(x, y))
+                Ok(Metric::Cosine.clamp_distance(1.0 - distance::dot(x, y)))
             }
             (Metric::Dot, VectorRef::Dense(x), VectorRef::Dense(y)) if x.len() == y.len() => Ok(-distance::dot(x, y)),
             _ => Err(Error::InvalidVector(format!("vectors do not match metric {self} (kinds or lengths differ)"))),

@@ -631,3 +631,29 @@ fn readers_never_see_half_a_batch() {
     });
     assert_eq!(c.count() as u64, BATCH * BATCHES);
 }
+
+/// A record searched by its own vector is at distance 0, never at the −1e-7 that rounding gives
+/// `1 − a·a` for some unit vectors, and no cosine distance leaves `[0, 2]`, with every index kind.
+#[test]
+fn distances_stay_in_the_metric_range() {
+    let mut r = rng(41);
+    let dim = 256;
+    for index in ["Flat", "HNSW16", "HNSW16,SQ8", "IVF4,SQ8"] {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open(dir.path()).unwrap();
+        let schema = CollectionSchema { fields: vec![VectorField::new("v", dim, Metric::Cosine, index)] };
+        let c = db.create_collection("c", schema).unwrap();
+        let vs: Vec<Vec<f32>> = (0..300).map(|_| rand_vec(&mut r, dim)).collect();
+        let recs = vs.iter().enumerate().map(|(i, v)| Record::new(i as u64).with_vector("v", Vector::Dense(v.clone())));
+        c.insert(recs.collect()).unwrap();
+        // Opposite vectors: cosine distance 2 up to rounding.
+        for v in vs.iter().take(100) {
+            let neg: Vec<f32> = v.iter().map(|x| -x).collect();
+            for q in [v.clone(), neg] {
+                for h in c.search(&SearchRequest::new("v", Query::Vector(Vector::Dense(q)), 300)).unwrap() {
+                    assert!((0.0..=2.0).contains(&h.distance), "{index}: distance {} out of [0, 2]", h.distance);
+                }
+            }
+        }
+    }
+}
