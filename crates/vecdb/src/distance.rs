@@ -526,9 +526,46 @@ mod imp {
         }
     }
 
+    /// Rows whose length is a multiple of 64 bytes go eight at a time: one accumulator per
+    /// row, then one transposing reduction for the eight sums instead of eight horizontal ones.
     #[target_feature(enable = "avx512f,avx512bw,avx512vpopcntdq,popcnt")]
     fn hamming_many_512(q: &[u8], rows: &[u8], out: &mut [f32]) {
-        for (o, r) in out.iter_mut().zip(rows.chunks_exact(q.len())) {
+        let len = q.len();
+        let mut done = 0;
+        if len.is_multiple_of(64) {
+            let chunks = len / 64;
+            let n = out.len().min(rows.len() / len);
+            while done + 8 <= n {
+                let mut acc = [_mm512_setzero_si512(); 8];
+                // SAFETY: chunk c of row done + r ends at byte (done + r)·len + (c + 1)·64
+                // ≤ n·len ≤ rows.len(), and q holds chunks·64 bytes.
+                unsafe {
+                    for c in 0..chunks {
+                        let qv = _mm512_loadu_si512(q.as_ptr().add(c * 64) as *const _);
+                        for (r, a) in acc.iter_mut().enumerate() {
+                            let rv = _mm512_loadu_si512(rows.as_ptr().add((done + r) * len + c * 64) as *const _);
+                            *a = _mm512_add_epi64(*a, _mm512_popcnt_epi64(_mm512_xor_si512(qv, rv)));
+                        }
+                    }
+                }
+                // Pairs of rows per 128-bit lane, then lanes folded twice: row r's sum lands in lane r.
+                let pair =
+                    |a: __m512i, b: __m512i| _mm512_add_epi64(_mm512_unpacklo_epi64(a, b), _mm512_unpackhi_epi64(a, b));
+                let fold = |a: __m512i, b: __m512i| {
+                    _mm512_add_epi64(
+                        _mm512_shuffle_i64x2::<0b10_00_10_00>(a, b),
+                        _mm512_shuffle_i64x2::<0b11_01_11_01>(a, b),
+                    )
+                };
+                let t = [pair(acc[0], acc[1]), pair(acc[2], acc[3]), pair(acc[4], acc[5]), pair(acc[6], acc[7])];
+                let sums = fold(fold(t[0], t[1]), fold(t[2], t[3]));
+                let f = _mm256_cvtepi32_ps(_mm512_cvtepi64_epi32(sums));
+                // SAFETY: done + 8 ≤ out.len().
+                unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(done), f) };
+                done += 8;
+            }
+        }
+        for (o, r) in out[done..].iter_mut().zip(rows[done * len..].chunks_exact(len)) {
             *o = hamming_512(q, r) as f32;
         }
     }
@@ -805,7 +842,7 @@ mod tests {
                 assert_eq!(out[i].to_bits(), dot(&q, r).to_bits());
             }
         }
-        for &bytes_per in &[1usize, 3, 8, 9, 64, 65, 160] {
+        for &bytes_per in &[1usize, 3, 8, 9, 64, 65, 128, 160, 192] {
             let q = bytes(bytes_per, 1);
             let rows = bytes(bytes_per * 23, 2);
             let mut out = vec![0.0; 23];

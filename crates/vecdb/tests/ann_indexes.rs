@@ -232,6 +232,37 @@ fn ivf_batch_search_equals_single_searches() {
     }
 }
 
+/// LSH's batched search (matrix-product sketches, queries scanning the sketches in groups)
+/// returns exactly what one search per query returns, with deletions and a filter, and
+/// for batches of every size (a lone query is sketched like one in a group).
+#[test]
+fn lsh_batch_search_equals_single_searches() {
+    use Metric::{Cosine, L2};
+    let d = clustered(3000, 70, 48, 16, 24, 91, false);
+    let du = clustered(3000, 70, 48, 16, 24, 92, true);
+    for (spec, metric, data) in [("LSH256", L2, &d), ("LSH128", Cosine, &du), ("PCA24,LSH64", L2, &d)] {
+        let mut ix = build_trained(spec, data, metric);
+        let gone: Vec<u64> = (0..3000).step_by(7).collect();
+        ix.remove(&gone).unwrap();
+        let keep = |id: u64| !id.is_multiple_of(3);
+        for filter in [None, Some(&keep as IdFilter)] {
+            for rerank in [10, 100] {
+                let p = params(None, None, Some(rerank));
+                for size in [1, 2, 17, 70] {
+                    let queries = &data.queries[..size * data.dim];
+                    let batch = ix.search_batch(VectorsRef::Dense(queries), 10, &p, filter).unwrap();
+                    assert_eq!(batch.len(), size);
+                    for (i, b) in batch.iter().enumerate() {
+                        let single = ix.search(VectorRef::Dense(data.q(i)), 10, &p, filter).unwrap();
+                        assert_eq!(b, &single, "{spec} {metric:?} rerank {rerank} batch of {size}, query {i}");
+                        assert!(b.iter().all(|n| !n.id.is_multiple_of(7) && filter.is_none_or(|f| f(n.id))), "{spec}");
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn kdtree_exact_mode_matches_brute_force() {
     let d = clustered(5_000, 50, 8, 8, 16, 2, false);
