@@ -13,7 +13,7 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 
 use super::device::ComputeDevice;
-use super::kernels::{BiasActOp, ConvGeometry, DepthwiseOp, StemOp};
+use super::kernels::{ConvGeometry, DepthwiseOp, PointwiseOp, StemOp};
 use super::portable;
 use crate::error::{FeatureError, Result};
 
@@ -119,7 +119,8 @@ struct FoldedConv {
 
 /// A 1×1 convolution as a `[cin, cout]` matrix + bias (+ ReLU6).
 struct Pointwise {
-    weight: Tensor,
+    /// `[cin][cout]`.
+    weight: Vec<f32>,
     bias: Vec<f32>,
     cin: usize,
     cout: usize,
@@ -132,15 +133,17 @@ impl Pointwise {
         if k != 1 {
             return Err(FeatureError::ModelFormat(format!("{}: {conv} is {k}×{k}, expected 1×1", w.file)));
         }
-        let weight = Tensor::from_vec(weight, (cin, cout), &Device::Cpu)?;
         Ok(Pointwise { weight, bias, cin, cout, relu6 })
     }
 
     /// `x`: `[rows, cin]` → `[rows, cout]`.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = x.matmul(&self.weight)?;
-        y.inplace_op1(&BiasActOp { bias: &self.bias, relu6: self.relu6 })?;
-        Ok(y)
+        Ok(x.apply_op1_no_bwd(&PointwiseOp {
+            weight: &self.weight,
+            bias: &self.bias,
+            cin: self.cin,
+            relu6: self.relu6,
+        })?)
     }
 }
 
@@ -393,7 +396,7 @@ struct PortableNet {
 
 impl PortableNet {
     fn new(net: &EfficientNetLite, device: &Device) -> Result<Self> {
-        let pointwise = |p: &Pointwise| portable::Pointwise::new(&p.weight, &p.bias, p.relu6, device);
+        let pointwise = |p: &Pointwise| portable::Pointwise::new(&p.weight, p.cin, &p.bias, p.relu6, device);
         let blocks = net
             .blocks
             .iter()

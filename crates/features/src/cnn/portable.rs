@@ -147,9 +147,10 @@ pub(super) struct Pointwise {
 }
 
 impl Pointwise {
-    /// `weight` is `[cin, cout]` on any device; it is copied to `device`.
-    pub(super) fn new(weight: &Tensor, bias: &[f32], relu6: bool, device: &Device) -> Result<Self> {
-        Ok(Pointwise { weight: weight.to_device(device)?, bias: Tensor::from_slice(bias, bias.len(), device)?, relu6 })
+    /// `weight` is `[cin][cout]` row-major; it is copied to `device`.
+    pub(super) fn new(weight: &[f32], cin: usize, bias: &[f32], relu6: bool, device: &Device) -> Result<Self> {
+        let weight = Tensor::from_slice(weight, (cin, bias.len()), device)?;
+        Ok(Pointwise { weight, bias: Tensor::from_slice(bias, bias.len(), device)?, relu6 })
     }
 
     /// `[rows, cin]` → `[rows, cout]`.
