@@ -88,7 +88,7 @@ impl Metric {
                 Ok(distance::l2_sq(x, y).sqrt())
             }
             (Metric::Cosine, VectorRef::Dense(x), VectorRef::Dense(y)) if x.len() == y.len() => {
-                Ok(Metric::Cosine.clamp_distance(1.0 - distance::dot(x, y)))
+                Ok(1.0 - distance::dot(x, y))
             }
             (Metric::Dot, VectorRef::Dense(x), VectorRef::Dense(y)) if x.len() == y.len() => Ok(-distance::dot(x, y)),
             _ => Err(Error::InvalidVector(format!("vectors do not match metric {self} (kinds or lengths differ)"))),
