@@ -1,9 +1,10 @@
 //! Fused CPU kernels run as candle custom ops, on channels-last (NHWC) activations:
 //! the stem convolution, depthwise convolution (+bias+ReLU6), and the pointwise (1×1)
 //! convolutions as matrix products (faer, AVX-512 where available; candle's `gemm` stops at
-//! AVX2 on stable Rust) with the bias (+ReLU6) applied per chunk while it is in cache. candle's grouped `conv2d` splits a depthwise convolution into one
-//! convolution per channel, ~20× slower than this channels-last loop, which vectorizes over
-//! channels and runs in parallel (rayon) over batch × output rows.
+//! AVX2 on stable Rust) with the bias (+ReLU6) applied per chunk while it is in cache.
+//! candle's grouped `conv2d` splits a depthwise convolution into one convolution per channel,
+//! ~20× slower than this channels-last loop, which vectorizes over channels and runs in
+//! parallel (rayon) over batch × output rows.
 //!
 //! Padding is TensorFlow's "SAME": output = ceil(input / stride), the total padding split with
 //! the extra pixel on the bottom/right.

