@@ -260,6 +260,13 @@ fn lsh_batch_search_equals_single_searches() {
                 }
             }
         }
+        // A batch that is not whole rows, or holds a NaN, is an error, not a panic.
+        let p = params(None, None, Some(100));
+        let bad = &data.queries[..data.dim * 10 - 1];
+        assert!(ix.search_batch(VectorsRef::Dense(bad), 10, &p, None).is_err(), "{spec}");
+        let mut nan = data.queries[..data.dim * 10].to_vec();
+        nan[data.dim * 3 + 1] = f32::NAN;
+        assert!(ix.search_batch(VectorsRef::Dense(&nan), 10, &p, None).is_err(), "{spec}");
     }
 }
 
