@@ -4,24 +4,19 @@
 //! `<dir>/collections/<name>/` per collection (see `docs/storage.md`).
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use fs4::FileExt;
 use parking_lot::RwLock;
 
 use crate::collection::Collection;
 use crate::error::{Error, Result};
 use crate::fsutil::sync_dir;
+use crate::lock::DbLock;
 use crate::manifest::MANIFEST;
 use crate::schema::{check_name, CollectionSchema};
-
-/// The exclusive lock on a database directory; released when the last holder drops it.
-#[derive(Debug)]
-pub(crate) struct DbLock {
-    _file: File,
-}
+use crate::wal;
 
 /// An open database directory. Only one process may have it open at a time.
 ///
@@ -57,44 +52,29 @@ pub struct Database {
 
 impl Database {
     /// Open (creating if missing) the database in `dir`. Fails with [`Error::Locked`]
-    /// when another process has it open, and with [`Error::Corrupt`] naming the file
-    /// when stored data is damaged beyond a torn WAL tail.
+    /// when another process has it open, with [`Error::Corrupt`] naming the file
+    /// when stored data is damaged beyond a torn WAL tail, and with
+    /// [`Error::MissingManifest`] when a collection directory holds data but no MANIFEST
+    /// (see [`crate::repair`]).
     pub fn open(dir: impl AsRef<Path>) -> Result<Database> {
         let path = dir.as_ref().to_path_buf();
         let cdir = path.join("collections");
         fs::create_dir_all(&cdir).map_err(|e| Error::io(&cdir, e))?;
-        let lock_path = path.join("LOCK");
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&lock_path)
-            .map_err(|e| Error::io(&lock_path, e))?;
-        match FileExt::try_lock(&file) {
-            Ok(()) => {}
-            Err(fs4::TryLockError::WouldBlock) => return Err(Error::Locked(path)),
-            Err(fs4::TryLockError::Error(e)) => return Err(Error::io(&lock_path, e)),
-        }
-        let lock = Arc::new(DbLock { _file: file });
+        let lock = Arc::new(DbLock::acquire(&path)?);
         let mut collections = BTreeMap::new();
-        let rd = fs::read_dir(&cdir).map_err(|e| Error::io(&cdir, e))?;
-        let mut entries: Vec<_> = rd.collect::<std::io::Result<Vec<_>>>().map_err(|e| Error::io(&cdir, e))?;
-        entries.sort_by_key(|e| e.file_name());
-        for e in entries {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let p = e.path();
-            if !p.is_dir() {
-                continue;
+        for (name, p) in collection_dirs(&cdir)? {
+            match classify_collection_dir(&p)? {
+                DirKind::Collection => {
+                    let c = Collection::open(&name, &p, lock.clone())?;
+                    collections.insert(name, Arc::new(c));
+                }
+                DirKind::Unfinished => {
+                    // A drop or a create that did not finish: the rename protocol proves it obsolete.
+                    tracing::info!(dir = %p.display(), "removing unfinished collection directory");
+                    fs::remove_dir_all(&p).map_err(|e| Error::io(&p, e))?;
+                }
+                DirKind::Other => {}
             }
-            if name.starts_with('.') || !p.join(MANIFEST).exists() {
-                // A drop or a create that did not finish.
-                tracing::info!(dir = %p.display(), "removing unfinished collection directory");
-                fs::remove_dir_all(&p).map_err(|e| Error::io(&p, e))?;
-                continue;
-            }
-            let c = Collection::open(&name, &p, lock.clone())?;
-            collections.insert(name, Arc::new(c));
         }
         Ok(Database { path, lock, collections: RwLock::new(collections) })
     }
@@ -110,10 +90,22 @@ impl Database {
         let cdir = self.path.join("collections");
         let dir = cdir.join(name);
         if dir.exists() {
-            fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+            // Never reuse (let alone wipe) a directory that may hold someone's records.
+            return Err(Error::io(
+                &dir,
+                std::io::Error::new(std::io::ErrorKind::AlreadyExists, "a directory of this name exists already"),
+            ));
         }
-        fs::create_dir(&dir).map_err(|e| Error::io(&dir, e))?;
-        Collection::create_files(&dir, &schema)?;
+        // The files are made in a hidden directory that is renamed into place once complete, so a
+        // crash leaves either nothing or a whole collection, and a directory with a collection's
+        // name but no MANIFEST always means damage.
+        let tmp = cdir.join(format!(".{name}.creating"));
+        if tmp.exists() {
+            fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        }
+        fs::create_dir(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        Collection::create_files(&tmp, &schema)?;
+        fs::rename(&tmp, &dir).map_err(|e| Error::io(&dir, e))?;
         sync_dir(&cdir)?;
         let c = Arc::new(Collection::open(name, &dir, self.lock.clone())?);
         cols.insert(name.to_string(), c.clone());
@@ -149,4 +141,68 @@ impl Database {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// What an entry of `<db>/collections/` is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DirKind {
+    /// A collection with a MANIFEST.
+    Collection,
+    /// `.<name>.creating` / `.<name>.dropping`, or a directory without a MANIFEST that holds
+    /// nothing but empty write-ahead logs (a create that an older version did not finish).
+    Unfinished,
+    /// Something else (a file, another hidden directory): left alone.
+    Other,
+}
+
+/// The sub-directories of `cdir` (name, path), sorted by name.
+pub(crate) fn collection_dirs(cdir: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let rd = fs::read_dir(cdir).map_err(|e| Error::io(cdir, e))?;
+    let mut entries: Vec<_> = rd.collect::<std::io::Result<Vec<_>>>().map_err(|e| Error::io(cdir, e))?;
+    entries.sort_by_key(|e| e.file_name());
+    Ok(entries
+        .into_iter()
+        .filter(|e| e.path().is_dir())
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+        .collect())
+}
+
+/// Classify a directory under `<db>/collections/`. A directory with a collection's name and no
+/// MANIFEST that holds data is [`Error::MissingManifest`]: it is never opened as empty, removed
+/// or overwritten.
+pub(crate) fn classify_collection_dir(p: &Path) -> Result<DirKind> {
+    let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    if name.starts_with('.') {
+        let unfinished = name.ends_with(".creating") || name.ends_with(".dropping");
+        return Ok(if unfinished { DirKind::Unfinished } else { DirKind::Other });
+    }
+    if p.join(MANIFEST).exists() {
+        return Ok(DirKind::Collection);
+    }
+    let data = data_files_without_manifest(p)?;
+    if data.is_empty() {
+        Ok(DirKind::Unfinished)
+    } else {
+        Err(Error::MissingManifest { dir: p.to_path_buf(), files: data.join(", ") })
+    }
+}
+
+/// The entries of a collection directory that may hold records: everything but write-ahead logs
+/// whose header is intact and that hold no frame.
+fn data_files_without_manifest(dir: &Path) -> Result<Vec<String>> {
+    let rd = fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    let mut out = Vec::new();
+    for e in rd {
+        let e = e.map_err(|e| Error::io(dir, e))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        let empty_wal = name.starts_with("wal-")
+            && name.ends_with(".log")
+            && fs::read(e.path()).ok().and_then(|d| wal::parse_header(&d, &e.path()).ok().map(|h| h.len == d.len()))
+                == Some(true);
+        if !empty_wal {
+            out.push(name);
+        }
+    }
+    out.sort();
+    Ok(out)
 }
