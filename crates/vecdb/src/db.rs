@@ -18,7 +18,9 @@ use crate::manifest::MANIFEST;
 use crate::schema::{check_name, CollectionSchema};
 use crate::wal;
 
-/// An open database directory. Only one process may have it open at a time.
+/// An open database directory. One process at a time may open it for writing
+/// ([`Database::open`]); any number may open it read-only beside that writer
+/// ([`Database::open_read_only`]).
 ///
 /// ```rust
 /// use vecdb::{Database, CollectionSchema, VectorField, Metric, Record, Vector, Query, SearchRequest};
@@ -46,7 +48,8 @@ use crate::wal;
 #[derive(Debug)]
 pub struct Database {
     path: PathBuf,
-    lock: Arc<DbLock>,
+    /// The database lock; `None` for a read-only handle, which takes no lock.
+    lock: Option<Arc<DbLock>>,
     collections: RwLock<BTreeMap<String, Arc<Collection>>>,
 }
 
@@ -76,12 +79,90 @@ impl Database {
                 DirKind::Other => {}
             }
         }
-        Ok(Database { path, lock, collections: RwLock::new(collections) })
+        Ok(Database { path, lock: Some(lock), collections: RwLock::new(collections) })
+    }
+
+    /// Open the database in `dir` read-only, beside a writer in another process (or none): no
+    /// lock is taken and not a byte is written (a torn WAL tail is left for the writer; stray
+    /// files stay; stale index snapshots are not discarded). Searches see the records
+    /// acknowledged up to the open; [`Database::refresh`] (or [`Collection::refresh`]) catches
+    /// up with what the writer acknowledged since. Writes fail with [`Error::ReadOnly`].
+    ///
+    /// ```rust
+    /// use vecdb::{Database, CollectionSchema, Metric, Record, Vector};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let writer = Database::open(dir.path()).unwrap();
+    /// let c = writer.create_collection("c", CollectionSchema::single("v", 2, Metric::L2, "Flat")).unwrap();
+    /// c.insert(vec![Record::new(1).with_vector("v", Vector::Dense(vec![1.0, 2.0]))]).unwrap();
+    ///
+    /// let reader = Database::open_read_only(dir.path()).unwrap();   // beside the open writer
+    /// assert_eq!(reader.collection("c").unwrap().count(), 1);
+    /// c.insert(vec![Record::new(2).with_vector("v", Vector::Dense(vec![3.0, 4.0]))]).unwrap();
+    /// reader.refresh().unwrap();
+    /// assert_eq!(reader.collection("c").unwrap().count(), 2);
+    /// let write = reader.collection("c").unwrap().insert(vec![Record::new(3).with_vector("v", Vector::Dense(vec![0.0, 0.0]))]);
+    /// assert!(matches!(write, Err(vecdb::Error::ReadOnly(_))));
+    /// assert!(reader.create_collection("d", CollectionSchema::single("v", 2, Metric::L2, "Flat")).is_err());
+    /// ```
+    pub fn open_read_only(dir: impl AsRef<Path>) -> Result<Database> {
+        let path = dir.as_ref().to_path_buf();
+        let cdir = path.join("collections");
+        if !cdir.is_dir() {
+            return Err(Error::io(&cdir, std::io::Error::new(std::io::ErrorKind::NotFound, "not a vecdb database")));
+        }
+        let db = Database { path, lock: None, collections: RwLock::new(BTreeMap::new()) };
+        db.refresh()?;
+        Ok(db)
+    }
+
+    /// True for a handle from [`Database::open_read_only`].
+    pub fn is_read_only(&self) -> bool {
+        self.lock.is_none()
+    }
+
+    /// Catch a read-only handle up with the writer: every collection applies what was
+    /// acknowledged since (see [`Collection::refresh`]), collections created since appear and
+    /// dropped ones go (their handles fail with [`Error::UnknownCollection`]). Returns how many
+    /// collections changed. On a writable handle it does nothing.
+    pub fn refresh(&self) -> Result<usize> {
+        if !self.is_read_only() {
+            return Ok(0);
+        }
+        let cdir = self.path.join("collections");
+        let mut present = Vec::new();
+        for (name, p) in collection_dirs(&cdir)? {
+            if let Ok(DirKind::Collection) = classify_collection_dir(&p) {
+                present.push((name, p));
+            }
+        }
+        let mut changed = 0;
+        let known: Vec<(String, Arc<Collection>)> =
+            self.collections.read().iter().map(|(n, c)| (n.clone(), c.clone())).collect();
+        for (name, c) in &known {
+            if !present.iter().any(|(n, _)| n == name) {
+                c.mark_dropped();
+                self.collections.write().remove(name);
+                changed += 1;
+            } else if c.refresh()?.changed() {
+                changed += 1;
+            }
+        }
+        for (name, p) in present {
+            if !known.iter().any(|(n, _)| *n == name) {
+                let c = Arc::new(Collection::open_read_only(&name, &p)?);
+                self.collections.write().insert(name, c);
+                changed += 1;
+            }
+        }
+        Ok(changed)
     }
 
     /// Create a collection; fails with [`Error::CollectionExists`] if the name is taken.
     pub fn create_collection(&self, name: &str, schema: CollectionSchema) -> Result<Arc<Collection>> {
         check_name("collection", name)?;
+        let Some(lock) = &self.lock else {
+            return Err(Error::ReadOnly(name.to_string()));
+        };
         schema.validate()?;
         let mut cols = self.collections.write();
         if cols.contains_key(name) {
@@ -107,7 +188,7 @@ impl Database {
         Collection::create_files(&tmp, &schema)?;
         fs::rename(&tmp, &dir).map_err(|e| Error::io(&dir, e))?;
         sync_dir(&cdir)?;
-        let c = Arc::new(Collection::open(name, &dir, self.lock.clone())?);
+        let c = Arc::new(Collection::open(name, &dir, lock.clone())?);
         cols.insert(name.to_string(), c.clone());
         Ok(c)
     }
@@ -125,6 +206,9 @@ impl Database {
     /// Delete a collection and its files. Handles still held elsewhere fail with
     /// [`Error::UnknownCollection`] from then on.
     pub fn drop_collection(&self, name: &str) -> Result<()> {
+        if self.is_read_only() {
+            return Err(Error::ReadOnly(name.to_string()));
+        }
         let mut cols = self.collections.write();
         let c = cols.get(name).cloned().ok_or_else(|| Error::UnknownCollection(name.to_string()))?;
         c.mark_dropped();

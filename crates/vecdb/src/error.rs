@@ -44,6 +44,9 @@ pub enum Error {
         /// The failure that poisoned it.
         reason: String,
     },
+    /// A write (or checkpoint, compaction, index change) on a handle opened read-only.
+    #[error("collection '{0}' is open read-only (Database::open_read_only): writes go through the writer process")]
+    ReadOnly(String),
     /// One failure reported to every writer of a group commit, with its source kept.
     #[error(transparent)]
     Shared(std::sync::Arc<Error>),

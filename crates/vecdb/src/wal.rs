@@ -221,10 +221,22 @@ pub(crate) fn scan_frames(
     data: &[u8],
     start: usize,
     path: &Path,
+    apply: impl FnMut(&[u8]) -> Result<()>,
+) -> Result<FrameScan> {
+    scan_frames_from(data, start, 1, path, apply)
+}
+
+/// [`scan_frames`] where the frame at `start` carries LSN `first_lsn` (`frames` in the result
+/// counts the frames read here).
+pub(crate) fn scan_frames_from(
+    data: &[u8],
+    start: usize,
+    first_lsn: u64,
+    path: &Path,
     mut apply: impl FnMut(&[u8]) -> Result<()>,
 ) -> Result<FrameScan> {
     let mut pos = start;
-    let mut lsn = 1u64;
+    let mut lsn = first_lsn;
     while pos < data.len() {
         match parse_frame(data, pos, Some(lsn)) {
             Ok((payload, next)) => {
@@ -242,11 +254,65 @@ pub(crate) fn scan_frames(
                     ));
                 }
                 let torn = TornTail { bytes: (data.len() - pos) as u64, reason: why };
-                return Ok(FrameScan { frames: lsn - 1, end: pos, torn: Some(torn) });
+                return Ok(FrameScan { frames: lsn - first_lsn, end: pos, torn: Some(torn) });
             }
         }
     }
-    Ok(FrameScan { frames: lsn - 1, end: pos, torn: None })
+    Ok(FrameScan { frames: lsn - first_lsn, end: pos, torn: None })
+}
+
+/// Where a reader of a WAL that another process appends to has got to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct WalCursor {
+    /// Generation of the log.
+    pub gen: u64,
+    /// Offset after the last frame read (0 before the header is read).
+    pub pos: u64,
+    /// LSN of the next frame.
+    pub next_lsn: u64,
+}
+
+impl WalCursor {
+    /// A cursor at the start of WAL generation `gen`.
+    pub(crate) fn start(gen: u64) -> Self {
+        WalCursor { gen, pos: 0, next_lsn: 1 }
+    }
+}
+
+/// Read the intact frames after `cursor` of the WAL at `path`, which another process may be
+/// appending to, without writing anything: payloads in order and the advanced cursor. A torn
+/// tail (perhaps a frame being written right now) ends the read without error; damage
+/// followed by an intact frame is [`Error::Corrupt`]; a missing file is an I/O error of kind
+/// `NotFound` (the writer moved the log into a segment: read the MANIFEST again).
+pub(crate) fn read_frames_after(path: &Path, cursor: WalCursor) -> Result<(Vec<Vec<u8>>, WalCursor)> {
+    use std::io::Seek;
+    let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut cur = cursor;
+    if cur.pos == 0 {
+        let mut data = Vec::new();
+        file.read_to_end(&mut data).map_err(|e| Error::io(path, e))?;
+        let h = parse_header(&data, path)?;
+        if h.gen != cur.gen {
+            return Err(corrupt(path, format!("WAL generation {}, expected {}", h.gen, cur.gen)));
+        }
+        cur.pos = h.len as u64;
+        return collect_frames(&data[h.len..], path, cur);
+    }
+    file.seek(std::io::SeekFrom::Start(cur.pos)).map_err(|e| Error::io(path, e))?;
+    let mut data = Vec::new();
+    file.read_to_end(&mut data).map_err(|e| Error::io(path, e))?;
+    collect_frames(&data, path, cur)
+}
+
+fn collect_frames(data: &[u8], path: &Path, mut cur: WalCursor) -> Result<(Vec<Vec<u8>>, WalCursor)> {
+    let mut out = Vec::new();
+    let scan = scan_frames_from(data, 0, cur.next_lsn, path, |p| {
+        out.push(p.to_vec());
+        Ok(())
+    })?;
+    cur.pos += scan.end as u64;
+    cur.next_lsn += scan.frames;
+    Ok((out, cur))
 }
 
 /// Parse the frame at `pos`; on success the payload and the offset after it.

@@ -76,7 +76,7 @@ impl Collection {
         self.check_alive()?;
         let _one_at_a_time = self.snapshotting.lock();
         let copies = {
-            let mut w = self.writer.lock();
+            let mut w = self.writer()?;
             if let Some(why) = &w.poisoned {
                 return Err(poisoned_error(&self.name, why));
             }
@@ -172,7 +172,7 @@ impl Collection {
     /// Rewrite all live records into one segment without deleted or replaced rows.
     pub fn compact(&self) -> Result<()> {
         self.check_alive()?;
-        let mut w = self.writer.lock();
+        let mut w = self.writer()?;
         if let Some(why) = &w.poisoned {
             return Err(poisoned_error(&self.name, why));
         }
@@ -182,7 +182,7 @@ impl Collection {
     /// Rebuild field `field`'s index with factory spec `spec` and persist the choice in the schema.
     pub fn set_index(&self, field: &str, spec: &str) -> Result<()> {
         self.check_alive()?;
-        let mut w = self.writer.lock();
+        let mut w = self.writer()?;
         if let Some(why) = &w.poisoned {
             return Err(poisoned_error(&self.name, why));
         }

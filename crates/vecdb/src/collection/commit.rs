@@ -81,6 +81,9 @@ impl Collection {
 
     /// Group commit: queue `op`; the first waiting writer commits everything queued.
     pub(super) fn submit(&self, op: Op) -> Result<usize> {
+        if self.is_read_only() {
+            return Err(Error::ReadOnly(self.name.clone()));
+        }
         let ticket = Arc::new(Ticket { op: Mutex::new(Some(op)), result: Mutex::new(None) });
         let mut q = self.queue.lock();
         q.pending.push(ticket.clone());
@@ -97,7 +100,9 @@ impl Collection {
                     // An index panicked mid-apply: the WAL is intact but memory may be half
                     // updated, so refuse further writes (reopening recovers) and wake everyone.
                     let why = "internal panic while applying a write".to_string();
-                    self.writer.lock().poisoned = Some(why.clone());
+                    if let Ok(mut w) = self.writer() {
+                        w.poisoned = Some(why.clone());
+                    }
                     for t in &batch {
                         let mut r = t.result.lock();
                         if r.is_none() {
@@ -116,7 +121,14 @@ impl Collection {
 
     pub(super) fn commit_group(&self, batch: &[Arc<Ticket>]) {
         let finish = |t: &Ticket, r: Result<usize>| *t.result.lock() = Some(r);
-        let mut w = self.writer.lock();
+        let mut w = match self.writer() {
+            Ok(w) => w,
+            Err(e) => {
+                let shared = Arc::new(e);
+                batch.iter().for_each(|t| finish(t, Err(Error::Shared(shared.clone()))));
+                return;
+            }
+        };
         if self.dropped.load(Ordering::SeqCst) {
             batch.iter().for_each(|t| finish(t, Err(Error::UnknownCollection(self.name.clone()))));
             return;

@@ -15,12 +15,14 @@
 //! | `state.rs` | the in-memory view readers share: where each record is, memtable, indexes |
 //! | `open.rs` | creating the files of a new collection; opening = recovery (segments, WAL replay, stray files) |
 //! | `commit.rs` | group commit: validate, append + fsync the WAL, then apply |
+//! | `follow.rs` | read-only handles that follow another process's writes (catch-up) |
 //! | `checkpoint.rs` | moving the WAL into a segment, compaction, index changes (the MANIFEST commits) |
 //! | `snapshot.rs` | saving and loading index snapshots so a restart does not rebuild them |
 //! | `query.rs` | reads: get, scan, search, batch search, stats |
 
 mod checkpoint;
 mod commit;
+mod follow;
 mod open;
 mod query;
 mod snapshot;
@@ -40,6 +42,7 @@ use crate::schema::CollectionSchema;
 use crate::wal::Wal;
 
 use commit::Queue;
+pub use follow::RefreshReport;
 pub(crate) use snapshot::{read_marker, snapshot_dir, snapshot_marker};
 use state::State;
 
@@ -118,14 +121,24 @@ pub struct Collection {
     /// read lock on this thread waits for (search_batch), so readers must not queue
     /// behind a waiting writer.
     state: RecursiveRwLock<State>,
-    writer: Mutex<Writer>,
+    /// Writer (owns the WAL and the MANIFEST) or read-only follower of another process's files.
+    access: Access,
     /// Held while index snapshots are written (outside the writer lock), so that two
     /// checkpoints, or a checkpoint and a drop, never write the same files at once.
     snapshotting: Mutex<()>,
     queue: Mutex<Queue>,
     cv: Condvar,
     dropped: AtomicBool,
-    _lock: Arc<DbLock>,
+    /// The database lock (writers only).
+    _lock: Option<Arc<DbLock>>,
+}
+
+/// How this handle reaches the files.
+enum Access {
+    /// This process writes: the WAL and the MANIFEST are its own.
+    Writer(Mutex<Writer>),
+    /// Read-only: follows the files another process writes (see `follow.rs`).
+    Follower(Mutex<follow::Follower>),
 }
 
 impl std::fmt::Debug for Collection {
@@ -138,8 +151,24 @@ impl Collection {
     /// Mark dropped: later calls fail with [`Error::UnknownCollection`].
     pub(crate) fn mark_dropped(&self) {
         let _s = self.snapshotting.lock();
-        let _w = self.writer.lock();
+        let _w = match &self.access {
+            Access::Writer(w) => Some(w.lock()),
+            Access::Follower(_) => None,
+        };
         self.dropped.store(true, Ordering::SeqCst);
+    }
+
+    /// The writer's side, or [`Error::ReadOnly`] for a read-only handle.
+    fn writer(&self) -> Result<parking_lot::MutexGuard<'_, Writer>> {
+        match &self.access {
+            Access::Writer(w) => Ok(w.lock()),
+            Access::Follower(_) => Err(Error::ReadOnly(self.name.clone())),
+        }
+    }
+
+    /// True for a handle from [`crate::Database::open_read_only`].
+    pub fn is_read_only(&self) -> bool {
+        matches!(self.access, Access::Follower(_))
     }
 
     fn check_alive(&self) -> Result<()> {
@@ -189,11 +218,14 @@ impl Drop for Collection {
         if self.dropped.load(Ordering::SeqCst) {
             return;
         }
-        let poisoned = self.writer.get_mut().poisoned.is_some();
+        let Access::Writer(writer) = &mut self.access else {
+            return; // a follower writes nothing
+        };
+        let poisoned = writer.get_mut().poisoned.is_some();
         let st = self.state.get_mut();
         let dirty = !st.memtable.is_empty() || !st.tombstones.is_empty();
         if !poisoned && dirty {
-            let mut w = self.writer.lock();
+            let Ok(mut w) = self.writer() else { return };
             if let Err(e) = self.checkpoint_locked(&mut w) {
                 tracing::warn!(collection = %self.name, error = %e, "checkpoint on close failed (the WAL still holds the data)");
                 return;
@@ -203,16 +235,18 @@ impl Drop for Collection {
             return;
         }
         // Closing: nothing else holds the collection, so the indexes are saved in place.
-        let w = self.writer.lock();
+        let Ok(w) = self.writer() else { return };
         let st = self.state.read();
         for (f, marker) in self.snapshots_due(&w, &st) {
             self.write_snapshot(f, st.indexes[f].index.as_ref(), &marker);
         }
     }
 }
+
 fn poisoned_error(collection: &str, why: &str) -> Error {
     Error::Poisoned { collection: collection.to_string(), reason: why.to_string() }
 }
+
 fn dir_bytes(dir: &Path) -> u64 {
     fs::read_dir(dir)
         .map(|rd| rd.filter_map(|e| e.ok()?.metadata().ok()).filter(|m| m.is_file()).map(|m| m.len()).sum())

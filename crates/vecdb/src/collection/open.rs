@@ -2,25 +2,23 @@
 //! loaded oldest first, the WAL is replayed (a torn tail cut), files the MANIFEST proves
 //! obsolete are removed, and every field's index is loaded from its snapshot or rebuilt.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fs;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
 
 use parking_lot::{Condvar, Mutex, RecursiveRwLock};
-use rayon::prelude::*;
 
 use super::commit::Queue;
-use super::state::{FieldIndex, Loc, Slot, State};
-use super::{Collection, SchemaNode, Writer};
+use super::state::State;
+use super::{Access, Collection, SchemaNode, Writer};
 use crate::error::{Error, Result};
-use crate::filter::Metadata;
 use crate::fsutil::{remove_if_exists, sync_dir};
 use crate::lock::DbLock;
 use crate::manifest::{Manifest, MANIFEST};
 use crate::schema::CollectionSchema;
-use crate::segment::{segment_file_name, Segment};
+use crate::segment::segment_file_name;
 use crate::wal::{wal_file_name, Wal, WalOp};
 
 impl Collection {
@@ -28,70 +26,26 @@ impl Collection {
     pub(crate) fn open(name: &str, dir: &Path, lock: Arc<DbLock>) -> Result<Collection> {
         let manifest = Manifest::read(dir)?;
         let schema = manifest.schema.clone();
-        let mut segments = Vec::with_capacity(manifest.segments.len());
-        for &seq in &manifest.segments {
-            segments.push(Arc::new(Segment::open(&dir.join(segment_file_name(seq)), seq, &schema)?));
-        }
-        let mut st = State {
-            segments: Vec::new(),
-            slots: HashMap::new(),
-            memtable: HashMap::new(),
-            tombstones: Vec::new(),
-            seg_live: 0,
-            indexes: Vec::new(),
-        };
-        for (si, seg) in segments.iter().enumerate() {
-            for &t in seg.tombstones() {
-                if let Some(old) = st.slots.remove(&t) {
-                    if let Loc::Seg(..) = old.loc {
-                        st.seg_live -= 1;
-                    }
-                }
-            }
-            let metas: Vec<Metadata> =
-                (0..seg.rows()).into_par_iter().map(|r| seg.metadata(r)).collect::<Result<_>>()?;
-            st.slots.reserve(seg.rows());
-            for (row, (&id, meta)) in seg.ids().iter().zip(metas).enumerate() {
-                let old = st.slots.insert(id, Slot { loc: Loc::Seg(si as u32, row as u32), meta });
-                if !matches!(old, Some(Slot { loc: Loc::Seg(..), .. })) {
-                    st.seg_live += 1;
-                }
-            }
-        }
-        st.segments = segments;
+        let mut st = State::load_segments(dir, &manifest)?;
         let wal_path = dir.join(wal_file_name(manifest.wal_gen));
         let (wal, report) = Wal::open(&wal_path, manifest.wal_gen, |payload| {
-            match WalOp::decode(payload, &schema, &wal_path)? {
-                WalOp::Put(recs) => st.put(recs, &schema, false),
-                WalOp::Delete(ids) => {
-                    st.delete(&ids, false);
-                }
-            }
+            st.apply_wal_op(WalOp::decode(payload, &schema, &wal_path)?, &schema, false);
             Ok(())
         })?;
         tracing::debug!(collection = name, frames = report.frames, truncated = report.truncated_bytes, "WAL replayed");
         remove_stray_files(dir, &manifest)?;
-        let built: Vec<Result<FieldIndex>> = schema
-            .fields
-            .par_iter()
-            .enumerate()
-            .map(|(f, field)| match st.load_snapshot(dir, field, f, &manifest) {
-                Some(fi) => Ok(fi),
-                None => st.build_field(&field.index, field, f),
-            })
-            .collect();
-        st.indexes = built.into_iter().collect::<Result<_>>()?;
+        st.build_indexes(dir, &manifest, false)?;
         Ok(Collection {
             name: name.to_string(),
             dir: dir.to_path_buf(),
             schemas: SchemaNode { schema, next: OnceLock::new() },
             state: RecursiveRwLock::new(st),
-            writer: Mutex::new(Writer { wal, manifest, poisoned: None }),
+            access: Access::Writer(Mutex::new(Writer { wal, manifest, poisoned: None })),
             snapshotting: Mutex::new(()),
             queue: Mutex::new(Queue::default()),
             cv: Condvar::new(),
             dropped: AtomicBool::new(false),
-            _lock: lock,
+            _lock: Some(lock),
         })
     }
 

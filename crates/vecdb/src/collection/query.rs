@@ -4,7 +4,7 @@
 use rayon::prelude::*;
 
 use super::state::Buf;
-use super::{dir_bytes, Collection};
+use super::{dir_bytes, Access, Collection};
 use crate::error::{Error, Result};
 use crate::filter::Metadata;
 use crate::index::IdFilter;
@@ -148,8 +148,11 @@ impl Collection {
     pub fn stats(&self) -> CollectionStats {
         let schema = self.schema();
         let (wal_bytes, disk_bytes) = {
-            let w = self.writer.lock();
-            (w.wal.len(), dir_bytes(&self.dir))
+            let wal_bytes = match &self.access {
+                Access::Writer(w) => w.lock().wal.len(),
+                Access::Follower(f) => f.lock().wal_bytes(),
+            };
+            (wal_bytes, dir_bytes(&self.dir))
         };
         let st = self.state.read();
         let seg_rows: usize = st.segments.iter().map(|s| s.rows()).sum();

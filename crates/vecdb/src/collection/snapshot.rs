@@ -98,17 +98,26 @@ fn discard_snapshot(dir: &Path, field: &str) {
 
 impl State {
     /// Load field `f`'s saved index when it is still a base of the stored records, then
-    /// bring it up to date.
+    /// bring it up to date. A follower (`read_only`) leaves a stale snapshot where it is.
     ///
     /// A snapshot is saved with an empty WAL, so it holds exactly the records of the segments
     /// its marker lists. Checkpoints since then only appended segments (a compaction replaces
     /// them all, and then the snapshot is rebuilt): the catch-up removes the ids deleted since
     /// and adds the records of the newer segments and of the replayed WAL. So a crash costs a
     /// rebuild of what changed since the last snapshot, not of the whole index.
-    pub(super) fn load_snapshot(&self, dir: &Path, field: &VectorField, f: usize, m: &Manifest) -> Option<FieldIndex> {
+    pub(super) fn load_snapshot(
+        &self,
+        dir: &Path,
+        field: &VectorField,
+        f: usize,
+        m: &Manifest,
+        read_only: bool,
+    ) -> Option<FieldIndex> {
         let marker = read_marker(dir, &field.name)?;
         if marker.spec != field.index || !m.segments.starts_with(&marker.segments) {
-            discard_snapshot(dir, &field.name);
+            if !read_only {
+                discard_snapshot(dir, &field.name);
+            }
             return None;
         }
         let mut index = match crate::index::load_index(&snapshot_dir(dir, &field.name)) {

@@ -3,17 +3,21 @@
 //! writer applies to it (after the WAL made them durable) and the exact scans used while an
 //! index is not ready.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
 use std::sync::Arc;
+
+use rayon::prelude::*;
 
 use crate::error::Result;
 use crate::filter::Metadata;
 use crate::index::{build_index, IdFilter, Neighbor, VectorIndex};
 use crate::schema::{CollectionSchema, VectorField};
 use crate::search::{Hit, IndexOrigin, SearchRequest};
-use crate::segment::Segment;
+use crate::manifest::Manifest;
+use crate::segment::{segment_file_name, Segment};
 use crate::vector::{Element, Vector, VectorRef, VectorsRef};
-use crate::wal::PutRec;
+use crate::wal::{PutRec, WalOp};
 
 /// Rows per `VectorIndex::add` call when (re)building an index.
 const BUILD_CHUNK: usize = 16_384;
@@ -127,6 +131,32 @@ impl State {
         }
     }
 
+    /// Add (or replace) `ids` with the vectors in `buf` in field `f`'s index; an index that fails
+    /// is marked not ready (searches scan exactly until it is rebuilt).
+    fn add_to_index(&mut self, f: usize, field: &VectorField, ids: &[u64], buf: &Buf) {
+        let fi = &mut self.indexes[f];
+        if fi.ready && !ids.is_empty() {
+            if let Err(e) = fi.index.add(ids, buf.as_ref()) {
+                tracing::warn!(field = %field.name, error = %e, "index update failed; searching this field exactly until it is rebuilt");
+                fi.ready = false;
+            }
+        }
+    }
+
+    /// Remove `ids` from every index (same failure rule as [`State::add_to_index`]).
+    fn remove_from_indexes(&mut self, ids: &[u64]) {
+        if ids.is_empty() {
+            return;
+        }
+        for fi in self.indexes.iter_mut().filter(|fi| fi.ready) {
+            if let Err(e) = fi.index.remove(ids) {
+                tracing::warn!(error = %e, "index remove failed; searching this field exactly until it is rebuilt");
+                fi.ready = false;
+            }
+        }
+    }
+
+    /// Insert or replace records (in the indexes too when `update_index`).
     pub(super) fn put(&mut self, recs: Vec<PutRec>, schema: &CollectionSchema, update_index: bool) {
         if update_index {
             let ids: Vec<u64> = recs.iter().map(|r| r.id).collect();
@@ -135,13 +165,7 @@ impl State {
                 for r in &recs {
                     buf.push(r.vectors[f].as_ref());
                 }
-                let fi = &mut self.indexes[f];
-                if fi.ready {
-                    if let Err(e) = fi.index.add(&ids, buf.as_ref()) {
-                        tracing::warn!(field = %field.name, error = %e, "index update failed; searching this field exactly until it is rebuilt");
-                        fi.ready = false;
-                    }
-                }
+                self.add_to_index(f, field, &ids, &buf);
             }
         }
         for r in recs {
@@ -154,6 +178,7 @@ impl State {
         }
     }
 
+    /// Delete ids (from the indexes too when `update_index`); returns how many were live.
     pub(super) fn delete(&mut self, ids: &[u64], update_index: bool) -> usize {
         let mut n = 0;
         for &id in ids {
@@ -171,12 +196,7 @@ impl State {
             self.tombstones.push(id);
         }
         if update_index {
-            for fi in self.indexes.iter_mut().filter(|fi| fi.ready) {
-                if let Err(e) = fi.index.remove(ids) {
-                    tracing::warn!(error = %e, "index remove failed; searching this field exactly until it is rebuilt");
-                    fi.ready = false;
-                }
-            }
+            self.remove_from_indexes(ids);
         }
         n
     }
@@ -313,5 +333,122 @@ impl State {
             out.truncate(k);
         }
         Ok(out)
+    }
+}
+
+impl State {
+    /// A state with no records and no indexes.
+    pub(super) fn empty() -> State {
+        State {
+            segments: Vec::new(),
+            slots: HashMap::new(),
+            memtable: HashMap::new(),
+            tombstones: Vec::new(),
+            seg_live: 0,
+            indexes: Vec::new(),
+        }
+    }
+
+    /// The state of the segments `manifest` lists in `dir`, each verified, applied oldest first
+    /// (no WAL, no indexes yet).
+    pub(super) fn load_segments(dir: &Path, manifest: &Manifest) -> Result<State> {
+        let mut st = State::empty();
+        for &seq in &manifest.segments {
+            let seg = Segment::open(&dir.join(segment_file_name(seq)), seq, &manifest.schema)?;
+            st.apply_segment(Arc::new(seg), &manifest.schema, false)?;
+        }
+        Ok(st)
+    }
+
+    /// Apply one more segment on top: its tombstones, then its rows (an id's newest row wins).
+    ///
+    /// A follower (`update_index`) applies the segment a checkpoint made from WAL records it has
+    /// already applied: the segment holds the memtable's final state, so every memtable record
+    /// moves into it (index untouched where the vectors did not change) and the memtable empties.
+    pub(super) fn apply_segment(
+        &mut self,
+        seg: Arc<Segment>,
+        schema: &CollectionSchema,
+        update_index: bool,
+    ) -> Result<()> {
+        let si = self.segments.len() as u32;
+        let rows: HashSet<u64> = seg.ids().iter().copied().collect();
+        let mut gone = Vec::new();
+        for &t in seg.tombstones() {
+            if rows.contains(&t) {
+                continue; // deleted, then written again: the row below wins
+            }
+            if let Some(old) = self.slots.remove(&t) {
+                gone.push(t);
+                match old.loc {
+                    Loc::Seg(..) => self.seg_live -= 1,
+                    Loc::Mem => {
+                        self.memtable.remove(&t);
+                    }
+                }
+            }
+        }
+        let metas: Vec<Metadata> = (0..seg.rows()).into_par_iter().map(|r| seg.metadata(r)).collect::<Result<_>>()?;
+        self.slots.reserve(seg.rows());
+        let mut changed = Vec::new();
+        for (row, (&id, meta)) in seg.ids().iter().zip(metas).enumerate() {
+            let unchanged = update_index
+                && self.memtable.get(&id).is_some_and(|vs| {
+                    vs.iter().enumerate().all(|(f, v)| v.as_ref() == seg.vector(f, row))
+                });
+            let old = self.slots.insert(id, Slot { loc: Loc::Seg(si, row as u32), meta });
+            if !matches!(old, Some(Slot { loc: Loc::Seg(..), .. })) {
+                self.seg_live += 1;
+            }
+            self.memtable.remove(&id);
+            if update_index && !unchanged {
+                changed.push(row);
+            }
+        }
+        if update_index {
+            if !self.memtable.is_empty() {
+                tracing::warn!(left = self.memtable.len(), "a checkpoint segment did not cover the follower's memtable");
+            }
+            self.remove_from_indexes(&gone);
+            let ids: Vec<u64> = changed.iter().map(|&r| seg.ids()[r]).collect();
+            for (f, field) in schema.fields.iter().enumerate() {
+                let mut buf = Buf::new(field.element());
+                for &r in &changed {
+                    buf.push(seg.vector(f, r));
+                }
+                self.add_to_index(f, field, &ids, &buf);
+            }
+        }
+        self.tombstones.clear();
+        self.segments.push(seg);
+        Ok(())
+    }
+
+    /// Apply one logged operation (replay on open, or a follower catching up).
+    pub(super) fn apply_wal_op(&mut self, op: WalOp, schema: &CollectionSchema, update_index: bool) {
+        match op {
+            WalOp::Put(recs) => self.put(recs, schema, update_index),
+            WalOp::Delete(ids) => {
+                self.delete(&ids, update_index);
+            }
+        }
+    }
+
+    /// Load every field's index from its snapshot where one matches `manifest`, else build it.
+    /// A follower (`read_only`) never discards a snapshot that does not match.
+    pub(super) fn build_indexes(&mut self, dir: &Path, manifest: &Manifest, read_only: bool) -> Result<()> {
+        let st = &*self;
+        let built: Vec<Result<FieldIndex>> = manifest
+            .schema
+            .fields
+            .par_iter()
+            .enumerate()
+            .map(|(f, field)| match st.load_snapshot(dir, field, f, manifest, read_only) {
+                Some(fi) => Ok(fi),
+                None => st.build_field(&field.index, field, f),
+            })
+            .collect();
+        self.indexes = built.into_iter().collect::<Result<_>>()?;
+        Ok(())
     }
 }
