@@ -223,7 +223,7 @@ fn info(args: &InfoArgs) -> Result<()> {
     if !args.db.is_dir() {
         bail!("{} is not a database directory", args.db.display());
     }
-    let db = Database::open(&args.db)?;
+    let db = Database::open_read_only(&args.db)?;
     let mut collections = Vec::new();
     for name in db.collection_names() {
         let c = db.collection(&name)?;

@@ -131,7 +131,8 @@ impl Database {
         let cdir = self.path.join("collections");
         let mut present = Vec::new();
         for (name, p) in collection_dirs(&cdir)? {
-            if let Ok(DirKind::Collection) = classify_collection_dir(&p) {
+            // A directory with data and no MANIFEST is an error here too, never "no collection".
+            if classify_collection_dir(&p)? == DirKind::Collection {
                 present.push((name, p));
             }
         }

@@ -62,7 +62,11 @@ fn a_read_only_open_writes_nothing_even_with_a_torn_tail_and_strays() {
     let cdir = dir.path().join("collections/c");
     // a stray temporary, and a torn tail after the last frame
     fs::write(cdir.join("seg-00000009.seg.tmp"), b"half a segment").unwrap();
-    let wal = fs::read_dir(&cdir).unwrap().map(|e| e.unwrap().path()).find(|p| p.extension().is_some_and(|e| e == "log")).unwrap();
+    let wal = fs::read_dir(&cdir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "log"))
+        .unwrap();
     {
         let db = Database::open(dir.path()).unwrap();
         db.collection("c").unwrap().insert(batch(2)).unwrap();
@@ -182,7 +186,11 @@ fn reader_role(db: &Path) {
         let ids = c.ids();
         let n = ids.len() as u64;
         assert_eq!(n % BATCH, 0, "a torn batch is visible: {n} records");
-        assert!(n >= (acked + 1) * BATCH, "acknowledged batches missing after a refresh: {n} < {}", (acked + 1) * BATCH);
+        assert!(
+            n >= (acked + 1) * BATCH,
+            "acknowledged batches missing after a refresh: {n} < {}",
+            (acked + 1) * BATCH
+        );
         assert_eq!(ids, (0..n).collect::<Vec<_>>());
         let probe = (refreshes * 37) % n;
         assert_eq!(nearest(&c, probe), probe, "search misses a visible record");

@@ -12,9 +12,9 @@ use rayon::prelude::*;
 use crate::error::Result;
 use crate::filter::Metadata;
 use crate::index::{build_index, IdFilter, Neighbor, VectorIndex};
+use crate::manifest::Manifest;
 use crate::schema::{CollectionSchema, VectorField};
 use crate::search::{Hit, IndexOrigin, SearchRequest};
-use crate::manifest::Manifest;
 use crate::segment::{segment_file_name, Segment};
 use crate::vector::{Element, Vector, VectorRef, VectorsRef};
 use crate::wal::{PutRec, WalOp};
@@ -393,9 +393,10 @@ impl State {
         let mut changed = Vec::new();
         for (row, (&id, meta)) in seg.ids().iter().zip(metas).enumerate() {
             let unchanged = update_index
-                && self.memtable.get(&id).is_some_and(|vs| {
-                    vs.iter().enumerate().all(|(f, v)| v.as_ref() == seg.vector(f, row))
-                });
+                && self
+                    .memtable
+                    .get(&id)
+                    .is_some_and(|vs| vs.iter().enumerate().all(|(f, v)| v.as_ref() == seg.vector(f, row)));
             let old = self.slots.insert(id, Slot { loc: Loc::Seg(si, row as u32), meta });
             if !matches!(old, Some(Slot { loc: Loc::Seg(..), .. })) {
                 self.seg_live += 1;
@@ -407,7 +408,10 @@ impl State {
         }
         if update_index {
             if !self.memtable.is_empty() {
-                tracing::warn!(left = self.memtable.len(), "a checkpoint segment did not cover the follower's memtable");
+                tracing::warn!(
+                    left = self.memtable.len(),
+                    "a checkpoint segment did not cover the follower's memtable"
+                );
             }
             self.remove_from_indexes(&gone);
             let ids: Vec<u64> = changed.iter().map(|&r| seg.ids()[r]).collect();
