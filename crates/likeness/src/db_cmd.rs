@@ -15,12 +15,28 @@ pub enum DbCommand {
     /// Rebuild one field's index with another factory spec (e.g. Flat → HNSW16,SQ8) from the
     /// stored vectors: nothing is re-embedded; the choice is saved with the collection.
     SetIndex(SetIndexArgs),
+    /// Rewrite a collection's records into one segment, reclaiming the space of deleted and
+    /// replaced records (checkpoints also do this on their own past 25% dead rows or 8 segments).
+    Compact(CompactArgs),
     /// Verify every checksum of every collection (MANIFEST, segments, WAL frames, index
     /// snapshots) without changing a byte; exits non-zero when anything is damaged.
     Check(CheckArgs),
     /// Rebuild the MANIFEST of every collection whose MANIFEST is missing or damaged, from the
     /// segments and WAL that verify. Deletes nothing: unused files go to <collection>/quarantine/.
     Repair(RepairArgs),
+}
+
+/// Arguments of `likeness db compact`.
+#[derive(Debug, clap::Args)]
+pub struct CompactArgs {
+    /// Database directory.
+    pub db: PathBuf,
+    /// Collection (default: every collection).
+    #[arg(long)]
+    pub collection: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments of `likeness db check`.
@@ -81,9 +97,43 @@ pub fn run(cmd: &DbCommand) -> Result<()> {
     match cmd {
         DbCommand::Info(a) => info(a),
         DbCommand::SetIndex(a) => set_index(a),
+        DbCommand::Compact(a) => compact(a),
         DbCommand::Check(a) => check(a),
         DbCommand::Repair(a) => repair(a),
     }
+}
+
+fn compact(a: &CompactArgs) -> Result<()> {
+    let db = Database::open(&a.db)?;
+    let names = match &a.collection {
+        Some(n) => vec![crate::catalog::open_collection(&db, n)?.name().to_string()],
+        None => db.collection_names(),
+    };
+    let mut out = Vec::new();
+    for name in names {
+        let c = db.collection(&name)?;
+        let before = c.stats();
+        c.compact()?;
+        let after = c.stats();
+        if !a.json {
+            println!(
+                "collection '{name}': {} records; {} segments -> {}, {} dead rows reclaimed, {} -> {} on disk",
+                after.count,
+                before.segments,
+                after.segments,
+                before.deleted,
+                human_bytes(before.disk_bytes),
+                human_bytes(after.disk_bytes)
+            );
+        }
+        out.push(json!({"collection": name, "records": after.count, "segments_before": before.segments,
+                        "segments_after": after.segments, "reclaimed_rows": before.deleted,
+                        "disk_bytes_before": before.disk_bytes, "disk_bytes_after": after.disk_bytes}));
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    }
+    Ok(())
 }
 
 fn check(a: &CheckArgs) -> Result<()> {

@@ -55,6 +55,10 @@ fn a_deleted_manifest_is_refused_checked_and_repaired() {
     assert_eq!(second["added"], 1);
     let info = run_json(&["db", "info", s(&db), "--json"]);
     assert_eq!(info["collections"][0]["count"], files.len() + 1);
+    // compact: one segment, nothing lost
+    let compacted = run_json(&["db", "compact", s(&db), "--json"]);
+    assert_eq!(compacted[0]["segments_after"], 1, "{compacted}");
+    assert_eq!(compacted[0]["records"], files.len() + 1);
     // repairing a healthy database changes nothing
     let rep = run_json(&["db", "repair", s(&db), "--json"]);
     assert_eq!(rep["collections"][0]["outcome"], "not needed");

@@ -99,33 +99,59 @@ impl Collection {
         Ok(())
     }
 
+    /// Move the memtable and pending tombstones into a segment (nothing to do when both are
+    /// empty). Where the compaction policy says so, the newest segments (or all of them) are
+    /// merged into the same new segment (see [`merge_from`]).
     pub(super) fn checkpoint_locked(&self, w: &mut Writer) -> Result<()> {
-        let (empty, tomb_empty) = {
+        let from = {
             let st = self.state.read();
-            (st.memtable.is_empty(), st.tombstones.is_empty())
+            if st.memtable.is_empty() && st.tombstones.is_empty() {
+                return Ok(());
+            }
+            merge_from(&st, st.memtable.len())
         };
-        if empty && tomb_empty {
-            return Ok(());
-        }
-        self.rewrite(w, false)
+        self.rewrite(w, from)
     }
 
-    /// Rewrite storage: `full == false` writes the memtable and pending tombstones into
-    /// one new segment; `full == true` writes every live record into one segment and
-    /// removes all older ones (compaction).
-    pub(super) fn rewrite(&self, w: &mut Writer, full: bool) -> Result<()> {
+    /// Rewrite storage into one new segment that replaces segments `from..` (and the memtable):
+    /// `from == segments.len()` is a checkpoint (the memtable and pending tombstones only),
+    /// `from == 0` a full compaction (every live record, no tombstones), anything between a
+    /// merge of the newest segments (their live records, plus the tombstones still needed to hide
+    /// rows of the older segments). The new MANIFEST is the commit point; the old WAL and the
+    /// replaced segments are removed after it.
+    pub(super) fn rewrite(&self, w: &mut Writer, from: usize) -> Result<()> {
         let schema = self.schema().clone();
         let seq = w.manifest.next_seq;
         let seg_path = self.dir.join(segment_file_name(seq));
+        let n_segments = w.manifest.segments.len();
+        let from = from.min(n_segments);
         {
             let st = self.state.read();
-            let mut ids: Vec<u64> =
-                if full { st.slots.keys().copied().collect() } else { st.memtable.keys().copied().collect() };
+            let mut ids: Vec<u64> = st
+                .slots
+                .iter()
+                .filter(|(_, s)| match s.loc {
+                    Loc::Mem => true,
+                    Loc::Seg(si, _) => si as usize >= from,
+                })
+                .map(|(&id, _)| id)
+                .collect();
             ids.sort_unstable();
-            let mut tombs = if full { vec![] } else { st.tombstones.clone() };
+            let mut tombs: Vec<u64> = if from == n_segments {
+                st.tombstones.clone()
+            } else if from == 0 {
+                vec![]
+            } else {
+                st.segments[from..]
+                    .iter()
+                    .flat_map(|s| s.tombstones().iter().copied())
+                    .chain(st.tombstones.iter().copied())
+                    .filter(|id| !st.slots.contains_key(id))
+                    .collect()
+            };
             tombs.sort_unstable();
             tombs.dedup();
-            let info = SegmentInfo { schema: schema.clone(), wal_gen: w.manifest.wal_gen + 1, compacted: full };
+            let info = SegmentInfo { schema: schema.clone(), wal_gen: w.manifest.wal_gen + 1, compacted: from == 0 };
             write_segment(&seg_path, seq, &schema, &StateRows::new(&st, ids), &tombs, &info)?;
         }
         let new_gen = w.manifest.wal_gen + 1;
@@ -133,8 +159,8 @@ impl Collection {
         sync_dir(&self.dir)?;
         let seg = Arc::new(Segment::open(&seg_path, seq, &schema)?);
         let mut manifest = w.manifest.clone();
-        let old_segments = std::mem::take(&mut manifest.segments);
-        manifest.segments = if full { vec![seq] } else { old_segments.iter().copied().chain([seq]).collect() };
+        let replaced: Vec<u64> = manifest.segments.split_off(from);
+        manifest.segments.push(seq);
         manifest.wal_gen = new_gen;
         manifest.next_seq = seq + 1;
         if let Err(e) = manifest.write(&self.dir) {
@@ -145,38 +171,40 @@ impl Collection {
         w.manifest = manifest;
         {
             let mut st = self.state.write();
-            if full {
-                st.segments.clear();
-                st.seg_live = 0;
-            }
+            st.segments.truncate(from);
             let si = st.segments.len() as u32;
+            let mut were_in_segments = 0;
             for (row, &id) in seg.ids().iter().enumerate() {
                 if let Some(slot) = st.slots.get_mut(&id) {
+                    if let Loc::Seg(..) = slot.loc {
+                        were_in_segments += 1;
+                    }
                     slot.loc = Loc::Seg(si, row as u32);
                 }
             }
-            st.seg_live += seg.rows();
+            st.seg_live = st.seg_live - were_in_segments + seg.rows();
             st.segments.push(seg);
             st.memtable.clear();
             st.tombstones.clear();
         }
         remove_if_exists(old_wal.path())?;
-        if full {
-            for s in old_segments {
-                remove_if_exists(&self.dir.join(segment_file_name(s)))?;
-            }
+        for s in replaced {
+            remove_if_exists(&self.dir.join(segment_file_name(s)))?;
         }
         sync_dir(&self.dir)
     }
 
-    /// Rewrite all live records into one segment without deleted or replaced rows.
+    /// Rewrite all live records into one segment without deleted or replaced rows (the space of
+    /// deleted and replaced rows is reclaimed). Checkpoints also do this on their own when the
+    /// compaction policy says so (see [`merge_from`]).
     pub fn compact(&self) -> Result<()> {
         self.check_alive()?;
         let mut w = self.writer()?;
         if let Some(why) = &w.poisoned {
             return Err(poisoned_error(&self.name, why));
         }
-        self.rewrite(&mut w, true)
+        let from = 0;
+        self.rewrite(&mut w, from)
     }
 
     /// Rebuild field `field`'s index with factory spec `spec` and persist the choice in the schema.
@@ -201,4 +229,43 @@ impl Collection {
         self.push_schema(schema);
         Ok(())
     }
+}
+
+/// Most segments a collection keeps before a checkpoint merges the newest ones.
+pub(super) const MAX_SEGMENTS: usize = 8;
+/// Share of dead rows (deleted or replaced) in the segments past which a checkpoint compacts
+/// everything, once there are at least [`RECLAIM_MIN_ROWS`] rows.
+pub(super) const RECLAIM_DEAD_SHARE: f64 = 0.25;
+/// Segments with fewer rows than this are never compacted for their dead rows alone.
+pub(super) const RECLAIM_MIN_ROWS: usize = 1024;
+
+/// The compaction policy: the first segment a checkpoint that writes `new_rows` memtable records
+/// should replace (`st.segments.len()`: none, a plain checkpoint).
+///
+/// * Dead rows past [`RECLAIM_DEAD_SHARE`] of the stored rows: everything (`0`), so deleted
+///   records stop taking space.
+/// * More than [`MAX_SEGMENTS`] segments with the new one: the newest run of segments whose rows
+///   add up to no more than the segment it sits on is merged (sizes then shrink geometrically
+///   towards the newest, so a record is rewritten about log(n) times); everything when no
+///   such run exists.
+pub(super) fn merge_from(st: &State, new_rows: usize) -> usize {
+    let n = st.segments.len();
+    let rows: Vec<usize> = st.segments.iter().map(|s| s.rows()).chain([new_rows]).collect();
+    let stored: usize = rows[..n].iter().sum();
+    let dead = stored - st.seg_live.min(stored);
+    if stored >= RECLAIM_MIN_ROWS && dead as f64 > RECLAIM_DEAD_SHARE * stored as f64 {
+        return 0;
+    }
+    if rows.len() <= MAX_SEGMENTS {
+        return n;
+    }
+    let mut suffix = rows[n];
+    let mut from = None;
+    for i in (1..n).rev() {
+        suffix += rows[i];
+        if suffix <= rows[i - 1] {
+            from = Some(i);
+        }
+    }
+    from.unwrap_or(0)
 }
