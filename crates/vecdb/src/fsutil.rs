@@ -21,11 +21,21 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
 /// Replace `path` with `bytes` atomically and durably: write a temporary file,
 /// fsync it, rename it over `path`, fsync the directory.
 pub(crate) fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
+    atomic_write_parts(path, &[bytes])
+}
+
+/// [`atomic_write`] of the concatenation of `parts` (written one after the other, not
+/// copied into one buffer first). The temporary file is `path` with `.tmp` appended.
+pub(crate) fn atomic_write_parts(path: &Path, parts: &[&[u8]]) -> Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
     {
         let mut f =
             OpenOptions::new().write(true).create(true).truncate(true).open(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
+        for part in parts {
+            f.write_all(part).map_err(|e| Error::io(&tmp, e))?;
+        }
         f.sync_all().map_err(|e| Error::io(&tmp, e))?;
     }
     fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
@@ -33,6 +43,19 @@ pub(crate) fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
         sync_dir(dir)?;
     }
     Ok(())
+}
+
+/// Create directory `dir` (and missing parents) durably: the new entry is fsynced into
+/// its parent, so files later written into `dir` cannot outlive the directory in a crash.
+pub(crate) fn create_dir(dir: &Path) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    match dir.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => sync_dir(parent),
+        _ => Ok(()),
+    }
 }
 
 /// Remove a file if it exists.

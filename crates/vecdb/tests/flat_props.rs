@@ -196,7 +196,7 @@ proptest! {
         let (index, model) = build(&c);
         let dir = tempfile::tempdir().expect("tempdir");
         index.save(dir.path()).expect("save");
-        let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("index.json")).expect("index.json")).expect("json");
+        let manifest: serde_json::Value = serde_json::from_slice(&vecdb::index::file::read(&dir.path().join("index.json")).expect("index.json")).expect("json");
         prop_assert_eq!(&manifest["kind"], "flat");
         let loaded = FlatIndex::load(dir.path()).expect("load");
         let dynamic = load_index(dir.path()).expect("load_index");

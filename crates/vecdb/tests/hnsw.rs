@@ -615,10 +615,12 @@ fn sq8_is_lossless_on_grid_data_and_persists() {
     assert!(!loaded.search(q, 10, &ef(50), None).unwrap().iter().any(|h| h.id == 5));
     loaded.add(&[50_000], VectorsRef::Dense(&data[..dim])).unwrap();
     assert_eq!(loaded.search(VectorRef::Dense(&data[..dim]), 2, &ef(50), None).unwrap().len(), 2);
-    // A corrupt codec is reported, never used.
+    // A corrupt codec is reported, never used (even in a file whose checksum is right).
     let meta = dir.path().join("index.json");
-    let text = std::fs::read_to_string(&meta).unwrap().replace("\"step\": 1.0", "\"step\": -1.0");
-    std::fs::write(&meta, text).unwrap();
+    let text = String::from_utf8(vecdb::index::file::read(&meta).unwrap()).unwrap();
+    let edited = text.replace("\"step\": 1.0", "\"step\": -1.0");
+    assert_ne!(edited, text);
+    vecdb::index::file::write(&meta, edited.as_bytes()).unwrap();
     assert!(matches!(HnswIndex::load(dir.path()), Err(Error::Corrupt { .. })));
     // SQ8 needs dense vectors; training after coding is refused.
     assert!(build_index("HNSW16,SQ8", 64, Metric::Hamming).is_err());

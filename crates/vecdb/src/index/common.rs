@@ -1,16 +1,15 @@
 //! Pieces shared by the approximate indexes (k-d forest, LSH, IVF, PCA, Refine):
-//! a slot store of dense vectors keyed by id, a bounded top-k collector, a small
-//! deterministic PRNG, input checks and binary/JSON file helpers.
+//! a slot store of dense vectors keyed by id (with its exact top-k and range searches),
+//! a small deterministic PRNG and input checks.
 
-use std::cmp::Ordering;
-use std::collections::{BinaryHeap, HashMap};
-use std::io::{Read, Write};
+use std::collections::HashMap;
 use std::path::Path;
-
-use bytemuck::Pod;
 
 use crate::distance;
 use crate::error::{Error, Result};
+use crate::fsutil::corrupt;
+use crate::index::file::{read_pod, write_pod};
+use crate::index::topk::{sort_neighbors, TopK};
 use crate::index::{IdFilter, Neighbor, SearchParams};
 use crate::metric::Metric;
 use crate::vector::{VectorRef, VectorsRef};
@@ -163,74 +162,6 @@ impl Rng {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Entry {
-    d: f32,
-    id: u64,
-}
-impl PartialEq for Entry {
-    fn eq(&self, o: &Self) -> bool {
-        self.cmp(o) == Ordering::Equal
-    }
-}
-impl Eq for Entry {}
-impl PartialOrd for Entry {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Entry {
-    fn cmp(&self, o: &Self) -> Ordering {
-        self.d.total_cmp(&o.d).then(self.id.cmp(&o.id))
-    }
-}
-
-/// Keeps the `k` smallest (distance, id) pairs seen.
-pub(crate) struct TopK {
-    k: usize,
-    heap: BinaryHeap<Entry>,
-}
-
-impl TopK {
-    pub(crate) fn new(k: usize) -> Self {
-        TopK { k, heap: BinaryHeap::with_capacity(k + 1) }
-    }
-    /// Offer a candidate.
-    #[inline]
-    pub(crate) fn push(&mut self, d: f32, id: u64) {
-        if self.k == 0 {
-            return;
-        }
-        if self.heap.len() < self.k {
-            self.heap.push(Entry { d, id });
-        } else if d < self.worst() {
-            self.heap.pop();
-            self.heap.push(Entry { d, id });
-        }
-    }
-    /// Distance a candidate must beat to enter (infinity until full).
-    #[inline]
-    pub(crate) fn worst(&self) -> f32 {
-        if self.heap.len() < self.k {
-            f32::INFINITY
-        } else {
-            self.heap.peek().map_or(f32::INFINITY, |e| e.d)
-        }
-    }
-    pub(crate) fn is_full(&self) -> bool {
-        self.heap.len() >= self.k
-    }
-    /// The kept pairs, closest first.
-    pub(crate) fn into_sorted(self) -> Vec<Neighbor> {
-        self.heap.into_sorted_vec().into_iter().map(|e| Neighbor { id: e.id, distance: e.d }).collect()
-    }
-}
-
-/// Sort neighbors closest first (ties by id) — for range search results.
-pub(crate) fn sort_neighbors(v: &mut [Neighbor]) {
-    v.sort_by(|a, b| a.distance.total_cmp(&b.distance).then(a.id.cmp(&b.id)));
-}
-
 /// Dense vectors in slots, keyed by caller id. Removal leaves a tombstone until [`DenseStore::compact`].
 #[derive(Debug, Clone, Default)]
 pub(crate) struct DenseStore {
@@ -336,41 +267,66 @@ impl DenseStore {
     pub(crate) fn memory_bytes(&self) -> usize {
         self.data.capacity() * 4 + self.ids.capacity() * 8 + self.alive.capacity() + self.map.capacity() * 16
     }
-    /// Exact top-k over live, accepted vectors into `top`.
-    pub(crate) fn scan_into(&self, metric: Metric, q: &[f32], filter: Option<IdFilter<'_>>, top: &mut TopK) {
-        for s in 0..self.slots() as u32 {
-            if !self.is_alive(s) {
-                continue;
-            }
-            let id = self.id(s);
-            if filter.is_some_and(|f| !f(id)) {
-                continue;
-            }
-            top.push(dense_distance(metric, q, self.vector(s)), id);
+    /// Live slots from `first` on whose ids `filter` accepts, as (slot, id).
+    fn accepted_from<'a>(
+        &'a self,
+        first: usize,
+        filter: Option<IdFilter<'a>>,
+    ) -> impl Iterator<Item = (u32, u64)> + 'a {
+        (first as u32..self.slots() as u32)
+            .filter(move |&s| self.is_alive(s) && filter.is_none_or(|f| f(self.id(s))))
+            .map(|s| (s, self.id(s)))
+    }
+    /// Offer the live vectors from slot `first` on that `filter` accepts to `top`, keyed by
+    /// `key(vector)` (the exact distance, or an index's own ranking key).
+    pub(crate) fn scan_from(
+        &self,
+        first: usize,
+        filter: Option<IdFilter<'_>>,
+        top: &mut TopK,
+        key: impl Fn(&[f32]) -> f32,
+    ) {
+        for (s, id) in self.accepted_from(first, filter) {
+            top.push(key(self.vector(s)), id);
         }
     }
-    /// Exact range search over live, accepted vectors, appended to `out` (unsorted).
+    /// Exact top-`k` of the live, accepted vectors, closest first.
+    pub(crate) fn search(&self, metric: Metric, q: &[f32], k: usize, filter: Option<IdFilter<'_>>) -> Vec<Neighbor> {
+        let mut top = TopK::new(k);
+        self.scan_from(0, filter, &mut top, |v| dense_distance(metric, q, v));
+        top.into_sorted()
+    }
+    /// Exact range search over the live, accepted vectors from slot `first` on, appended to
+    /// `out` unsorted (for indexes that add hits of their own before sorting).
     pub(crate) fn range_into(
         &self,
         metric: Metric,
         q: &[f32],
         radius: f32,
         filter: Option<IdFilter<'_>>,
+        first: usize,
         out: &mut Vec<Neighbor>,
     ) {
-        for s in 0..self.slots() as u32 {
-            if !self.is_alive(s) {
-                continue;
-            }
-            let id = self.id(s);
-            if filter.is_some_and(|f| !f(id)) {
-                continue;
-            }
+        for (s, id) in self.accepted_from(first, filter) {
             let d = dense_distance(metric, q, self.vector(s));
             if d <= radius {
                 out.push(Neighbor { id, distance: d });
             }
         }
+    }
+    /// Every live, accepted vector within `radius` (inclusive), closest first: the exact
+    /// range search of the indexes whose codes cannot bound a radius.
+    pub(crate) fn range_search(
+        &self,
+        metric: Metric,
+        q: &[f32],
+        radius: f32,
+        filter: Option<IdFilter<'_>>,
+    ) -> Vec<Neighbor> {
+        let mut out = Vec::new();
+        self.range_into(metric, q, radius, filter, 0, &mut out);
+        sort_neighbors(&mut out);
+        out
     }
     /// Save live vectors as `<name>.ids` and `<name>.f32` in `dir`.
     pub(crate) fn save(&self, dir: &Path, name: &str) -> Result<()> {
@@ -396,10 +352,10 @@ impl DenseStore {
         let data: Vec<f32> = read_pod(&dir.join(format!("{name}.f32")))?;
         let alive: Vec<u8> = read_pod(&dir.join(format!("{name}.alive")))?;
         if data.len() != ids.len() * dim || alive.len() != ids.len() {
-            return Err(Error::Corrupt {
-                path: dir.join(format!("{name}.f32")),
-                reason: format!("{} floats and {} flags for {} ids of dim {dim}", data.len(), alive.len(), ids.len()),
-            });
+            return Err(corrupt(
+                &dir.join(format!("{name}.f32")),
+                format!("{} floats and {} flags for {} ids of dim {dim}", data.len(), alive.len(), ids.len()),
+            ));
         }
         let alive: Vec<bool> = alive.iter().map(|&a| a != 0).collect();
         let map = ids.iter().enumerate().filter(|(i, _)| alive[*i]).map(|(i, &id)| (id, i as u32)).collect();
@@ -410,10 +366,10 @@ impl DenseStore {
         let ids: Vec<u64> = read_pod(&dir.join(format!("{name}.ids")))?;
         let data: Vec<f32> = read_pod(&dir.join(format!("{name}.f32")))?;
         if data.len() != ids.len() * dim {
-            return Err(Error::Corrupt {
-                path: dir.join(format!("{name}.f32")),
-                reason: format!("{} floats for {} ids of dim {dim}", data.len(), ids.len()),
-            });
+            return Err(corrupt(
+                &dir.join(format!("{name}.f32")),
+                format!("{} floats for {} ids of dim {dim}", data.len(), ids.len()),
+            ));
         }
         let mut s = DenseStore::new(dim);
         for (i, &id) in ids.iter().enumerate() {
@@ -421,67 +377,6 @@ impl DenseStore {
         }
         Ok(s)
     }
-}
-
-const MAGIC: &[u8; 8] = b"VDBANN01";
-
-/// Write a slice of plain values: magic, element size, count, CRC32, bytes (written to a temp file, then renamed).
-pub(crate) fn write_pod<T: Pod>(path: &Path, values: &[T]) -> Result<()> {
-    let bytes: &[u8] = bytemuck::cast_slice(values);
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    let mut header = Vec::with_capacity(28);
-    header.extend_from_slice(MAGIC);
-    header.extend_from_slice(&(std::mem::size_of::<T>() as u32).to_le_bytes());
-    header.extend_from_slice(&(values.len() as u64).to_le_bytes());
-    header.extend_from_slice(&crc32fast::hash(bytes).to_le_bytes());
-    f.write_all(&header).and_then(|_| f.write_all(bytes)).and_then(|_| f.sync_all()).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
-}
-
-/// Read a file written by [`write_pod`], checking magic, element size, length and checksum.
-pub(crate) fn read_pod<T: Pod>(path: &Path) -> Result<Vec<T>> {
-    let corrupt = |reason: String| Error::Corrupt { path: path.to_path_buf(), reason };
-    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut header = [0u8; 24];
-    f.read_exact(&mut header).map_err(|_| corrupt("file shorter than its header".into()))?;
-    if &header[..8] != MAGIC {
-        return Err(corrupt("bad magic".into()));
-    }
-    let size = u32::from_le_bytes(header[8..12].try_into().unwrap_or_default()) as usize;
-    let count = u64::from_le_bytes(header[12..20].try_into().unwrap_or_default()) as usize;
-    let crc = u32::from_le_bytes(header[20..24].try_into().unwrap_or_default());
-    if size != std::mem::size_of::<T>() {
-        return Err(corrupt(format!("element size {size}, expected {}", std::mem::size_of::<T>())));
-    }
-    let len = f.metadata().map_err(|e| Error::io(path, e))?.len() as usize;
-    if len != 24 + count * size {
-        return Err(corrupt(format!("length {len}, header says {}", 24 + count * size)));
-    }
-    let mut out = vec![T::zeroed(); count];
-    f.read_exact(bytemuck::cast_slice_mut(&mut out)).map_err(|e| Error::io(path, e))?;
-    if crc32fast::hash(bytemuck::cast_slice(&out)) != crc {
-        return Err(corrupt("checksum mismatch".into()));
-    }
-    Ok(out)
-}
-
-/// Write `dir/index.json` (creating `dir`).
-pub(crate) fn write_meta<M: serde::Serialize>(dir: &Path, meta: &M) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let path = dir.join("index.json");
-    let text = serde_json::to_vec_pretty(meta)
-        .map_err(|e| Error::InvalidArgument(format!("cannot serialize index metadata: {e}")))?;
-    let tmp = dir.join("index.json.tmp");
-    std::fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))
-}
-
-/// Read `dir/index.json` into `M`.
-pub(crate) fn read_meta<M: serde::de::DeserializeOwned>(dir: &Path) -> Result<M> {
-    let path = dir.join("index.json");
-    let text = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-    serde_json::from_slice(&text).map_err(|e| Error::Corrupt { path, reason: format!("bad index.json: {e}") })
 }
 
 /// Exact distances of `cands` (ids present in `store`) to `q`, best `k` kept.

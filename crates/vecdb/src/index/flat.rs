@@ -30,10 +30,7 @@
 //! assert_eq!((hits[0].id, hits[0].distance), (11, 5.0));
 //! ```
 
-use std::cmp::Ordering;
-use std::collections::{BinaryHeap, HashMap};
-use std::fs;
-use std::io::Write;
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -42,7 +39,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::distance;
 use crate::error::{Error, Result};
+use crate::fsutil::{corrupt, create_dir};
 use crate::index::common::row_products;
+use crate::index::file::{read_meta, read_pod, write_meta, write_pod, META_FILE};
+use crate::index::topk::{sort_neighbors, TopK};
 use crate::index::{IdFilter, Neighbor, SearchParams, VectorIndex};
 use crate::metric::Metric;
 use crate::vector::Element;
@@ -88,13 +88,12 @@ struct Manifest {
     dim: usize,
     metric: Metric,
     count: usize,
-    ids_crc32: u32,
-    vectors_crc32: u32,
 }
 
+/// Version of the flat index files (2: every file checksummed by its footer, see [`crate::index::file`]).
+const VERSION: u32 = 2;
 const IDS_FILE: &str = "ids.bin";
 const VECTORS_FILE: &str = "vectors.bin";
-const MANIFEST_FILE: &str = "index.json";
 
 impl FlatIndex {
     /// An empty index for vectors of `dim` components (bits for [`Metric::Hamming`]).
@@ -117,45 +116,44 @@ impl FlatIndex {
     /// Read an index saved in `dir` by [`VectorIndex::save`].
     ///
     /// Errors: [`Error::Io`] when a file is missing or unreadable, [`Error::Corrupt`]
-    /// when `index.json` is not a flat manifest or a file fails its length or CRC check.
+    /// naming the file when `index.json` is not a flat manifest or a file fails its footer
+    /// check ([`crate::index::file`]) or holds the wrong number of values.
     pub fn load(dir: &Path) -> Result<Self> {
-        let mpath = dir.join(MANIFEST_FILE);
-        let text = fs::read_to_string(&mpath).map_err(|e| Error::io(&mpath, e))?;
-        let m: Manifest = serde_json::from_str(&text)
-            .map_err(|e| Error::Corrupt { path: mpath.clone(), reason: format!("bad flat index manifest: {e}") })?;
+        let m: Manifest = read_meta(dir)?;
+        let mpath = dir.join(META_FILE);
         if m.kind != "flat" {
-            return Err(Error::Corrupt { path: mpath, reason: format!("index kind is '{}', expected 'flat'", m.kind) });
+            return Err(corrupt(&mpath, format!("index kind is '{}', expected 'flat'", m.kind)));
         }
-        if m.version != 1 {
-            return Err(Error::Corrupt {
-                path: mpath,
-                reason: format!("unsupported flat index version {}", m.version),
-            });
+        if m.version != VERSION {
+            return Err(corrupt(&mpath, format!("unsupported flat index version {}", m.version)));
         }
         let mut index = FlatIndex::new(m.dim, m.metric);
 
         let ipath = dir.join(IDS_FILE);
-        let raw = fs::read(&ipath).map_err(|e| Error::io(&ipath, e))?;
-        check_file(&ipath, &raw, m.count * 8, m.ids_crc32)?;
-        index.ids = raw.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect();
-
+        index.ids = read_pod(&ipath)?;
+        if index.ids.len() != m.count {
+            return Err(corrupt(&ipath, format!("{} ids, index.json says {}", index.ids.len(), m.count)));
+        }
         let vpath = dir.join(VECTORS_FILE);
-        let raw = fs::read(&vpath).map_err(|e| Error::io(&vpath, e))?;
-        let unit = if m.metric.element() == Element::F32 { 4 } else { 1 };
-        check_file(&vpath, &raw, m.count * index.row * unit, m.vectors_crc32)?;
-        if m.metric.element() == Element::F32 {
-            index.floats = raw.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap_or([0; 4]))).collect();
+        let want = m.count * index.row;
+        let got = if m.metric.element() == Element::F32 {
+            index.floats = read_pod(&vpath)?;
             if let Some(i) = index.floats.iter().position(|x| !x.is_finite()) {
-                return Err(Error::Corrupt { path: vpath, reason: format!("component {i} is not finite") });
+                return Err(corrupt(&vpath, format!("component {i} is not finite")));
             }
+            index.floats.len()
         } else {
-            index.bits = raw;
+            index.bits = read_pod(&vpath)?;
+            index.bits.len()
+        };
+        if got != want {
+            return Err(corrupt(&vpath, format!("{got} components, expected {want} for {} rows", m.count)));
         }
 
         index.slots.reserve(m.count);
         for (slot, &id) in index.ids.iter().enumerate() {
             if index.slots.insert(id, slot).is_some() {
-                return Err(Error::Corrupt { path: ipath, reason: format!("id {id} appears twice") });
+                return Err(corrupt(&ipath, format!("id {id} appears twice")));
             }
         }
         if index.metric == Metric::L2 {
@@ -213,7 +211,7 @@ impl FlatIndex {
             for (j, &d) in buf[..e - s].iter().enumerate() {
                 let id = self.ids[s + j];
                 if top.accepts(d, id) && filter.is_none_or(|f| f(id)) {
-                    top.push(d, id);
+                    top.insert(d, id);
                 }
             }
             s = e;
@@ -566,53 +564,22 @@ impl VectorIndex for FlatIndex {
         Some(Box::new(self.clone()))
     }
     fn save(&self, dir: &Path) -> Result<()> {
-        fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let ids: Vec<u8> = self.ids.iter().flat_map(|id| id.to_le_bytes()).collect();
-        let vectors: Vec<u8> = match self.metric.element() {
-            Element::F32 => self.floats.iter().flat_map(|x| x.to_le_bytes()).collect(),
-            Element::Bit => self.bits.clone(),
-        };
-        write_synced(&dir.join(IDS_FILE), &ids)?;
-        write_synced(&dir.join(VECTORS_FILE), &vectors)?;
+        create_dir(dir)?;
+        write_pod(&dir.join(IDS_FILE), &self.ids)?;
+        match self.metric.element() {
+            Element::F32 => write_pod(&dir.join(VECTORS_FILE), &self.floats)?,
+            Element::Bit => write_pod(&dir.join(VECTORS_FILE), &self.bits)?,
+        }
         let manifest = Manifest {
             kind: "flat".into(),
-            version: 1,
+            version: VERSION,
             dim: self.dim,
             metric: self.metric,
             count: self.ids.len(),
-            ids_crc32: crc32fast::hash(&ids),
-            vectors_crc32: crc32fast::hash(&vectors),
         };
-        let json = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::InvalidArgument(e.to_string()))?;
         // The manifest goes last: a directory without it is not a complete index.
-        write_synced(&dir.join(MANIFEST_FILE), &json)
+        write_meta(dir, &manifest)
     }
-}
-
-/// Write `bytes` to `path` through a temporary file, fsync, then rename over `path`.
-fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut f = fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
-    f.sync_all().map_err(|e| Error::io(&tmp, e))?;
-    fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
-}
-
-fn check_file(path: &Path, raw: &[u8], want_len: usize, want_crc: u32) -> Result<()> {
-    if raw.len() != want_len {
-        return Err(Error::Corrupt {
-            path: path.to_path_buf(),
-            reason: format!("length {} bytes, manifest says {want_len}", raw.len()),
-        });
-    }
-    let crc = crc32fast::hash(raw);
-    if crc != want_crc {
-        return Err(Error::Corrupt {
-            path: path.to_path_buf(),
-            reason: format!("CRC32 {crc:08x}, manifest says {want_crc:08x}"),
-        });
-    }
-    Ok(())
 }
 
 /// Offer the scores of one GEMM output row (`row[j]` for data row `j` of the tile)
@@ -620,7 +587,7 @@ fn check_file(path: &Path, raw: &[u8], want_len: usize, want_crc: u32) -> Result
 ///
 /// A SIMD pass ([`distance::gemm_candidates`]) first drops the values greater than
 /// the worst kept one, which can never enter the heap; the survivors take exactly
-/// the per-row path ([`TopK::accepts`], filter, push) in order, so the result is the
+/// the per-row path ([`TopK::accepts`], filter, insert) in order, so the result is the
 /// same as offering every value.
 #[inline(always)]
 fn select_tile(
@@ -632,95 +599,14 @@ fn select_tile(
     cands: &mut Vec<u32>,
     score: impl Fn(usize, f32) -> f32,
 ) {
-    distance::gemm_candidates(norms, row, top.worst, cands);
+    distance::gemm_candidates(norms, row, top.worst(), cands);
     for &j in cands.iter() {
         let j = j as usize;
         let d = score(j, row[j]);
         let id = ids[j];
         if top.accepts(d, id) && filter.is_none_or(|f| f(id)) {
-            top.push(d, id);
+            top.insert(d, id);
         }
-    }
-}
-
-/// Sort by distance, then by id.
-fn sort_neighbors(v: &mut [Neighbor]) {
-    v.sort_unstable_by(|a, b| a.distance.total_cmp(&b.distance).then(a.id.cmp(&b.id)));
-}
-
-/// A candidate in a top-k heap, ordered by (distance, id).
-#[derive(Clone, Copy, Debug)]
-struct Cand {
-    d: f32,
-    id: u64,
-}
-
-impl PartialEq for Cand {
-    fn eq(&self, o: &Self) -> bool {
-        self.cmp(o) == Ordering::Equal
-    }
-}
-impl Eq for Cand {}
-impl PartialOrd for Cand {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Cand {
-    fn cmp(&self, o: &Self) -> Ordering {
-        self.d.total_cmp(&o.d).then(self.id.cmp(&o.id))
-    }
-}
-
-/// The `k` smallest (distance, id) pairs seen so far (a max-heap on the worst kept).
-struct TopK {
-    k: usize,
-    heap: BinaryHeap<Cand>,
-    /// Distance of the worst kept candidate once full; `+∞` before.
-    worst: f32,
-}
-
-impl TopK {
-    fn new(k: usize) -> Self {
-        TopK { k, heap: BinaryHeap::with_capacity(k.min(4096) + 1), worst: f32::INFINITY }
-    }
-
-    /// Would `(d, id)` enter the top-k? Cheap test to run before the filter.
-    #[inline]
-    fn accepts(&self, d: f32, id: u64) -> bool {
-        if self.heap.len() < self.k {
-            return self.k > 0;
-        }
-        if d < self.worst {
-            return true;
-        }
-        // NaN-safe total order, ties broken by id.
-        self.heap.peek().is_some_and(|w| Cand { d, id } < *w)
-    }
-
-    /// Insert a candidate that passed [`TopK::accepts`].
-    #[inline]
-    fn push(&mut self, d: f32, id: u64) {
-        if self.heap.len() == self.k {
-            self.heap.pop();
-        }
-        self.heap.push(Cand { d, id });
-        if self.heap.len() == self.k {
-            self.worst = self.heap.peek().map_or(f32::INFINITY, |c| c.d);
-        }
-    }
-
-    fn merge(mut self, other: TopK) -> TopK {
-        for c in other.heap {
-            if self.accepts(c.d, c.id) {
-                self.push(c.d, c.id);
-            }
-        }
-        self
-    }
-
-    fn into_sorted(self) -> Vec<Neighbor> {
-        self.heap.into_sorted_vec().into_iter().map(|c| Neighbor { id: c.id, distance: c.d }).collect()
     }
 }
 

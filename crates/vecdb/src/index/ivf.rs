@@ -18,14 +18,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::distance;
 use crate::error::{Error, Result};
+use crate::fsutil::corrupt;
 use crate::index::common::{
-    dense_batch, dense_distance, dense_queries, dense_query, dense_sample, read_meta, read_pod, require_dense,
-    row_products, sort_neighbors, write_meta, write_pod, DenseStore, TopK,
+    dense_batch, dense_distance, dense_queries, dense_query, dense_sample, require_dense, row_products, DenseStore,
 };
+use crate::index::file::{read_meta, read_pod, write_meta, write_pod};
 use crate::index::flat::with_threads;
 use crate::index::kmeans;
 use crate::index::pq::{ProductQuantizer, KSUB};
 use crate::index::sq::{ScalarQuantizer, SqQuery};
+use crate::index::topk::{sort_neighbors, TopK};
 use crate::index::{search_each, IdFilter, Neighbor, SearchParams, VectorIndex};
 use crate::metric::Metric;
 use crate::vector::{Vector, VectorRef, VectorsRef};
@@ -195,15 +197,6 @@ impl IvfIndex {
         match self.codec {
             IvfCodec::Pq { .. } => base.max(39 * KSUB),
             _ => base,
-        }
-    }
-
-    /// Bytes of one stored code (excluding the 8-byte id).
-    pub fn code_bytes(&self) -> usize {
-        match self.codec {
-            IvfCodec::Flat => self.dim * 4,
-            IvfCodec::Pq { m } => m + 4,
-            IvfCodec::Sq8 => self.dim,
         }
     }
 
@@ -377,7 +370,8 @@ impl IvfIndex {
         filter: Option<IdFilter<'_>>,
     ) -> Vec<Neighbor> {
         let mut top = TopK::new(k);
-        self.pending.scan_into(self.metric, q, filter, &mut top);
+        let metric = self.metric;
+        self.pending.scan_from(0, filter, &mut top, |v| dense_distance(metric, q, v));
         if let (Some(t), Some(qc)) = (&self.trained, qc) {
             let nprobe = params.nprobe.unwrap_or(DEFAULT_NPROBE).clamp(1, self.nlist);
             let mut po = self.probe_order_from(t, q, qc, nprobe);
@@ -451,7 +445,6 @@ impl IvfIndex {
     pub fn load(dir: &Path) -> Result<Self> {
         let meta: Meta = read_meta(dir)?;
         let mut ix = IvfIndex::new(&meta.description, meta.dim, meta.metric, meta.nlist, meta.codec)?;
-        let corrupt = |what: &str| Error::Corrupt { path: dir.to_path_buf(), reason: what.to_string() };
         ix.pending = DenseStore::load(dir, "pending", meta.dim)?;
         if !meta.trained {
             return Ok(ix);
@@ -459,7 +452,7 @@ impl IvfIndex {
         let dim = meta.dim;
         let centroids: Vec<f32> = read_pod(&dir.join("centroids.f32"))?;
         if centroids.len() != meta.nlist * dim {
-            return Err(corrupt("centroid count does not match nlist"));
+            return Err(corrupt(&dir.join("centroids.f32"), "centroid count does not match nlist"));
         }
         let quant = match meta.codec {
             IvfCodec::Flat => Quant::Flat,
@@ -467,13 +460,14 @@ impl IvfIndex {
                 let vmin: Vec<f32> = read_pod(&dir.join("sq_min.f32"))?;
                 let scale: Vec<f32> = read_pod(&dir.join("sq_scale.f32"))?;
                 if vmin.len() != dim || scale.len() != dim {
-                    return Err(corrupt("scalar quantizer size does not match dim"));
+                    return Err(corrupt(&dir.join("sq_scale.f32"), "scalar quantizer size does not match dim"));
                 }
                 Quant::Sq(ScalarQuantizer { vmin, scale })
             }
             IvfCodec::Pq { m } => {
                 let cb: Vec<f32> = read_pod(&dir.join("pq.f32"))?;
-                Quant::Pq(ProductQuantizer::from_parts(dim, m, cb).ok_or_else(|| corrupt("bad PQ codebooks"))?)
+                let bad = || corrupt(&dir.join("pq.f32"), "bad PQ codebooks");
+                Quant::Pq(ProductQuantizer::from_parts(dim, m, cb).ok_or_else(bad)?)
             }
         };
         let cnorm = centroids.chunks_exact(dim).map(|c| distance::dot(c, c)).collect();
@@ -493,7 +487,7 @@ impl IvfIndex {
             || codes.len() != ids.len() * cw
             || extra.len() != ids.len() * ew
         {
-            return Err(corrupt("inverted list sizes do not match the stored ids and codes"));
+            return Err(corrupt(&dir.join("sizes.u64"), "inverted list sizes do not match the stored ids and codes"));
         }
         let mut start = 0usize;
         for (l, &s) in sizes.iter().enumerate() {
@@ -640,7 +634,7 @@ impl VectorIndex for IvfIndex {
     ) -> Result<Vec<Neighbor>> {
         let q = dense_query(query, self.dim)?;
         let mut out = Vec::new();
-        self.pending.range_into(self.metric, q, radius, filter, &mut out);
+        self.pending.range_into(self.metric, q, radius, filter, 0, &mut out);
         if let Some(t) = &self.trained {
             let nprobe = params.nprobe.unwrap_or(DEFAULT_NPROBE).clamp(1, self.nlist);
             let po = self.probe_order(t, q, nprobe);

@@ -27,10 +27,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::distance;
 use crate::error::{Error, Result};
-use crate::index::common::{
-    dense_batch, dense_distance, dense_query, read_meta, read_pod, sort_neighbors, write_meta, write_pod, DenseStore,
-    Rng, TopK,
-};
+use crate::fsutil::corrupt;
+use crate::index::common::{dense_batch, dense_distance, dense_query, DenseStore, Rng};
+use crate::index::file::{read_meta, read_pod, write_meta, write_pod, META_FILE};
+use crate::index::topk::{sort_neighbors, TopK};
 use crate::index::{IdFilter, Neighbor, SearchParams, VectorIndex};
 use crate::metric::Metric;
 use crate::vector::{Vector, VectorRef, VectorsRef};
@@ -148,6 +148,15 @@ impl Builder<'_> {
     }
 }
 
+/// Squared-L2-like key used inside the trees (L2: ‖q−x‖²; cosine: ‖q−x‖²/2 computed as 1 − q·x).
+#[inline]
+fn tree_key(metric: Metric, q: &[f32], x: &[f32]) -> f32 {
+    match metric {
+        Metric::Cosine => 1.0 - distance::dot(q, x),
+        _ => distance::l2_sq(q, x),
+    }
+}
+
 /// Per-query search state.
 struct Search<'a, 'f> {
     ix: &'a KdForest,
@@ -159,13 +168,9 @@ struct Search<'a, 'f> {
 }
 
 impl Search<'_, '_> {
-    /// Squared-L2-like key used inside the trees (L2: ‖q−x‖²; cosine: ‖q−x‖²/2 computed as 1 − q·x).
     #[inline]
     fn key(&self, x: &[f32]) -> f32 {
-        match self.ix.metric {
-            Metric::Cosine => 1.0 - distance::dot(self.q, x),
-            _ => distance::l2_sq(self.q, x),
-        }
+        tree_key(self.ix.metric, self.q, x)
     }
     /// Scale from squared plane distance to key units.
     #[inline]
@@ -365,17 +370,10 @@ impl KdForest {
         out
     }
 
-    /// Scan the unindexed tail exactly into `top`.
+    /// Scan the unindexed tail exactly into `s.top`.
     fn scan_tail(&self, filter: Option<IdFilter<'_>>, s: &mut Search<'_, '_>) {
-        for slot in self.indexed as u32..self.store.slots() as u32 {
-            if self.store.is_alive(slot) {
-                let id = self.store.id(slot);
-                if filter.is_none_or(|f| f(id)) {
-                    let k = s.key(self.store.vector(slot));
-                    s.top.push(k, id);
-                }
-            }
-        }
+        let (metric, q) = (self.metric, s.q);
+        self.store.scan_from(self.indexed, filter, &mut s.top, |v| tree_key(metric, q, v));
     }
 
     /// Read an index saved by [`VectorIndex::save`].
@@ -383,9 +381,8 @@ impl KdForest {
         let meta: Meta = read_meta(dir)?;
         let mut ix = KdForest::new(meta.dim, meta.metric, meta.ntrees, meta.exact)?;
         ix.store = DenseStore::load_slots(dir, "vectors", meta.dim)?;
-        let corrupt = |r: &str| Error::Corrupt { path: dir.to_path_buf(), reason: r.to_string() };
         if meta.indexed > ix.store.slots() {
-            return Err(corrupt("more indexed points than stored vectors"));
+            return Err(corrupt(&dir.join(META_FILE), "more indexed points than stored vectors"));
         }
         ix.indexed = meta.indexed;
         if meta.indexed > 0 {
@@ -403,7 +400,7 @@ impl KdForest {
                     })
                     && !nodes.is_empty();
                 if !ok {
-                    return Err(corrupt(&format!("tree {t} is inconsistent")));
+                    return Err(corrupt(&dir.join(format!("tree{t}.nodes")), format!("tree {t} is inconsistent")));
                 }
                 ix.trees.push(Tree { nodes, perm });
             }
@@ -509,14 +506,7 @@ impl VectorIndex for KdForest {
                 }
             }
         }
-        for slot in self.indexed as u32..self.store.slots() as u32 {
-            if self.store.is_alive(slot) && filter.is_none_or(|f| f(self.store.id(slot))) {
-                let d = dense_distance(self.metric, q, self.store.vector(slot));
-                if d <= radius {
-                    out.push(Neighbor { id: self.store.id(slot), distance: d });
-                }
-            }
-        }
+        self.store.range_into(self.metric, q, radius, filter, self.indexed, &mut out);
         sort_neighbors(&mut out);
         Ok(out)
     }

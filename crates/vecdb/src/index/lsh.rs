@@ -15,10 +15,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::distance;
 use crate::error::{Error, Result};
+use crate::fsutil::corrupt;
 use crate::index::common::{
-    dense_batch, dense_distance, dense_queries, dense_query, dense_sample, read_meta, read_pod, require_dense,
-    rerank_depth, row_products, sort_neighbors, write_meta, write_pod, DenseStore, Rng, TopK,
+    dense_batch, dense_distance, dense_queries, dense_query, dense_sample, require_dense, rerank_depth, row_products,
+    DenseStore, Rng,
 };
+use crate::index::file::{read_meta, read_pod, write_meta, write_pod};
+use crate::index::topk::TopK;
 use crate::index::{IdFilter, Neighbor, SearchParams, VectorIndex};
 use crate::metric::Metric;
 use crate::vector::{Vector, VectorRef, VectorsRef};
@@ -183,17 +186,14 @@ impl LshIndex {
         // The directions are saved too, so sketches never depend on this platform's libm.
         let planes: Vec<f32> = read_pod(&dir.join("planes.f32"))?;
         if planes.len() != meta.bits * meta.dim {
-            return Err(Error::Corrupt {
-                path: dir.join("planes.f32"),
-                reason: "projection size does not match".into(),
-            });
+            return Err(corrupt(&dir.join("planes.f32"), "projection size does not match"));
         }
         ix.planes = planes;
         if meta.trained {
             let center: Vec<f32> = read_pod(&dir.join("center.f32"))?;
             let codes: Vec<u64> = read_pod(&dir.join("codes.u64"))?;
             if center.len() != meta.dim || codes.len() != ix.store.slots() * ix.words() {
-                return Err(Error::Corrupt { path: dir.to_path_buf(), reason: "sketch sizes do not match".into() });
+                return Err(corrupt(&dir.join("codes.u64"), "sketch sizes do not match"));
             }
             ix.center = Some(center);
             ix.codes = codes;
@@ -325,9 +325,7 @@ impl VectorIndex for LshIndex {
     ) -> Result<Vec<Neighbor>> {
         let q = dense_query(query, self.dim)?;
         let (true, Some(center)) = (self.is_encoded(), &self.center) else {
-            let mut top = TopK::new(k);
-            self.store.scan_into(self.metric, q, filter, &mut top);
-            return Ok(top.into_sorted());
+            return Ok(self.store.search(self.metric, q, k, filter));
         };
         let scans = self.scan_group(&self.sketch_rows(center, q), &self.accepted(filter));
         Ok(self.rerank_scan(&scans[0], q, k, rerank_depth(params, k)))
@@ -373,10 +371,7 @@ impl VectorIndex for LshIndex {
         filter: Option<IdFilter<'_>>,
     ) -> Result<Vec<Neighbor>> {
         let q = dense_query(query, self.dim)?;
-        let mut out = Vec::new();
-        self.store.range_into(self.metric, q, radius, filter, &mut out);
-        sort_neighbors(&mut out);
-        Ok(out)
+        Ok(self.store.range_search(self.metric, q, radius, filter))
     }
     fn reconstruct(&self, id: u64) -> Option<Vector> {
         self.store.get(id).map(|v| Vector::Dense(v.to_vec()))

@@ -20,6 +20,7 @@ pub mod hnsw;
 pub mod registry;
 
 mod common;
+pub mod file;
 pub mod ivf;
 pub mod kdforest;
 mod kmeans;
@@ -28,6 +29,7 @@ pub mod pca;
 mod pq;
 pub mod refine;
 mod sq;
+mod topk;
 
 pub use registry::{build_index, load_index};
 

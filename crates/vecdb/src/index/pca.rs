@@ -16,10 +16,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::distance;
 use crate::error::{Error, Result};
-use crate::index::common::{
-    dense_batch, dense_query, dense_sample, read_meta, read_pod, require_dense, sort_neighbors, write_meta, write_pod,
-    DenseStore, TopK,
-};
+use crate::fsutil::corrupt;
+use crate::index::common::{dense_batch, dense_query, dense_sample, require_dense, DenseStore};
+use crate::index::file::{read_meta, read_pod, write_meta, write_pod, META_FILE};
 use crate::index::{load_index, IdFilter, Neighbor, SearchParams, VectorIndex};
 use crate::metric::Metric;
 use crate::vector::{Vector, VectorRef, VectorsRef};
@@ -77,11 +76,6 @@ impl PcaIndex {
     /// Vectors needed before the projection is fitted automatically: max(1000, 4 × output dim).
     pub fn min_train_points(&self) -> usize {
         (4 * self.d_out).max(1000)
-    }
-
-    /// Total variance of the training sample along the kept directions (None before training).
-    pub fn kept_variance(&self) -> Option<f32> {
-        self.proj.as_ref().map(|p| p.eigen.iter().sum::<f32>())
     }
 
     fn fit(&mut self, data: &[f32]) -> Result<()> {
@@ -159,10 +153,7 @@ impl PcaIndex {
         let inner = load_index(&dir.join("inner"))?;
         let mut ix = PcaIndex::new(meta.d_in, meta.whiten, inner)?;
         if ix.d_out != meta.d_out || ix.metric != meta.metric {
-            return Err(Error::Corrupt {
-                path: dir.join("index.json"),
-                reason: "inner index dimension or metric does not match the PCA stage".into(),
-            });
+            return Err(corrupt(&dir.join(META_FILE), "inner index dimension or metric does not match the PCA stage"));
         }
         ix.pending = DenseStore::load(dir, "pending", meta.d_in)?;
         if meta.trained {
@@ -170,7 +161,7 @@ impl PcaIndex {
             let matrix: Vec<f32> = read_pod(&dir.join("matrix.f32"))?;
             let eigen: Vec<f32> = read_pod(&dir.join("eigen.f32"))?;
             if mean.len() != meta.d_in || matrix.len() != meta.d_in * meta.d_out || eigen.len() != meta.d_out {
-                return Err(Error::Corrupt { path: dir.to_path_buf(), reason: "PCA matrix sizes do not match".into() });
+                return Err(corrupt(&dir.join("matrix.f32"), "PCA matrix sizes do not match"));
             }
             ix.proj = Some(Projection { mean, matrix, eigen });
         }
@@ -264,11 +255,7 @@ impl VectorIndex for PcaIndex {
                 let y = self.project(p, q);
                 self.inner.search(VectorRef::Dense(&y), k, params, filter)
             }
-            None => {
-                let mut top = TopK::new(k);
-                self.pending.scan_into(self.metric, q, filter, &mut top);
-                Ok(top.into_sorted())
-            }
+            None => Ok(self.pending.search(self.metric, q, k, filter)),
         }
     }
     fn range_search(
@@ -284,12 +271,7 @@ impl VectorIndex for PcaIndex {
                 let y = self.project(p, q);
                 self.inner.range_search(VectorRef::Dense(&y), radius, params, filter)
             }
-            None => {
-                let mut out = Vec::new();
-                self.pending.range_into(self.metric, q, radius, filter, &mut out);
-                sort_neighbors(&mut out);
-                Ok(out)
-            }
+            None => Ok(self.pending.range_search(self.metric, q, radius, filter)),
         }
     }
     /// Approximate: the inner index's vector mapped back through the projection.

@@ -8,10 +8,8 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::index::common::{
-    dense_batch, dense_queries, dense_query, read_meta, require_dense, rerank, rerank_depth, sort_neighbors,
-    write_meta, DenseStore,
-};
+use crate::index::common::{dense_batch, dense_queries, dense_query, require_dense, rerank, rerank_depth, DenseStore};
+use crate::index::file::{read_meta, write_meta};
 use crate::index::{load_index, IdFilter, Neighbor, SearchParams, VectorIndex};
 use crate::metric::Metric;
 use crate::vector::{Vector, VectorRef, VectorsRef};
@@ -132,10 +130,7 @@ impl VectorIndex for RefineIndex {
         filter: Option<IdFilter<'_>>,
     ) -> Result<Vec<Neighbor>> {
         let q = dense_query(query, self.dim)?;
-        let mut out = Vec::new();
-        self.store.range_into(self.metric, q, radius, filter, &mut out);
-        sort_neighbors(&mut out);
-        Ok(out)
+        Ok(self.store.range_search(self.metric, q, radius, filter))
     }
     fn reconstruct(&self, id: u64) -> Option<Vector> {
         self.store.get(id).map(|v| Vector::Dense(v.to_vec()))

@@ -24,6 +24,8 @@
 use std::path::Path;
 
 use crate::error::{Error, Result};
+use crate::fsutil::corrupt;
+use crate::index::file::{read_meta, META_FILE};
 use crate::index::flat::FlatIndex;
 use crate::index::hnsw::{HnswIndex, DEFAULT_EF_CONSTRUCTION};
 use crate::index::ivf::{IvfCodec, IvfIndex};
@@ -192,11 +194,10 @@ fn hnsw_m(stage: &str, m: Result<usize>) -> Result<usize> {
 /// Load an index previously written by [`VectorIndex::save`] into `dir`.
 ///
 /// Reads the `kind` field of `dir/index.json` and dispatches to that index's loader.
+/// Every file is checked as it is read ([`crate::index::file`]): a damaged one is an
+/// [`Error::Corrupt`] naming it.
 pub fn load_index(dir: &Path) -> Result<Box<dyn VectorIndex>> {
-    let path = dir.join("index.json");
-    let text = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-    let value: serde_json::Value = serde_json::from_slice(&text)
-        .map_err(|e| Error::Corrupt { path: path.clone(), reason: format!("bad index.json: {e}") })?;
+    let value: serde_json::Value = read_meta(dir)?;
     let kind = value.get("kind").and_then(|k| k.as_str()).unwrap_or_default();
     match kind {
         "flat" => Ok(Box::new(FlatIndex::load(dir)?)),
@@ -206,6 +207,6 @@ pub fn load_index(dir: &Path) -> Result<Box<dyn VectorIndex>> {
         "ivf" => Ok(Box::new(IvfIndex::load(dir)?)),
         "pca" => Ok(Box::new(PcaIndex::load(dir)?)),
         "refine" => Ok(Box::new(RefineIndex::load(dir)?)),
-        other => Err(Error::Corrupt { path, reason: format!("unknown index kind '{other}'") }),
+        other => Err(corrupt(&dir.join(META_FILE), format!("unknown index kind '{other}'"))),
     }
 }

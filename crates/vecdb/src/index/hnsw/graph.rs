@@ -16,6 +16,7 @@ use parking_lot::Mutex;
 use super::scratch::Scratch;
 use super::space::Space;
 use super::Bits;
+use crate::index::topk::TopK;
 
 /// "No node".
 pub(crate) const NONE: u32 = u32::MAX;
@@ -306,25 +307,18 @@ impl Graph {
         let Scratch { visited, buf, .. } = sc;
         visited.reset(self.len());
         let mut cand: BinaryHeap<std::cmp::Reverse<Scored>> = BinaryHeap::new();
-        let mut res: BinaryHeap<Scored> = BinaryHeap::with_capacity(ef + 1);
-        let mut bound = f32::INFINITY;
+        let mut res: TopK<u32> = TopK::new(ef);
         for &e in eps {
             if !visited.check_and_mark(e.1) {
                 cand.push(std::cmp::Reverse(e));
                 if accept(e.1) {
-                    res.push(e);
+                    res.push(e.0, e.1);
                 }
             }
         }
-        while res.len() > ef {
-            res.pop();
-        }
-        if res.len() == ef {
-            bound = res.peek().map_or(f32::INFINITY, |r| r.0);
-        }
         let mut spent = 0usize;
         while let Some(std::cmp::Reverse(c)) = cand.pop() {
-            if c.0 > bound {
+            if c.0 > res.worst() {
                 break;
             }
             if spent >= budget {
@@ -340,21 +334,15 @@ impl Graph {
             spent += buf.len();
             for &nb in buf.iter() {
                 let d = s.dist(q, s.row(nb));
-                if d < bound {
+                if d < res.worst() {
                     cand.push(std::cmp::Reverse(Scored(d, nb)));
                     if accept(nb) {
-                        res.push(Scored(d, nb));
-                        if res.len() > ef {
-                            res.pop();
-                        }
-                        if res.len() == ef {
-                            bound = res.peek().map_or(f32::INFINITY, |r| r.0);
-                        }
+                        res.insert(d, nb);
                     }
                 }
             }
         }
-        res.into_sorted_vec()
+        res.into_sorted_pairs().into_iter().map(|(d, slot)| Scored(d, slot)).collect()
     }
 
     /// HNSW's neighbour-selection heuristic: walk candidates closest first and keep one only

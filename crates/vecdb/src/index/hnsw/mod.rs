@@ -23,8 +23,9 @@
 //!   filter is answered exactly by scanning the accepted rows, otherwise the graph walk keeps
 //!   expanding until `ef` accepted nodes are found, and falls back to the scan when it
 //!   finds fewer than `k`.
-//! * Persistence: `index.json` plus flat little-endian files; vectors are memory-mapped on
-//!   load and copied into memory on the first insert.
+//! * Persistence: `index.json` plus flat little-endian files, each checksummed by its footer
+//!   ([`crate::index::file`]); vectors are memory-mapped on load (and checked) and copied
+//!   into memory on the first insert.
 
 mod graph;
 mod maintain;
@@ -33,12 +34,13 @@ mod scratch;
 mod space;
 mod sq8;
 
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::index::topk::TopK;
 use crate::index::{IdFilter, Neighbor, SearchParams, VectorIndex};
 use crate::metric::Metric;
 use crate::vector::Element;
@@ -101,7 +103,11 @@ enum Rows {
     F32(Vec<f32>),
     /// Packed bits (hamming) or 8-bit codes (`SQ8`).
     Bits(Vec<u8>),
-    Mapped(std::sync::Arc<memmap2::Mmap>),
+    /// A mapped index file; the rows are its first `len` bytes (the body before the footer).
+    Mapped {
+        map: std::sync::Arc<memmap2::Mmap>,
+        len: usize,
+    },
 }
 
 impl Rows {
@@ -109,14 +115,14 @@ impl Rows {
         match self {
             Rows::F32(v) => v,
             Rows::Bits(_) => &[],
-            Rows::Mapped(m) => bytemuck::cast_slice(&m[..]),
+            Rows::Mapped { map, len } => bytemuck::cast_slice(&map[..*len]),
         }
     }
     fn bytes(&self) -> &[u8] {
         match self {
             Rows::F32(v) => bytemuck::cast_slice(v),
             Rows::Bits(v) => v,
-            Rows::Mapped(m) => &m[..],
+            Rows::Mapped { map, len } => &map[..*len],
         }
     }
     fn byte_len(&self) -> usize {
@@ -124,8 +130,8 @@ impl Rows {
     }
     /// Copy mapped rows into memory so they can grow (`floats`: the rows are `f32`).
     fn make_owned(&mut self, floats: bool) {
-        if let Rows::Mapped(m) = self {
-            *self = if floats { Rows::F32(bytemuck::cast_slice(&m[..]).to_vec()) } else { Rows::Bits(m.to_vec()) };
+        if let Rows::Mapped { .. } = self {
+            *self = if floats { Rows::F32(self.f32s().to_vec()) } else { Rows::Bits(self.bytes().to_vec()) };
         }
     }
 }
@@ -352,22 +358,15 @@ impl HnswIndex {
         }
     }
 
-    /// Exact scan over the accepted nodes.
+    /// Exact scan over the accepted nodes (ties by slot, like the graph search).
     fn brute<S: Space>(&self, s: &S, q: &S::Row, k: usize, accept: &dyn Fn(u32) -> bool) -> Vec<Scored> {
-        let mut heap: BinaryHeap<Scored> = BinaryHeap::with_capacity(k + 1);
+        let mut top: TopK<u32> = TopK::new(k);
         for slot in 0..self.graph.len() as u32 {
-            if !accept(slot) {
-                continue;
-            }
-            let d = s.dist(q, s.row(slot));
-            if heap.len() < k {
-                heap.push(Scored(d, slot));
-            } else if heap.peek().is_some_and(|w| d < w.0) {
-                heap.pop();
-                heap.push(Scored(d, slot));
+            if accept(slot) {
+                top.push(s.dist(q, s.row(slot)), slot);
             }
         }
-        heap.into_sorted_vec()
+        top.into_sorted_pairs().into_iter().map(|(d, slot)| Scored(d, slot)).collect()
     }
 
     fn to_neighbors(&self, found: Vec<Scored>) -> Vec<Neighbor> {

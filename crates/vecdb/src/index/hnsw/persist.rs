@@ -1,7 +1,7 @@
 //! Saving and loading an [`HnswIndex`]: `index.json` plus flat little-endian files, each
-//! with a CRC-32 recorded in `index.json`. Loading validates every link before use.
+//! checksummed by its footer ([`crate::index::file`]). Loading validates every link before use.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fs;
 use std::path::Path;
 use std::sync::atomic::AtomicU32;
@@ -12,10 +12,13 @@ use super::graph::{Graph, NONE};
 use super::sq8::Sq8Codec;
 use super::{Bits, HnswIndex, Rows, MAX_LEVEL, MAX_M};
 use crate::error::{Error, Result};
+use crate::fsutil::{corrupt, create_dir};
+use crate::index::file::{self, read_meta, write_meta, META_FILE};
 use crate::metric::Metric;
 use crate::vector::Element;
 
-const VERSION: u32 = 1;
+/// 2: the files carry their own checksums (version 1 kept them in `index.json`).
+const VERSION: u32 = 2;
 
 /// The `index.json` document.
 #[derive(Serialize, Deserialize)]
@@ -38,12 +41,7 @@ struct Meta {
     /// The trained codec of a quantized index.
     #[serde(default)]
     sq8: Option<Sq8Codec>,
-    /// CRC-32 of each data file.
-    crc: BTreeMap<String, u32>,
 }
-
-#[cfg(target_endian = "big")]
-compile_error!("the HNSW file format is little-endian; big-endian targets are not supported");
 
 fn u32s(v: impl Iterator<Item = u32>) -> Vec<u8> {
     v.flat_map(u32::to_le_bytes).collect()
@@ -51,27 +49,17 @@ fn u32s(v: impl Iterator<Item = u32>) -> Vec<u8> {
 
 /// Write the index files into `dir`.
 pub(super) fn save(idx: &HnswIndex, dir: &Path) -> Result<()> {
-    fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    create_dir(dir)?;
     let g = &idx.graph;
     let load = |a: &AtomicU32| a.load(std::sync::atomic::Ordering::Relaxed);
-    let files: Vec<(&str, Vec<u8>)> = vec![
-        ("ids.bin", idx.ids.iter().flat_map(|x| x.to_le_bytes()).collect()),
-        ("levels.bin", g.levels.clone()),
-        ("links0.bin", u32s(g.links0.iter().map(load))),
-        ("upper_off.bin", u32s(g.upper_off.iter().copied())),
-        ("upper.bin", u32s(g.upper.iter().map(load))),
-        ("deleted.bin", idx.deleted.0.iter().flat_map(|x| x.to_le_bytes()).collect()),
-    ];
-    let mut crc = BTreeMap::new();
-    let write = |name: &str, bytes: &[u8]| -> Result<u32> {
-        let p = dir.join(name);
-        fs::write(&p, bytes).map_err(|e| Error::io(&p, e))?;
-        Ok(crc32fast::hash(bytes))
-    };
-    crc.insert("vectors.bin".to_string(), write("vectors.bin", idx.rows.bytes())?);
-    for (name, bytes) in &files {
-        crc.insert(name.to_string(), write(name, bytes)?);
-    }
+    let write = |name: &str, bytes: &[u8]| file::write(&dir.join(name), bytes);
+    write("vectors.bin", idx.rows.bytes())?;
+    write("ids.bin", bytemuck::cast_slice(&idx.ids))?;
+    write("levels.bin", &g.levels)?;
+    write("links0.bin", &u32s(g.links0.iter().map(load)))?;
+    write("upper_off.bin", bytemuck::cast_slice(&g.upper_off))?;
+    write("upper.bin", &u32s(g.upper.iter().map(load)))?;
+    write("deleted.bin", bytemuck::cast_slice(&idx.deleted.0))?;
     let meta = Meta {
         kind: "hnsw".into(),
         version: VERSION,
@@ -87,45 +75,30 @@ pub(super) fn save(idx: &HnswIndex, dir: &Path) -> Result<()> {
         rng: idx.rng,
         quantized: idx.quantized,
         sq8: idx.sq8.clone(),
-        crc,
     };
-    let p = dir.join("index.json");
-    let json = serde_json::to_vec_pretty(&meta).map_err(|e| Error::InvalidArgument(e.to_string()))?;
-    fs::write(&p, json).map_err(|e| Error::io(&p, e))
+    // The description goes last: a directory without it is not a complete index.
+    write_meta(dir, &meta)
 }
 
-/// Read and check one data file.
-fn read(dir: &Path, name: &str, want_len: usize, meta: &Meta) -> Result<Vec<u8>> {
+/// Read and check one data file, which must hold `want` values.
+fn read<T: bytemuck::Pod>(dir: &Path, name: &str, want: usize) -> Result<Vec<T>> {
     let p = dir.join(name);
-    let bytes = fs::read(&p).map_err(|e| Error::io(&p, e))?;
-    check(&p, &bytes, want_len, name, meta)?;
-    Ok(bytes)
+    let values = file::read_pod(&p)?;
+    check_len(&p, std::mem::size_of_val(values.as_slice()), want * std::mem::size_of::<T>())?;
+    Ok(values)
 }
 
-fn check(p: &Path, bytes: &[u8], want_len: usize, name: &str, meta: &Meta) -> Result<()> {
-    if bytes.len() != want_len {
-        return Err(corrupt(p, format!("{} bytes, expected {want_len}", bytes.len())));
+fn check_len(p: &Path, len: usize, want_len: usize) -> Result<()> {
+    if len != want_len {
+        return Err(corrupt(p, format!("{len} bytes, expected {want_len}")));
     }
-    match meta.crc.get(name) {
-        Some(&c) if c == crc32fast::hash(bytes) => Ok(()),
-        Some(_) => Err(corrupt(p, "checksum mismatch".into())),
-        None => Err(corrupt(p, "no checksum recorded in index.json".into())),
-    }
-}
-
-fn corrupt(p: &Path, reason: String) -> Error {
-    Error::Corrupt { path: p.to_path_buf(), reason }
-}
-
-fn to_u32(b: &[u8]) -> impl Iterator<Item = u32> + '_ {
-    b.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+    Ok(())
 }
 
 /// Load an index saved by [`save`].
 pub(super) fn load(dir: &Path) -> Result<HnswIndex> {
-    let mp = dir.join("index.json");
-    let text = fs::read(&mp).map_err(|e| Error::io(&mp, e))?;
-    let meta: Meta = serde_json::from_slice(&text).map_err(|e| corrupt(&mp, e.to_string()))?;
+    let mp = dir.join(META_FILE);
+    let meta: Meta = read_meta(dir)?;
     if meta.kind != "hnsw" {
         return Err(corrupt(&mp, format!("kind is '{}', not 'hnsw'", meta.kind)));
     }
@@ -143,41 +116,39 @@ pub(super) fn load(dir: &Path) -> Result<HnswIndex> {
     }
     match (&meta.sq8, meta.quantized) {
         (Some(c), true) => c.validate(meta.dim, meta.metric).map_err(|r| corrupt(&mp, r))?,
-        (None, true) if meta.nodes > 0 => return Err(corrupt(&mp, "SQ8 codes without a codec".into())),
-        (Some(_), false) => return Err(corrupt(&mp, "an SQ8 codec on an index of full vectors".into())),
+        (None, true) if meta.nodes > 0 => return Err(corrupt(&mp, "SQ8 codes without a codec")),
+        (Some(_), false) => return Err(corrupt(&mp, "an SQ8 codec on an index of full vectors")),
         _ => {}
     }
     let floats = element == Element::F32 && !meta.quantized;
     let row_bytes = if meta.quantized { meta.dim } else { element.bytes_per_vector(meta.dim) };
 
-    // Vectors: memory-mapped.
+    // Vectors: memory-mapped (the body starts at offset 0, so mapped floats are aligned).
     let vp = dir.join("vectors.bin");
+    let f = fs::File::open(&vp).map_err(|e| Error::io(&vp, e))?;
+    // SAFETY: the file is private to this index directory; it must not be modified while mapped.
+    let map = unsafe { memmap2::Mmap::map(&f) }.map_err(|e| Error::io(&vp, e))?;
+    let len = file::verify(&vp, &map)?.len();
+    check_len(&vp, len, n * row_bytes)?;
     let rows = if n == 0 {
-        read(dir, "vectors.bin", 0, &meta)?;
         if floats {
             Rows::F32(Vec::new())
         } else {
             Rows::Bits(Vec::new())
         }
     } else {
-        let f = fs::File::open(&vp).map_err(|e| Error::io(&vp, e))?;
-        // SAFETY: the file is private to this index directory; it must not be modified while mapped.
-        let map = unsafe { memmap2::Mmap::map(&f) }.map_err(|e| Error::io(&vp, e))?;
-        check(&vp, &map, n * row_bytes, "vectors.bin", &meta)?;
-        if floats && bytemuck::try_cast_slice::<u8, f32>(&map).is_err() {
-            return Err(corrupt(&vp, "mapping is not 4-byte aligned".into()));
+        if floats && bytemuck::try_cast_slice::<u8, f32>(&map[..len]).is_err() {
+            return Err(corrupt(&vp, "mapping is not 4-byte aligned"));
         }
-        Rows::Mapped(std::sync::Arc::new(map))
+        Rows::Mapped { map: std::sync::Arc::new(map), len }
     };
 
-    let ids_b = read(dir, "ids.bin", 8 * n, &meta)?;
-    let ids: Vec<u64> = ids_b.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))).collect();
-    let levels = read(dir, "levels.bin", n, &meta)?;
-    let links0: Vec<u32> = to_u32(&read(dir, "links0.bin", 4 * n * (m0 + 1), &meta)?).collect();
-    let upper_off: Vec<u32> = to_u32(&read(dir, "upper_off.bin", 4 * n, &meta)?).collect();
-    let upper: Vec<u32> = to_u32(&read(dir, "upper.bin", 4 * meta.upper_words, &meta)?).collect();
-    let del_b = read(dir, "deleted.bin", 8 * n.div_ceil(64), &meta)?;
-    let deleted = Bits(del_b.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))).collect());
+    let ids: Vec<u64> = read(dir, "ids.bin", n)?;
+    let levels: Vec<u8> = read(dir, "levels.bin", n)?;
+    let links0: Vec<u32> = read(dir, "links0.bin", n * (m0 + 1))?;
+    let upper_off: Vec<u32> = read(dir, "upper_off.bin", n)?;
+    let upper: Vec<u32> = read(dir, "upper.bin", meta.upper_words)?;
+    let deleted = Bits(read(dir, "deleted.bin", n.div_ceil(64))?);
 
     // Structure checks: every block in bounds, every link a real node.
     let gp = dir.join("links0.bin");
@@ -211,7 +182,7 @@ pub(super) fn load(dir: &Path) -> Result<HnswIndex> {
         }
     }
     match meta.entry {
-        None if n > 0 => return Err(corrupt(&mp, "no entry point in a non-empty graph".into())),
+        None if n > 0 => return Err(corrupt(&mp, "no entry point in a non-empty graph")),
         Some((e, l)) if e as usize >= n || levels[e as usize] as usize != l => {
             return Err(corrupt(&mp, format!("entry point {e} at level {l} is not a node of that level")));
         }
@@ -227,7 +198,7 @@ pub(super) fn load(dir: &Path) -> Result<HnswIndex> {
         }
     }
     if counted != meta.deleted || deleted.0.iter().map(|w| w.count_ones() as usize).sum::<usize>() != counted {
-        return Err(corrupt(&dir.join("deleted.bin"), "removed count does not match index.json".into()));
+        return Err(corrupt(&dir.join("deleted.bin"), "removed count does not match index.json"));
     }
 
     let graph = Graph::from_parts(
