@@ -2,8 +2,8 @@
 //! PyTorch implementation (live when torch is installed, else a committed reference), invariance
 //! to JPEG / resize / crop, batch == single, and typed errors for bad model files.
 //!
-//! The model is fetched into `$LIKENESS_MODEL_DIR` (default `<workspace>/data/models`) on first
-//! use; photos come from `$LIKENESS_TEST_DATA` (default `<workspace>/data`).
+//! The model is fetched into `$LIKENESS_MODEL_DIR` (default `models` in the test data directory) on
+//! first use; photos come from `$LIKENESS_TEST_DATA` (default `<workspace>/data`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -12,20 +12,7 @@ use std::sync::OnceLock;
 use features::cnn::{model_paths, CnnExtractor, CnnVariant, ComputeDevice};
 use features::{Embedding, FeatureError, FeatureExtractor};
 use image::RgbImage;
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn data_dir() -> PathBuf {
-    let dir = std::env::var_os("LIKENESS_TEST_DATA").map(PathBuf::from).unwrap_or_else(|| workspace().join("data"));
-    assert!(dir.join("photos").is_dir(), "test data missing in {}: run scripts/fetch-test-data.sh", dir.display());
-    dir
-}
-
-fn model_dir() -> PathBuf {
-    std::env::var_os("LIKENESS_MODEL_DIR").map(PathBuf::from).unwrap_or_else(|| workspace().join("data/models"))
-}
+use testdata::{data_dir, model_dir};
 
 fn model(variant: CnnVariant) -> &'static CnnExtractor {
     static LITE0: OnceLock<CnnExtractor> = OnceLock::new();
