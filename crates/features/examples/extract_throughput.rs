@@ -9,8 +9,8 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use features::decode::{is_image_path, DecodeLimits};
-use features::registry::{build_extractors, ExtractorOptions};
 use features::extract_many;
+use features::registry::{build_extractors, ExtractorOptions};
 
 fn main() -> ExitCode {
     let dir = std::env::args_os().nth(1).map(PathBuf::from).unwrap_or_else(|| testdata::data_dir().join("photos/mate"));

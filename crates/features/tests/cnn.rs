@@ -5,14 +5,14 @@
 //! The model is fetched into `$LIKENESS_MODEL_DIR` (default `models` in the test data directory) on
 //! first use; photos come from `$LIKENESS_TEST_DATA` (default `<workspace>/data`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::OnceLock;
 
 use features::cnn::{model_paths, CnnExtractor, CnnVariant, ComputeDevice};
 use features::{Embedding, FeatureError, FeatureExtractor};
 use image::RgbImage;
-use testdata::{data_dir, model_dir};
+use testdata::{data_dir, model_dir, workspace_root};
 
 fn model(variant: CnnVariant) -> &'static CnnExtractor {
     static LITE0: OnceLock<CnnExtractor> = OnceLock::new();
@@ -148,7 +148,7 @@ fn embeddings_match_live_torch_when_available() {
         let bytes: Vec<u8> = crops.iter().flat_map(|c| c.as_raw().iter().copied()).collect();
         std::fs::write(&raw, bytes).unwrap();
         let out = Command::new(&py)
-            .arg(workspace().join("bench/cnn_torch.py"))
+            .arg(workspace_root().join("bench/cnn_torch.py"))
             .args(["embed", "--variant", variant.as_str(), "--n", "3", "--size"])
             .arg(variant.input_size().to_string())
             .arg("--weights")

@@ -1,7 +1,7 @@
 //! Decoding: every format and pixel layout, EXIF orientation, and a corpus of bad files.
 
 use std::io::Cursor;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use features::decode::{decode_bytes, is_image_path, load_image, DecodeLimits};

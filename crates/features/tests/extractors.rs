@@ -2,7 +2,7 @@
 //! discrimination, and invariance of color and pHash to re-encoding, rescaling and cropping.
 
 use std::io::Cursor;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use features::color::{rgb_to_hsv, ColorGrid, ColorHistogram, ColorOptions};
 use features::decode::{decode_bytes, load_image, DecodeLimits};

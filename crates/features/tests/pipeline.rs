@@ -1,7 +1,7 @@
 //! The parallel pipeline: input order, per-file errors, batching, progress, and agreement
 //! with the single-file path used for queries.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use features::decode::DecodeLimits;
