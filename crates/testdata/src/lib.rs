@@ -27,6 +27,7 @@ pub fn data_root() -> PathBuf {
 ///
 /// # Panics
 /// When the photos are missing, naming the directory and the script that fetches them.
+#[track_caller]
 pub fn data_dir() -> PathBuf {
     data_dir_with("photos/chelsea.png")
 }
@@ -36,6 +37,7 @@ pub fn data_dir() -> PathBuf {
 ///
 /// # Panics
 /// When `marker` is missing, naming the directory and the script that fetches it.
+#[track_caller]
 pub fn data_dir_with(marker: &str) -> PathBuf {
     let dir = data_root();
     assert!(
