@@ -87,17 +87,6 @@ pub fn resize_exact(img: &RgbImage, width: u32, height: u32, filter: ResizeFilte
     RgbImage::from_raw(w, h, raw).expect("length matches")
 }
 
-/// Resize a grayscale image to exactly `width × height` (aspect ratio not preserved).
-pub fn resize_gray(img: &GrayImage, width: u32, height: u32, filter: ResizeFilter) -> GrayImage {
-    let (w, h) = (width.max(1), height.max(1));
-    if img.width() == 0 || img.height() == 0 {
-        return GrayImage::new(w, h);
-    }
-    let region = (0.0, 0.0, f64::from(img.width()), f64::from(img.height()));
-    let raw = resize_raw(img.as_raw(), img.width(), img.height(), PixelType::U8, region, (w, h), filter);
-    GrayImage::from_raw(w, h, raw).expect("length matches")
-}
-
 /// The size `(w, h)` that gives an image of `width × height` a shorter side of `shorter`,
 /// keeping the aspect ratio (the longer side is rounded, at least 1).
 pub fn shorter_side_size(width: u32, height: u32, shorter: u32) -> (u32, u32) {

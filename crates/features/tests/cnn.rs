@@ -2,30 +2,17 @@
 //! PyTorch implementation (live when torch is installed, else a committed reference), invariance
 //! to JPEG / resize / crop, batch == single, and typed errors for bad model files.
 //!
-//! The model is fetched into `$LIKENESS_MODEL_DIR` (default `<workspace>/data/models`) on first
-//! use; photos come from `$LIKENESS_TEST_DATA` (default `<workspace>/data`).
+//! The model is fetched into `$LIKENESS_MODEL_DIR` (default `models` in the test data directory) on
+//! first use; photos come from `$LIKENESS_TEST_DATA` (default `<workspace>/data`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::OnceLock;
 
 use features::cnn::{model_paths, CnnExtractor, CnnVariant, ComputeDevice};
 use features::{Embedding, FeatureError, FeatureExtractor};
 use image::RgbImage;
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn data_dir() -> PathBuf {
-    let dir = std::env::var_os("LIKENESS_TEST_DATA").map(PathBuf::from).unwrap_or_else(|| workspace().join("data"));
-    assert!(dir.join("photos").is_dir(), "test data missing in {}: run scripts/fetch-test-data.sh", dir.display());
-    dir
-}
-
-fn model_dir() -> PathBuf {
-    std::env::var_os("LIKENESS_MODEL_DIR").map(PathBuf::from).unwrap_or_else(|| workspace().join("data/models"))
-}
+use testdata::{data_dir, model_dir, workspace_root};
 
 fn model(variant: CnnVariant) -> &'static CnnExtractor {
     static LITE0: OnceLock<CnnExtractor> = OnceLock::new();
@@ -161,7 +148,7 @@ fn embeddings_match_live_torch_when_available() {
         let bytes: Vec<u8> = crops.iter().flat_map(|c| c.as_raw().iter().copied()).collect();
         std::fs::write(&raw, bytes).unwrap();
         let out = Command::new(&py)
-            .arg(workspace().join("bench/cnn_torch.py"))
+            .arg(workspace_root().join("bench/cnn_torch.py"))
             .args(["embed", "--variant", variant.as_str(), "--n", "3", "--size"])
             .arg(variant.input_size().to_string())
             .arg("--weights")

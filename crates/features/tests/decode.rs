@@ -1,24 +1,13 @@
 //! Decoding: every format and pixel layout, EXIF orientation, and a corpus of bad files.
 
 use std::io::Cursor;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use features::decode::{decode_bytes, is_image_path, load_image, DecodeLimits};
 use features::FeatureError;
 use image::{DynamicImage, ImageBuffer, ImageFormat, Luma, Rgb, RgbImage, Rgba, RgbaImage};
-
-fn data_dir() -> PathBuf {
-    let dir = std::env::var_os("LIKENESS_TEST_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data"));
-    assert!(
-        dir.join("photos/chelsea.png").exists(),
-        "test data missing in {}: run scripts/fetch-test-data.sh (or set LIKENESS_TEST_DATA)",
-        dir.display()
-    );
-    dir
-}
+use testdata::data_dir;
 
 fn chelsea() -> RgbImage {
     image::open(data_dir().join("photos/chelsea.png")).unwrap().into_rgb8()
@@ -336,39 +325,6 @@ fn image_paths_by_extension() {
     }
     for no in ["a.txt", "b", "c.jpg.part", "d.svg", ".png"] {
         assert!(!is_image_path(Path::new(no)), "{no}");
-    }
-}
-
-/// Manual check: decode every image file under `$LIKENESS_DECODE_DIR` (recursively) and list
-/// the failures, e.g. `LIKENESS_DECODE_DIR=/usr/share cargo test -p features --test decode -- --ignored --nocapture`.
-#[test]
-#[ignore]
-fn decodes_all_images_in_dir() {
-    let Some(root) = std::env::var_os("LIKENESS_DECODE_DIR") else {
-        eprintln!("set LIKENESS_DECODE_DIR");
-        return;
-    };
-    let mut stack = vec![PathBuf::from(root)];
-    let (mut ok, mut failed) = (0, Vec::new());
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if is_image_path(&p) {
-                match load_image(&p, &limits()) {
-                    Ok(_) => ok += 1,
-                    Err(err) => failed.push(err.to_string()),
-                }
-            }
-        }
-    }
-    println!("{ok} decoded, {} failed", failed.len());
-    for f in &failed {
-        println!("  {f}");
     }
 }
 

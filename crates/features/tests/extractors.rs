@@ -2,7 +2,7 @@
 //! discrimination, and invariance of color and pHash to re-encoding, rescaling and cropping.
 
 use std::io::Cursor;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use features::color::{rgb_to_hsv, ColorGrid, ColorHistogram, ColorOptions};
 use features::decode::{decode_bytes, load_image, DecodeLimits};
@@ -17,18 +17,7 @@ use features::registry::{build_extractor, ExtractorOptions, EXTRACTOR_NAMES};
 use features::texture::{uniform_lbp_map, Texture, LBP_BINS, TEXTURE_DIM};
 use features::{DistanceKind, Embedding, FeatureError, FeatureExtractor};
 use image::{Rgb, RgbImage};
-
-fn data_dir() -> PathBuf {
-    let dir = std::env::var_os("LIKENESS_TEST_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data"));
-    assert!(
-        dir.join("photos/chelsea.png").exists(),
-        "test data missing in {}: run scripts/fetch-test-data.sh (or set LIKENESS_TEST_DATA)",
-        dir.display()
-    );
-    dir
-}
+use testdata::data_dir;
 
 fn load(rel: &str) -> RgbImage {
     working_image(load_image(&data_dir().join(rel), &DecodeLimits::default()).unwrap().image)

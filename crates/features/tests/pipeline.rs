@@ -1,7 +1,7 @@
 //! The parallel pipeline: input order, per-file errors, batching, progress, and agreement
 //! with the single-file path used for queries.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use features::decode::DecodeLimits;
@@ -9,18 +9,7 @@ use features::pipeline::{extract_path, Progress};
 use features::registry::{build_extractors, ExtractorOptions};
 use features::{extract_many, DistanceKind, Embedding, FeatureError, FeatureExtractor, Features, Result};
 use image::RgbImage;
-
-fn data_dir() -> PathBuf {
-    let dir = std::env::var_os("LIKENESS_TEST_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data"));
-    assert!(
-        dir.join("photos/chelsea.png").exists(),
-        "test data missing in {}: run scripts/fetch-test-data.sh (or set LIKENESS_TEST_DATA)",
-        dir.display()
-    );
-    dir
-}
+use testdata::{data_dir, model_dir};
 
 #[test]
 fn keeps_order_and_reports_bad_files() {
@@ -179,36 +168,11 @@ fn many_small_files_in_chunks() {
     assert!(extract_many(&[], &extractors, &DecodeLimits::default(), &|_| {}).is_empty());
 }
 
-/// Manual measurement: images/s of decode + the cheap extractors on the 12 wallpapers.
-/// `cargo test -p features --release --test pipeline -- --ignored --nocapture`
-#[test]
-#[ignore]
-fn throughput_on_wallpapers() {
-    let dir = data_dir().join("photos/mate");
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
-    paths.sort();
-    for names in [&["color"][..], &[], &["texture"], &["phash"], &["dhash"], &["color", "texture", "phash", "dhash"]] {
-        let extractors = build_extractors(names, &ExtractorOptions::default()).unwrap();
-        let t = std::time::Instant::now();
-        let results = extract_many(&paths, &extractors, &DecodeLimits::default(), &|_| {});
-        let secs = t.elapsed().as_secs_f64();
-        assert!(results.iter().all(|r| r.is_ok()));
-        println!(
-            "{names:?}: {} images in {secs:.2} s = {:.1} images/s ({} threads)",
-            paths.len(),
-            paths.len() as f64 / secs,
-            rayon::current_num_threads()
-        );
-    }
-}
-
 #[test]
 fn cnn_batches_through_the_pipeline_match_single_images() {
     // The CNN batches (batch_size > 1): the pipeline's batched vectors must equal what the
     // query path (one image at a time) gives for the same file.
-    let model_dir =
-        std::env::var_os("LIKENESS_MODEL_DIR").map(PathBuf::from).unwrap_or_else(|| data_dir().join("models"));
-    let opts = ExtractorOptions { model_dir: Some(model_dir), ..Default::default() };
+    let opts = ExtractorOptions { model_dir: Some(model_dir()), ..Default::default() };
     let extractors = build_extractors(&["cnn", "phash"], &opts).unwrap_or_else(|e| panic!("{e}"));
     assert!(extractors[0].batch_size() > 1);
     let data = data_dir();

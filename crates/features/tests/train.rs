@@ -8,8 +8,8 @@
 //! split with early stopping on validation mAP; the test then measures leave-one-out mAP on the held-out
 //! split for the raw CNN embedding and for the head, and asserts the head is better.
 //!
-//! The model is fetched into `$LIKENESS_MODEL_DIR` (default `<workspace>/data/models`); images come
-//! from `$LIKENESS_TEST_DATA` (default `<workspace>/data`). Setting `LIKENESS_EMBEDDING_CACHE=FILE`
+//! The model is fetched into `$LIKENESS_MODEL_DIR` (default `models` in the test data directory);
+//! images come from `$LIKENESS_TEST_DATA` (default `<workspace>/data`). Setting `LIKENESS_EMBEDDING_CACHE=FILE`
 //! keeps the CNN vectors between runs (for tuning; off by default so the CNN is really exercised).
 
 use std::collections::BTreeMap;
@@ -22,6 +22,7 @@ use features::train::{evaluate, train, EmbeddingCache, LabelledSet, LossKind, Tr
 use features::{Embedding, FeatureExtractor};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
+use testdata::model_dir;
 
 /// Categories used (all but "Component", which has 5 emoji).
 const CATEGORIES: &[&str] = &[
@@ -39,22 +40,8 @@ const CATEGORIES: &[&str] = &[
 const PER_CATEGORY: usize = 40;
 const SEED: u64 = 2024;
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 fn data_dir() -> PathBuf {
-    let dir = std::env::var_os("LIKENESS_TEST_DATA").map(PathBuf::from).unwrap_or_else(|| workspace().join("data"));
-    assert!(
-        dir.join("emoji/emoji.json").is_file(),
-        "test data missing in {}: run scripts/fetch-test-data.sh",
-        dir.display()
-    );
-    dir
-}
-
-fn model_dir() -> PathBuf {
-    std::env::var_os("LIKENESS_MODEL_DIR").map(PathBuf::from).unwrap_or_else(|| workspace().join("data/models"))
+    testdata::data_dir_with("emoji/emoji.json")
 }
 
 /// Which split an image belongs to.

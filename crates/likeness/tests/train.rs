@@ -4,28 +4,16 @@
 //! reproduces the same head byte for byte.
 //!
 //! Images come from `$LIKENESS_TEST_DATA` (default `<workspace>/data`), the model from
-//! `$LIKENESS_MODEL_DIR` (default `<workspace>/data/models`).
+//! `$LIKENESS_MODEL_DIR` (default `models` in the test data directory).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use testdata::model_dir;
 
 fn data_dir() -> PathBuf {
-    let dir = std::env::var_os("LIKENESS_TEST_DATA").map(PathBuf::from).unwrap_or_else(|| workspace().join("data"));
-    assert!(
-        dir.join("emoji/emoji.json").is_file(),
-        "test data missing in {}: run scripts/fetch-test-data.sh",
-        dir.display()
-    );
-    dir
-}
-
-fn model_dir() -> PathBuf {
-    std::env::var_os("LIKENESS_MODEL_DIR").map(PathBuf::from).unwrap_or_else(|| workspace().join("data/models"))
+    testdata::data_dir_with("emoji/emoji.json")
 }
 
 fn likeness(args: &[&str]) -> Output {

@@ -26,32 +26,37 @@ fn batch(b: u64) -> Vec<Record> {
     (b * PER_BATCH..(b + 1) * PER_BATCH).map(record_of).collect()
 }
 
-/// Child: write BATCHES insert batches and exit without running destructors, so
-/// everything stays in the WAL (no checkpoint on close).
-#[test]
-fn wal_writer_child() {
-    let Ok(dir) = std::env::var(CHILD_ENV) else {
-        return;
-    };
-    let db = Database::open(&dir).unwrap();
-    let c = db.create_collection("c", CollectionSchema::single("v", 8, Metric::L2, "Flat")).unwrap();
-    for b in 0..BATCHES {
-        c.insert(batch(b)).unwrap();
+/// A database whose records are all still in the WAL (never checkpointed), made by a child process
+/// that writes BATCHES insert batches and exits without running destructors (a clean close would
+/// checkpoint).
+///
+/// The child is this test binary re-run on the calling test, `test_name`, with `CHILD_ENV` set: in
+/// the child, this function writes the batches into that directory and exits at once, so the rest of
+/// the test never runs there. `test_name` must be the name of the test that calls this function.
+fn wal_only_db(test_name: &str) -> tempfile::TempDir {
+    if let Some(dir) = std::env::var_os(CHILD_ENV) {
+        write_batches_and_exit(Path::new(&dir));
     }
-    std::process::exit(0);
-}
-
-fn wal_only_db() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let st = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "wal_writer_child", "--nocapture", "--test-threads=1"])
+        .args(["--exact", test_name, "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, dir.path())
         .stdout(std::process::Stdio::null())
         .status()
         .unwrap();
     assert!(st.success());
-    assert!(wal_path(dir.path()).exists());
+    assert!(wal_path(dir.path()).exists(), "the child run of {test_name} wrote no WAL (wrong test name?)");
     dir
+}
+
+/// The child's work (see [`wal_only_db`]).
+fn write_batches_and_exit(dir: &Path) -> ! {
+    let db = Database::open(dir).unwrap();
+    let c = db.create_collection("c", CollectionSchema::single("v", 8, Metric::L2, "Flat")).unwrap();
+    for b in 0..BATCHES {
+        c.insert(batch(b)).unwrap();
+    }
+    std::process::exit(0);
 }
 
 fn coll_dir(db: &Path) -> PathBuf {
@@ -125,10 +130,11 @@ fn assert_corrupt_names(r: vecdb::Result<u64>, file: &Path, what: &str) {
 
 #[test]
 fn torn_wal_tail_is_cut_and_the_rest_survives() {
-    let pristine = wal_only_db();
+    const NAME: &str = "torn_wal_tail_is_cut_and_the_rest_survives";
+    let pristine = wal_only_db(NAME);
     assert_eq!(open_and_verify(pristine.path()).unwrap(), BATCHES);
     // opening checkpointed it on close; rebuild a WAL-only copy for the damage cases
-    let pristine = wal_only_db();
+    let pristine = wal_only_db(NAME);
     let wal = fs::read(wal_path(pristine.path())).unwrap();
     let frames = frame_offsets(&wal);
     assert_eq!(frames.len(), BATCHES as usize);
@@ -179,7 +185,7 @@ fn set_len(p: &Path, len: usize) {
 
 #[test]
 fn damage_in_the_middle_of_the_wal_is_reported() {
-    let pristine = wal_only_db();
+    let pristine = wal_only_db("damage_in_the_middle_of_the_wal_is_reported");
     let wal = fs::read(wal_path(pristine.path())).unwrap();
     let frames = frame_offsets(&wal);
     for (what, at) in [

@@ -21,7 +21,7 @@ pub mod legacy_pth;
 pub mod model;
 pub mod portable;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use image::RgbImage;
 use rayon::prelude::*;
@@ -102,7 +102,6 @@ pub struct CnnOutput {
 pub struct CnnExtractor {
     variant: CnnVariant,
     net: EfficientNetLite,
-    weights: PathBuf,
 }
 
 /// Number of tags [`FeatureExtractor::extract`] attaches.
@@ -151,7 +150,7 @@ impl CnnExtractor {
                 net.classes
             )));
         }
-        Ok(CnnExtractor { variant, net, weights: path.to_path_buf() })
+        Ok(CnnExtractor { variant, net })
     }
 
     /// Run on `device` from now on (see [`ComputeDevice`]); the weights are copied there.
@@ -168,11 +167,6 @@ impl CnnExtractor {
     /// Which network this is.
     pub fn variant(&self) -> CnnVariant {
         self.variant
-    }
-
-    /// The safetensors file the weights came from.
-    pub fn weights_path(&self) -> &Path {
-        &self.weights
     }
 
     /// Resize + center-crop an image to the network's input square.

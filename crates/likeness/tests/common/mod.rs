@@ -7,27 +7,13 @@ use std::path::{Path, PathBuf};
 use image::{imageops, DynamicImage, ImageFormat, RgbImage};
 use serde_json::Value;
 
-/// The test data directory (`$LIKENESS_TEST_DATA`, else `<workspace>/data`).
-pub fn data_dir() -> PathBuf {
-    let d = std::env::var_os("LIKENESS_TEST_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data"));
-    assert!(
-        d.join("photos/chelsea.png").is_file(),
-        "test data missing at {}: run scripts/fetch-test-data.sh (or set LIKENESS_TEST_DATA)",
-        d.display()
-    );
-    d
-}
+/// The test data directory, the CNN model directory, and whether the model is there (shared with
+/// the `features` tests through the `testdata` crate).
+pub use testdata::{cnn_model_present, data_dir, model_dir};
 
 /// A sample photo by file name.
 pub fn photo(name: &str) -> PathBuf {
     data_dir().join("photos").join(name)
-}
-
-/// The directory holding the CNN model for tests (`$LIKENESS_MODEL_DIR`, else `<workspace>/data/models`).
-pub fn model_dir() -> PathBuf {
-    std::env::var_os("LIKENESS_MODEL_DIR").map(PathBuf::from).unwrap_or_else(|| data_dir().join("models"))
 }
 
 /// The `likeness` binary, with the test model directory set.
@@ -176,11 +162,4 @@ pub fn result_path(v: &Value) -> &str {
 /// File name of a path string.
 pub fn file_name(p: &str) -> String {
     Path::new(p).file_name().expect("file name").to_string_lossy().into_owned()
-}
-
-/// True when the CNN model has been fetched into [`model_dir`].
-pub fn cnn_model_present() -> bool {
-    std::fs::read_dir(model_dir())
-        .map(|rd| rd.filter_map(|e| e.ok()).any(|e| e.path().extension().is_some_and(|x| x == "safetensors")))
-        .unwrap_or(false)
 }
