@@ -30,7 +30,7 @@ pub struct Args {
     #[arg(long, default_value = DEFAULT_COLLECTION)]
     pub collection: String,
     /// Index for new collections: one vecdb factory spec for the dense features (e.g. HNSW32,
-    /// HNSW16,SQ8, IVF256,SQ8; hashes stay Flat unless it is HNSW<M>), or per feature,
+    /// HNSW16,SQ8, IVF256,SQ8; hashes stay Flat unless it is HNSW<M>[,efC<n>]), or per feature,
     /// `cnn=HNSW32;color=Flat`. Change it later with `likeness db set-index`.
     #[arg(long, default_value = "Flat")]
     pub index: String,
