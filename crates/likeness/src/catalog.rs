@@ -6,7 +6,6 @@
 //! A record's id is the 64-bit FNV-1a hash of the file's absolute path, so indexing
 //! the same file twice updates one record.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -267,6 +266,8 @@ mod tests {
 
     #[test]
     fn records_store_the_same_metadata_json_as_before() {
+        use std::collections::BTreeMap;
+
         use features::{Features, Tag};
         let facts = FileFacts {
             root: Some("/photos".into()),

@@ -357,5 +357,4 @@ mod tests {
         let b = read_bvecs(&pb).unwrap();
         assert_eq!((b.rows, b.cols, b.data), (2, 2, vec![9, 8, 7, 6]));
     }
-
 }

@@ -263,3 +263,26 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     }
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_states_serialize_as_the_strings_the_api_has_always_sent() {
+        let json = |s: JobState| serde_json::to_value(s).unwrap();
+        assert_eq!(json(JobState::Running), "running");
+        assert_eq!(json(JobState::Done), "done");
+        assert_eq!(json(JobState::Failed), "failed");
+        let job = Job {
+            id: 3,
+            path: "/photos".into(),
+            collection: "images".into(),
+            state: JobState::Running,
+            progress: IndexProgress::default(),
+            report: None,
+            error: None,
+        };
+        assert_eq!(serde_json::to_value(&job).unwrap()["state"], "running");
+    }
+}
