@@ -21,8 +21,10 @@ use std::path::{Path, PathBuf};
 use anyhow::bail;
 use likeness::vector_files::{format_err, read_maybe_gz, DatasetError, Matrix, Result};
 
-/// The four official Fashion-MNIST files, pixels as raw 0–255 `f32` values.
+/// The four official Fashion-MNIST files, pixels as raw 0–255 `f32` values. The benchmarks use
+/// the images only; the labels are checked against them on loading (and by the tests).
 #[derive(Debug, Clone)]
+#[allow(dead_code)]
 pub struct FashionMnist {
     /// 60,000 × 784 training images.
     pub train: Matrix<f32>,
@@ -33,10 +35,6 @@ pub struct FashionMnist {
     /// 10,000 test labels (0–9).
     pub test_labels: Vec<u8>,
 }
-
-/// Fashion-MNIST class names, indexed by label.
-pub const FASHION_MNIST_CLASSES: [&str; 10] =
-    ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"];
 
 /// The test-data directory: `$LIKENESS_TEST_DATA` if set, else `<workspace>/data`.
 ///

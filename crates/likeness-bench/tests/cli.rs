@@ -58,7 +58,11 @@ fn help_is_available_for_every_benchmark() {
 #[test]
 fn bench_cnn_json_without_torch() {
     let st = "efficientnet-lite0.safetensors";
-    assert!(model_dir().join(st).is_file(), "CNN model missing in {}: run `likeness model fetch`", model_dir().display());
+    assert!(
+        model_dir().join(st).is_file(),
+        "CNN model missing in {}: run `likeness model fetch`",
+        model_dir().display()
+    );
     // Two photos, and a model dir holding only the converted weights: without the .pth
     // checkpoint PyTorch is always skipped, whatever Python is installed.
     let tmp = tempfile::tempdir().expect("tempdir");

@@ -284,7 +284,10 @@ mod tests {
             height: 480,
             format: "jpeg".into(),
             features: BTreeMap::from([
-                ("cnn".to_string(), Features { vector: Embedding::Dense(vec![1.0]), tags: vec![tag("tabby"), tag("lynx")] }),
+                (
+                    "cnn".to_string(),
+                    Features { vector: Embedding::Dense(vec![1.0]), tags: vec![tag("tabby"), tag("lynx")] },
+                ),
                 ("color".to_string(), Features { vector: Embedding::Dense(vec![0.5, 0.5]), tags: Vec::new() }),
             ]),
         };
