@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""ANN peers for `likeness bench ann`: hnswlib, faiss-cpu (HNSW and IVF-PQ) and usearch on
+"""ANN peers for `likeness-bench ann`: hnswlib, faiss-cpu (HNSW and IVF-PQ) and usearch on
 the very data the Rust benchmark uses, with the same M / ef_construction / ef sweep.
 
-Inputs are written by `likeness bench ann` into data/cache/ann/:
+Inputs are written by `likeness-bench ann` into data/cache/ann/:
   --base B.npy      float32 n x d (rows already unit-normalised for cosine)
   --queries Q.npy   float32 nq x d
   --gt GT.npy       float32 nq x K: ids of the exact K nearest base rows (ids < 2^24 are exact in f32)
@@ -40,7 +40,7 @@ def timed(fn):
 
 
 def best_of(passes, fn):
-    """Run `fn` `passes` times; its last output and the fastest time (as likeness bench ann does)."""
+    """Run `fn` `passes` times; its last output and the fastest time (as likeness-bench ann does)."""
     best, out = float("inf"), None
     for _ in range(max(1, passes)):
         out, secs = timed(fn)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Real-image CNN embeddings for `likeness bench ann` (issue 5's "1280-d CNN embeddings, cosine"):
+# Real-image CNN embeddings for `likeness-bench ann` (issue 5's "1280-d CNN embeddings, cosine"):
 # the 10,000 Fashion-MNIST test images rendered as PNGs plus the 3,786 emoji PNGs, embedded with
 # EfficientNet-Lite0 by `likeness index`, exported by `likeness vectors export`.
 # Needs scripts/fetch-test-data.sh (emoji, fashion-mnist) and a built binary ($LIKENESS, default release).

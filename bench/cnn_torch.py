@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """EfficientNet-Lite in plain PyTorch, from the same legacy .pth the Rust code loads.
 
-The PyTorch baseline for `likeness bench cnn`, and the reference the Rust embedding is tested
+The PyTorch baseline for `likeness-bench cnn`, and the reference the Rust embedding is tested
 against. Independent of the Rust code: the architecture is written here with torch.nn.functional
 (TensorFlow "SAME" padding, ReLU6, BatchNorm eps 1e-3, no squeeze-excite).
 

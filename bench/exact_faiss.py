@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""FAISS side of `likeness bench exact`.
+"""FAISS side of `likeness-bench exact`.
 
 Loads the base and query vectors the Rust side wrote (2-D float32 .npy), builds
 IndexFlatL2 (metric l2) or IndexFlatIP (metric ip, on unit vectors = cosine),
@@ -9,7 +9,7 @@ and times, with a fixed number of threads:
 Writes a JSON file with the throughputs and the batch results (ids, distances as
 FAISS reports them: squared L2 or inner product) for the agreement check.
 
-Run by `likeness bench exact`; can be used alone:
+Run by `likeness-bench exact`; can be used alone:
   python3 bench/exact_faiss.py --base b.npy --queries q.npy --metric l2 --threads 1 --out r.json
 """
 import argparse

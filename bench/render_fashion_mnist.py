@@ -2,7 +2,7 @@
 """Render Fashion-MNIST (Debian's official IDX files) as an ImageFolder tree of PNGs:
 OUT/<class-name>/<split>-<index>.png, 28x28 grayscale. Standard library only.
 
-Used to make real-image CNN embeddings for `likeness bench ann` (bench/cnn_embeddings.sh) and
+Used to make real-image CNN embeddings for `likeness-bench ann` (bench/cnn_embeddings.sh) and
 as a labelled tree for `likeness eval` / `likeness train`.
 
 usage: render_fashion_mnist.py OUT [--split train|t10k] [--limit N] [--src DIR]

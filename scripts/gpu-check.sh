@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The CNN on a real NVIDIA GPU, for sessions lent one (the device tool's H200 here); two steps:
 #
-#   bash scripts/gpu-check.sh build   # here: a `--features cuda` release binary, stripped, with the
+#   bash scripts/gpu-check.sh build   # here: `--features cuda` release binaries (likeness, likeness-bench), stripped, with the
 #                                     # Lite0 weights and a few photos, into .gpu/ (git-ignored)
 #   bash scripts/gpu-check.sh run     # there (device tool `run`, carry [".gpu"]): embeds and classifies the photos on the GPU
-#                                     # and on the CPU, compares, times `bench cnn` on both
+#                                     # and on the CPU, compares, times `likeness-bench cnn` on both
 #
 # The build links against CUDA 13.0 (CUDA_WHEEL_VERSION) from PyPI wheels, since the lent
 # machine's driver is CUDA 13.0 and loads no newer PTX. A stub libcuda.so stands in for the
@@ -26,13 +26,18 @@ build() {
   source "$tk/env.sh"
   export LIBRARY_PATH="$stubs:$CUDA_ROOT/lib"
   export RUSTFLAGS="-C link-arg=-Wl,--unresolved-symbols=ignore-in-object-files -C link-arg=-L$stubs"
-  cargo rustc --release --locked -p likeness --bin likeness --features cuda --target-dir target/cuda-build -- \
-    -C link-arg=-Wl,--no-as-needed -C link-arg=-lcuda
+  local bin
+  for bin in likeness likeness-bench; do
+    cargo rustc --release --locked -p "$bin" --bin "$bin" --features cuda --target-dir target/cuda-build -- \
+      -C link-arg=-Wl,--no-as-needed -C link-arg=-lcuda
+  done
   rm -rf "$out" && mkdir -p "$out/models" "$out/photos"
-  # Stripped it is ~70 MB (candle's CUDA kernels are embedded), gzipped ~18 MB: what travels
+  # Stripped each is ~70 MB (candle's CUDA kernels are embedded), gzipped ~18 MB: what travels
   # to the device machine (64 MiB in all) is the gzip.
-  strip -o "$out/likeness" target/cuda-build/release/likeness
-  gzip -9 -f "$out/likeness"
+  for bin in likeness likeness-bench; do
+    strip -o "$out/$bin" "target/cuda-build/release/$bin"
+    gzip -9 -f "$out/$bin"
+  done
   cp data/models/efficientnet-lite0.safetensors "$out/models/"
   for p in chelsea.png coffee.png astronaut.png rocket.jpg motorcycle_left.png motorcycle_right.png horse.png; do
     cp "data/photos/$p" "$out/photos/"
@@ -42,12 +47,14 @@ build() {
 }
 
 run() {
-  # GPU_CHECK_BIN / GPU_CHECK_DEVICE allow a dry run of this step on a CPU machine, e.g. with
-  # target/release/likeness and cpu-ref.
+  # GPU_CHECK_BIN / GPU_CHECK_BENCH_BIN / GPU_CHECK_DEVICE allow a dry run of this step on a CPU
+  # machine, e.g. with target/release/likeness, target/release/likeness-bench and cpu-ref.
   local bin="${GPU_CHECK_BIN:-/tmp/likeness-cuda}" dev0="${GPU_CHECK_DEVICE:-cuda}" res="${OUT:-/tmp/gpu-check}"
+  local bench="${GPU_CHECK_BENCH_BIN:-/tmp/likeness-bench-cuda}"
   local work=/tmp/gpu-check-work
   rm -rf "$work" && mkdir -p "$res" "$work"
   [[ -n "${GPU_CHECK_BIN:-}" ]] || { gunzip -c "$out/likeness.gz" > "$bin" && chmod +x "$bin"; }
+  [[ -n "${GPU_CHECK_BENCH_BIN:-}" ]] || { gunzip -c "$out/likeness-bench.gz" > "$bench" && chmod +x "$bench"; }
   # cuBLAS, cuRAND and cudart from the machine's Python packages (NVIDIA's wheels).
   local libs
   libs=$(find / -xdev -name 'libcublas.so.13' -path '*nvidia*' 2>/dev/null | head -1 | xargs -r dirname)
@@ -77,7 +84,7 @@ print(json.dumps({"device": dev, "images": len(ia), "max_abs_diff": diff, "min_c
 assert diff < 1e-3 and same, f"{dev} and cpu disagree"
 EOF
   for dev in "$dev0" cpu; do
-    "$bin" bench cnn --device "$dev" --batch 32 --images 256 --passes 2 --photos "$out/photos" --json \
+    "$bench" cnn --device "$dev" --batch 32 --images 256 --passes 2 --photos "$out/photos" --json \
       > "$res/bench-$dev.json" || true
   done
   cat "$res"/bench-*.json

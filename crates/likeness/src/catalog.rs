@@ -6,15 +6,15 @@
 //! A record's id is the 64-bit FNV-1a hash of the file's absolute path, so indexing
 //! the same file twice updates one record.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use features::pipeline::ImageRecord;
 use features::{DistanceKind, Embedding, FeatureExtractor};
-use serde_json::{json, Value};
 use vecdb::{Collection, CollectionSchema, Database, Metadata, Metric, Record, Vector, VectorField};
+
+use crate::image_meta::ImageMeta;
 
 /// The collection name used when none is given.
 pub const DEFAULT_COLLECTION: &str = "images";
@@ -75,7 +75,7 @@ pub fn schema_for(extractors: &[Box<dyn FeatureExtractor>], index: &str) -> Resu
                 name: e.name().to_string(),
                 dim: e.dim(),
                 metric,
-                index: index_for(e.name(), metric, index)?,
+                index: index_for(e.name(), metric, e.dim(), index)?,
             })
         })
         .collect::<Result<_>>()?;
@@ -84,16 +84,15 @@ pub fn schema_for(extractors: &[Box<dyn FeatureExtractor>], index: &str) -> Resu
 
 /// The index spec of field `field` under `--index ARG`:
 /// * one spec (`HNSW16,SQ8`): every dense field gets it; bit-vector fields (the 64-bit hashes,
-///   scanned exactly with popcount in microseconds) keep `Flat` unless the spec is a plain
-///   `HNSW<M>`, the one approximate index for Hamming;
+///   scanned exactly with popcount in microseconds) keep `Flat` unless vecdb builds the spec
+///   for bit vectors of `dim` bits (`HNSW<M>[,efC<n>]`, the one approximate index for Hamming);
 /// * `feature=spec` pairs separated by `;` (`cnn=HNSW32;color=KDForest4`): as given, `Flat`
 ///   for the features not named. A pair naming no feature of the collection is an error.
-pub fn index_for(field: &str, metric: Metric, arg: &str) -> Result<String> {
+pub fn index_for(field: &str, metric: Metric, dim: usize, arg: &str) -> Result<String> {
     let arg = arg.trim();
     if !arg.contains('=') {
-        let plain_hnsw =
-            arg.strip_prefix("HNSW").is_some_and(|m| !m.is_empty() && m.bytes().all(|b| b.is_ascii_digit()));
-        return Ok(if metric == Metric::Hamming && !plain_hnsw && arg != "Flat" { "Flat".into() } else { arg.into() });
+        let for_bits = metric != Metric::Hamming || vecdb::index::build_index(arg, dim, metric).is_ok();
+        return Ok(if for_bits { arg.into() } else { "Flat".into() });
     }
     let mut spec = "Flat".to_string();
     for pair in arg.split(';').map(str::trim).filter(|p| !p.is_empty()) {
@@ -214,49 +213,35 @@ pub struct FileFacts {
     pub size: u64,
     /// Modification time, ns since the Unix epoch.
     pub mtime_ns: u64,
+    /// For an upload, the file name the client sent.
+    pub original_name: Option<String>,
+}
+
+/// The metadata stored for an extracted image: the file facts, the image's size and format,
+/// and its `tags` (top ImageNet labels) when a classifier ran.
+pub fn image_meta(facts: &FileFacts, image: &ImageRecord) -> ImageMeta {
+    let tags = image.features.values().find(|f| !f.tags.is_empty()).map(|f| f.tags.iter().map(|t| t.label.clone()));
+    ImageMeta {
+        path: Some(facts.path.to_string_lossy().into_owned()),
+        label: facts.label.clone(),
+        size: Some(facts.size),
+        mtime: Some(facts.mtime_ns / 1_000_000_000),
+        mtime_ns: Some(facts.mtime_ns),
+        width: Some(image.width),
+        height: Some(image.height),
+        format: Some(image.format.clone()),
+        tags: tags.map(Iterator::collect).unwrap_or_default(),
+        root: facts.root.as_ref().map(|r| r.to_string_lossy().into_owned()),
+        original_name: facts.original_name.clone(),
+        extra: Metadata::new(),
+    }
 }
 
 /// Build the record for an extracted image: id from the path, one vector per feature,
-/// metadata `path`, `label`, `size`, `mtime` (s), `mtime_ns`, `width`, `height`, `format`,
-/// `tags` (top ImageNet labels when a classifier ran) and `root`.
+/// metadata from [`image_meta`].
 pub fn build_record(facts: &FileFacts, image: &ImageRecord) -> Record {
-    let mut vectors = BTreeMap::new();
-    let mut tags: Vec<Value> = Vec::new();
-    for (name, f) in &image.features {
-        vectors.insert(name.clone(), to_vector(&f.vector));
-        if tags.is_empty() && !f.tags.is_empty() {
-            tags = f.tags.iter().map(|t| Value::String(t.label.clone())).collect();
-        }
-    }
-    let mut m = Metadata::new();
-    m.insert("path".into(), json!(facts.path.to_string_lossy()));
-    if let Some(l) = &facts.label {
-        m.insert("label".into(), json!(l));
-    }
-    m.insert("size".into(), json!(facts.size));
-    m.insert("mtime".into(), json!(facts.mtime_ns / 1_000_000_000));
-    m.insert("mtime_ns".into(), json!(facts.mtime_ns));
-    m.insert("width".into(), json!(image.width));
-    m.insert("height".into(), json!(image.height));
-    m.insert("format".into(), json!(image.format));
-    if !tags.is_empty() {
-        m.insert("tags".into(), Value::Array(tags));
-    }
-    if let Some(r) = &facts.root {
-        m.insert("root".into(), json!(r.to_string_lossy()));
-    }
-    Record { id: record_id(&facts.path), vectors, metadata: m }
-}
-
-/// True when a stored record's metadata says it was made from this exact file version.
-pub fn is_unchanged(meta: &Metadata, size: u64, mtime_ns: u64) -> bool {
-    meta.get("size").and_then(Value::as_u64) == Some(size)
-        && meta.get("mtime_ns").and_then(Value::as_u64) == Some(mtime_ns)
-}
-
-/// A metadata string field.
-pub fn meta_str<'a>(meta: &'a Metadata, key: &str) -> Option<&'a str> {
-    meta.get(key).and_then(Value::as_str)
+    let vectors = image.features.iter().map(|(name, f)| (name.clone(), to_vector(&f.vector))).collect();
+    Record { id: record_id(&facts.path), vectors, metadata: image_meta(facts, image).to_metadata() }
 }
 
 #[cfg(test)]
@@ -280,12 +265,64 @@ mod tests {
     }
 
     #[test]
-    fn unchanged_needs_same_size_and_mtime() {
-        let mut m = Metadata::new();
-        m.insert("size".into(), json!(10));
-        m.insert("mtime_ns".into(), json!(1_700_000_000_123_456_789u64));
-        assert!(is_unchanged(&m, 10, 1_700_000_000_123_456_789));
-        assert!(!is_unchanged(&m, 11, 1_700_000_000_123_456_789));
-        assert!(!is_unchanged(&m, 10, 1_700_000_000_123_456_788));
+    fn records_store_the_same_metadata_json_as_before() {
+        use std::collections::BTreeMap;
+
+        use features::{Features, Tag};
+        let facts = FileFacts {
+            root: Some("/photos".into()),
+            path: "/photos/cats/a.jpg".into(),
+            label: Some("cats".into()),
+            size: 12345,
+            mtime_ns: 1_700_000_000_123_456_789,
+            original_name: None,
+        };
+        let tag = |label: &str| Tag { class: 0, label: label.into(), prob: 0.5 };
+        let mut image = ImageRecord {
+            path: facts.path.clone(),
+            width: 640,
+            height: 480,
+            format: "jpeg".into(),
+            features: BTreeMap::from([
+                (
+                    "cnn".to_string(),
+                    Features { vector: Embedding::Dense(vec![1.0]), tags: vec![tag("tabby"), tag("lynx")] },
+                ),
+                ("color".to_string(), Features { vector: Embedding::Dense(vec![0.5, 0.5]), tags: Vec::new() }),
+            ]),
+        };
+        let rec = build_record(&facts, &image);
+        assert_eq!(rec.id, record_id(&facts.path));
+        assert_eq!(rec.vectors.len(), 2);
+        // The exact object earlier versions wrote key by key (vecdb stores keys sorted).
+        assert_eq!(
+            serde_json::to_string(&rec.metadata).unwrap(),
+            r#"{"format":"jpeg","height":480,"label":"cats","mtime":1700000000,"mtime_ns":1700000000123456789,"path":"/photos/cats/a.jpg","root":"/photos","size":12345,"tags":["tabby","lynx"],"width":640}"#
+        );
+        // No label, root or tags: the keys are left out; an upload keeps its name.
+        image.features.remove("cnn");
+        let upload = FileFacts { root: None, label: None, original_name: Some("IMG 1.JPG".into()), ..facts };
+        assert_eq!(
+            serde_json::to_string(&build_record(&upload, &image).metadata).unwrap(),
+            r#"{"format":"jpeg","height":480,"mtime":1700000000,"mtime_ns":1700000000123456789,"original_name":"IMG 1.JPG","path":"/photos/cats/a.jpg","size":12345,"width":640}"#
+        );
+    }
+
+    #[test]
+    fn hamming_fields_take_only_specs_vecdb_builds_for_bits() {
+        for (spec, want) in [
+            ("Flat", "Flat"),
+            ("HNSW16", "HNSW16"),
+            ("HNSW16,efC100", "HNSW16,efC100"),
+            ("HNSW16,SQ8", "Flat"),
+            ("IVF64,PQ8", "Flat"),
+            ("KDForest4", "Flat"),
+            ("LSH256", "Flat"),
+        ] {
+            assert_eq!(index_for("phash", Metric::Hamming, 64, spec).unwrap(), want, "{spec}");
+            assert_eq!(index_for("cnn", Metric::Cosine, 1280, spec).unwrap(), spec, "{spec}");
+        }
+        assert_eq!(index_for("phash", Metric::Hamming, 64, "cnn=HNSW32;phash=HNSW8").unwrap(), "HNSW8");
+        assert_eq!(index_for("color", Metric::L2, 48, "cnn=HNSW32;phash=HNSW8").unwrap(), "Flat");
     }
 }

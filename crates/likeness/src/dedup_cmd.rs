@@ -14,7 +14,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use vecdb::{Database, Query, SearchRequest};
 
-use crate::catalog::{self, meta_str, DEFAULT_COLLECTION};
+use crate::catalog::{self, DEFAULT_COLLECTION};
+use crate::image_meta::ImageMeta;
 
 /// Arguments of `likeness dedup`.
 #[derive(Debug, clap::Args)]
@@ -160,7 +161,7 @@ pub fn find_groups(
                 .map(|&i| {
                     let path = coll
                         .get_metadata(ids[i])
-                        .and_then(|md| meta_str(&md, "path").map(str::to_string))
+                        .and_then(|md| ImageMeta::from_metadata(md).path)
                         .unwrap_or_else(|| format!("id {}", ids[i]));
                     (path, ids[i])
                 })

@@ -7,7 +7,8 @@ use anyhow::{bail, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use vecdb::{Database, Query, SearchRequest};
 
-use crate::catalog::{self, meta_str, DEFAULT_COLLECTION};
+use crate::catalog::{self, DEFAULT_COLLECTION};
+use crate::image_meta::ImageMeta;
 use crate::indexer::{index_roots, IndexOptions, IndexProgress};
 use crate::walk::canonical_dir;
 
@@ -118,13 +119,9 @@ fn show_searches(coll: &vecdb::Collection, root: &Path) -> Result<()> {
         let hits = coll.search(&SearchRequest::new(feature.as_str(), Query::Id(id), 4))?;
         println!("\nmost like {} (by {feature}):", q.display());
         for h in hits {
-            let m = h.metadata.unwrap_or_default();
-            let tags = m
-                .get("tags")
-                .and_then(|t| t.as_array())
-                .map(|a| a.iter().filter_map(|x| x.as_str()).take(2).collect::<Vec<_>>().join(", "))
-                .unwrap_or_default();
-            println!("  {:>8.4}  {}  {}", h.distance, meta_str(&m, "path").unwrap_or("?"), tags);
+            let m = ImageMeta::from_metadata(h.metadata.unwrap_or_default());
+            let tags = m.tags.iter().take(2).map(String::as_str).collect::<Vec<_>>().join(", ");
+            println!("  {:>8.4}  {}  {}", h.distance, m.path.as_deref().unwrap_or("?"), tags);
         }
     }
     Ok(())

@@ -30,7 +30,7 @@ pub struct Args {
     #[arg(long, default_value = DEFAULT_COLLECTION)]
     pub collection: String,
     /// Index for new collections: one vecdb factory spec for the dense features (e.g. HNSW32,
-    /// HNSW16,SQ8, IVF256,SQ8; hashes stay Flat unless it is HNSW<M>), or per feature,
+    /// HNSW16,SQ8, IVF256,SQ8; hashes stay Flat unless it is HNSW<M>[,efC<n>]), or per feature,
     /// `cnn=HNSW32;color=Flat`. Change it later with `likeness db set-index`.
     #[arg(long, default_value = "Flat")]
     pub index: String,
@@ -149,7 +149,7 @@ fn print_report(r: &IndexReport, collection: &str, db: &std::path::Path, json: b
     Ok(())
 }
 
-/// First Ctrl-C: finish the batch in flight, then stop. Second Ctrl-C: quit at once
+/// First Ctrl-C or SIGTERM: finish the batch in flight, then stop. Second one: quit at once
 /// (acknowledged batches are durable either way).
 pub fn install_interrupt_handler(stop: Arc<AtomicBool>) {
     std::thread::spawn(move || {
@@ -157,13 +157,11 @@ pub fn install_interrupt_handler(stop: Arc<AtomicBool>) {
             return;
         };
         rt.block_on(async {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                stop.store(true, Ordering::SeqCst);
-                eprintln!("\ninterrupted: storing the batch in flight, then stopping (Ctrl-C again to quit now)");
-            }
-            if tokio::signal::ctrl_c().await.is_ok() {
-                std::process::exit(130);
-            }
+            let sig = crate::signals::shutdown_requested().await;
+            stop.store(true, Ordering::SeqCst);
+            eprintln!("\n{sig}: storing the batch in flight, then stopping (Ctrl-C again to quit now)");
+            crate::signals::shutdown_requested().await;
+            std::process::exit(130);
         });
     });
 }

@@ -19,7 +19,8 @@ use features::FeatureExtractor;
 use serde::Serialize;
 use vecdb::Collection;
 
-use crate::catalog::{build_record, is_unchanged, meta_str, record_id, FileFacts};
+use crate::catalog::{build_record, record_id, FileFacts};
+use crate::image_meta::ImageMeta;
 use crate::walk::{find_images, FoundFile};
 
 /// Knobs of an indexing run.
@@ -112,8 +113,8 @@ pub fn index_roots(
     }
     let mut todo = Vec::new();
     for f in found {
-        match coll.get_metadata(record_id(&f.path)) {
-            Some(m) if is_unchanged(&m, f.size, f.mtime_ns) => report.unchanged += 1,
+        match coll.get_metadata(record_id(&f.path)).map(ImageMeta::from_metadata) {
+            Some(m) if m.is_unchanged(f.size, f.mtime_ns) => report.unchanged += 1,
             existing => todo.push((f, existing.is_some())),
         }
     }
@@ -172,6 +173,7 @@ fn index_files(
                         label: file.label.clone(),
                         size: file.size,
                         mtime_ns: file.mtime_ns,
+                        original_name: None,
                     };
                     records.push(build_record(&facts, &img));
                     if *existed {
@@ -216,9 +218,8 @@ fn prune(coll: &Collection, roots: &[PathBuf], found: &[FoundFile]) -> Result<us
     let present: HashSet<&Path> = found.iter().map(|f| f.path.as_path()).collect();
     let mut gone = Vec::new();
     for id in coll.ids() {
-        let Some(meta) = coll.get_metadata(id) else { continue };
-        let Some(path) = meta_str(&meta, "path") else { continue };
-        let path = Path::new(path);
+        let Some(path) = coll.get_metadata(id).and_then(|m| ImageMeta::from_metadata(m).path) else { continue };
+        let path = Path::new(&path);
         if roots.iter().any(|r| path.starts_with(r)) && !present.contains(path) && !path.exists() {
             gone.push(id);
         }

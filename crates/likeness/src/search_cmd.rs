@@ -8,7 +8,8 @@ use features::pipeline::extract_many;
 use serde::Serialize;
 use vecdb::{Database, Filter, Hit, Query, SearchRequest};
 
-use crate::catalog::{self, meta_str, to_vector, DEFAULT_COLLECTION};
+use crate::catalog::{self, to_vector, DEFAULT_COLLECTION};
+use crate::image_meta::ImageMeta;
 
 /// Arguments of `likeness search`.
 #[derive(Debug, clap::Args)]
@@ -60,13 +61,8 @@ pub struct ResultRow {
 
 impl From<&Hit> for ResultRow {
     fn from(h: &Hit) -> Self {
-        let meta = h.metadata.as_ref();
-        ResultRow {
-            id: h.id,
-            distance: h.distance,
-            path: meta.and_then(|m| meta_str(m, "path")).map(str::to_string),
-            label: meta.and_then(|m| meta_str(m, "label")).map(str::to_string),
-        }
+        let meta = h.metadata.clone().map(ImageMeta::from_metadata).unwrap_or_default();
+        ResultRow { id: h.id, distance: h.distance, path: meta.path, label: meta.label }
     }
 }
 

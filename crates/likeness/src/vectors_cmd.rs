@@ -9,7 +9,8 @@ use anyhow::{bail, Context, Result};
 use serde_json::json;
 use vecdb::{CollectionSchema, Database, Metric, Query, Record, SearchRequest, Vector, VectorField};
 
-use crate::datasets::{self, Matrix};
+use crate::image_meta::ImageMeta;
+use crate::vector_files::{self, Matrix};
 
 /// `likeness vectors ...` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -138,12 +139,12 @@ fn export(a: &ExportArgs) -> Result<()> {
     coll.for_each(|r| {
         if let Some(Vector::Dense(v)) = r.vectors.get(&fname) {
             data.extend_from_slice(v);
-            let path = r.metadata.get("path").and_then(|p| p.as_str()).unwrap_or("");
+            let path = ImageMeta::from_metadata(r.metadata.clone()).path.unwrap_or_default();
             lines.push_str(&format!("{}\t{}\n", r.id, path));
         }
     })?;
     let rows = data.len() / dim;
-    datasets::write_npy_f32(&a.out, &Matrix::new(rows, dim, data)?)?;
+    vector_files::write_npy_f32(&a.out, &Matrix::new(rows, dim, data)?)?;
     if let Some(p) = &a.ids {
         std::fs::write(p, lines).with_context(|| format!("writing {}", p.display()))?;
     }
@@ -159,8 +160,8 @@ fn export(a: &ExportArgs) -> Result<()> {
 pub fn read_matrix(path: &Path) -> Result<Matrix<f32>> {
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
     Ok(match ext.as_str() {
-        "npy" => datasets::read_npy_f32(path)?,
-        "fvecs" => datasets::read_fvecs(path)?,
+        "npy" => vector_files::read_npy_f32(path)?,
+        "fvecs" => vector_files::read_fvecs(path)?,
         other => bail!("{}: unsupported vector file type '.{other}' (expected .npy or .fvecs)", path.display()),
     })
 }
@@ -251,7 +252,7 @@ fn search(a: &SearchArgs) -> Result<()> {
     let qps = q.rows as f64 / secs.max(1e-9);
     let recall = match &a.ground_truth {
         Some(gt) => {
-            let gt = datasets::read_ivecs(gt)?;
+            let gt = vector_files::read_ivecs(gt)?;
             if gt.rows < q.rows {
                 bail!("ground truth has {} rows for {} queries", gt.rows, q.rows);
             }

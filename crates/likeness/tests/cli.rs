@@ -461,10 +461,6 @@ fn help_is_available_for_every_command() {
         vec!["db", "set-index"],
         vec!["train"],
         vec!["model"],
-        vec!["bench", "ann"],
-        vec!["bench", "exact"],
-        vec!["bench", "cnn"],
-        vec!["bench", "http"],
     ] {
         let mut a: Vec<&str> = cmd.clone();
         a.push("--help");

@@ -1,4 +1,5 @@
-//! `--json` output of `likeness model fetch`, `likeness model info` and `likeness bench cnn`.
+//! `--json` output of `likeness model fetch` and `likeness model info` (`likeness-bench cnn`'s is
+//! tested in crates/likeness-bench).
 
 mod common;
 
@@ -63,46 +64,4 @@ fn model_fetch_json_on_a_fetched_model() {
     assert_eq!(v["dim"], 1280);
     assert!(Path::new(v["safetensors"].as_str().unwrap()).is_file(), "{v:#}");
     assert_eq!(Path::new(v["model_dir"].as_str().unwrap()), dir);
-}
-
-#[test]
-fn bench_cnn_json_without_torch() {
-    let st = "efficientnet-lite0.safetensors";
-    require_model();
-    // Two small photos, and a model dir holding only the converted weights: without the .pth
-    // checkpoint PyTorch is always skipped, whatever Python is installed.
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let photos = tmp.path().join("photos");
-    add_photo(&photos, "a", "chelsea.png", 160);
-    add_photo(&photos, "a", "coffee.png", 160);
-    let models = tmp.path().join("models");
-    std::fs::create_dir_all(&models).expect("mkdir");
-    std::fs::copy(model_dir().join(st), models.join(st)).expect("copy the converted model");
-    let v = run_json(&[
-        "bench",
-        "cnn",
-        "--images",
-        "2",
-        "--passes",
-        "1",
-        "--batch",
-        "2",
-        "--threads",
-        "1",
-        "--photos",
-        s(&photos),
-        "--model-dir",
-        s(&models),
-        "--python",
-        "/nonexistent",
-        "--json",
-    ]);
-    assert_eq!(v["variant"], "lite0");
-    assert_eq!(v["images"], 2);
-    assert!(v["device"].is_string(), "{v:#}");
-    assert!(v["ours_images_per_s"].as_f64().unwrap() > 0.0, "{v:#}");
-    assert!(v["ours_e2e_images_per_s"].as_f64().unwrap() > 0.0, "{v:#}");
-    assert!(v["torch_images_per_s"].is_null(), "{v:#}");
-    assert!(v["torch_skipped"].is_string(), "{v:#}");
-    assert!(v["speedup"].is_null());
 }

@@ -68,3 +68,44 @@ fn reading_commands_work_while_serve_writes() {
     assert!(labels.contains(&"uploads"), "{hits}");
     drop(server);
 }
+
+#[test]
+fn sigterm_stops_serve_cleanly_after_saving() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("photos");
+    for (l, n) in &TREE[..4] {
+        add_photo(&root, l, n, 300);
+    }
+    let db = tmp.path().join("db");
+    run_json(&["index", s(&root), "--db", s(&db), "--features", "color,phash", "--json"]);
+    assert_eq!(run_json(&["db", "info", s(&db), "--json"])["collections"][0]["segments"], 1);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_likeness"))
+        .args(["serve", "--db", s(&db), "--addr", "127.0.0.1:0", "--features", "color,phash"])
+        .env("LIKENESS_MODEL_DIR", model_dir())
+        .env_remove("LIKENESS_API_KEY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let base = line.split("http://").nth(1).map(|r| format!("http://{}", r.trim().trim_end_matches('/'))).unwrap();
+    let form = Form::new().part("image", Part::bytes(std::fs::read(photo("coffee.png")).unwrap()).file_name("c.png"));
+    let res = reqwest::blocking::Client::new()
+        .post(format!("{base}/api/collections/images/images"))
+        .multipart(form)
+        .send()
+        .unwrap();
+    assert!(res.status().is_success());
+    let kill = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "serve exited with {} after SIGTERM: {stderr}", out.status);
+    assert!(stderr.contains("SIGTERM"), "{stderr}");
+    // the upload was checkpointed into a segment on the way out, and nothing is damaged
+    let info = run_json(&["db", "info", s(&db), "--json"]);
+    assert_eq!(info["collections"][0]["count"], 5);
+    assert_eq!(info["collections"][0]["segments"], 2, "{info}");
+    run_ok(&["db", "check", s(&db)]);
+}

@@ -5,7 +5,7 @@
 //!     cargo bench -p vecdb --bench flat_search
 //! ```
 //! Without the variables it times 20,000 × 256 random vectors. The full comparison
-//! with FAISS is `likeness bench exact` (see docs/exact.md).
+//! with FAISS is `likeness-bench exact` (see docs/exact.md).
 
 use std::time::Instant;
 

@@ -472,7 +472,7 @@ fn memory_is_reported() {
     assert!(per >= (dim * 4 + 33 * 4) as f64 && per <= (dim * 4 + 33 * 4 + 80) as f64, "{per} bytes per vector");
 }
 
-/// A 2-D little-endian float32 `.npy` file (what `likeness bench ann` and numpy write).
+/// A 2-D little-endian float32 `.npy` file (what `likeness-bench ann` and numpy write).
 fn read_npy(path: &std::path::Path) -> (usize, usize, Vec<f32>) {
     let b = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let hlen = u16::from_le_bytes([b[8], b[9]]) as usize;
@@ -485,7 +485,7 @@ fn read_npy(path: &std::path::Path) -> (usize, usize, Vec<f32>) {
 }
 
 /// Speed on real data, outside CI: `HNSW_BENCH_DIR` holds base.npy, queries.npy and gt.npy
-/// (ids as floats), e.g. the files `likeness bench ann` caches. Prints build time, memory
+/// (ids as floats), e.g. the files `likeness-bench ann` caches. Prints build time, memory
 /// and single-thread QPS / recall@10 per ef.
 #[test]
 #[ignore]

@@ -12,15 +12,15 @@ use axum::extract::{FromRequest, Multipart, Path, Query as UrlQuery, Request, St
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use features::decode::decode_bytes;
-use features::pipeline::extract_many;
+use features::pipeline::{extract_bytes, extract_many};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use vecdb::{Collection, Filter, Hit, Metric, Query, SearchParams, SearchRequest, Vector};
 
 use super::error::{ApiError, ApiResult};
-use super::state::AppState;
-use crate::catalog::{self, build_record, fnv1a, meta_str, to_vector, FileFacts};
+use super::state::{AppState, JobState};
+use crate::catalog::{self, build_record, fnv1a, to_vector, FileFacts};
+use crate::image_meta::ImageMeta;
 use crate::indexer::{index_roots, IndexOptions, IndexProgress};
 
 /// Largest `k` a search may ask for.
@@ -210,11 +210,12 @@ async fn run_search(c: Arc<Collection>, spec: SearchSpec, query: Query, started:
 
 fn hit_json(h: &Hit) -> Value {
     let meta = h.metadata.as_ref();
+    let image = meta.cloned().map(ImageMeta::from_metadata).unwrap_or_default();
     let mut v = json!({
         "id": h.id.to_string(),
         "distance": h.distance,
-        "path": meta.and_then(|m| meta_str(m, "path")),
-        "label": meta.and_then(|m| meta_str(m, "label")),
+        "path": image.path,
+        "label": image.label,
         "thumb": format!("/thumb/{}", h.id),
         "metadata": meta,
     });
@@ -330,27 +331,6 @@ fn form_to_search_body(fields: &[(String, String)]) -> ApiResult<SearchBody> {
     Ok(b)
 }
 
-/// Decode an uploaded image and compute the given extractors' features (blocking work).
-fn extract_upload(
-    st: &AppState,
-    file: &str,
-    bytes: &[u8],
-    extractors: &[Box<dyn features::FeatureExtractor>],
-    only: Option<&str>,
-) -> ApiResult<(features::decode::DecodedImage, std::collections::BTreeMap<String, features::Features>)> {
-    let mut img = decode_bytes(bytes, FsPath::new(file), &st.limits)?;
-    // The same reduction the indexing pipeline applies before extraction.
-    let work = features::pipeline::working_image(std::mem::take(&mut img.image));
-    let mut out = std::collections::BTreeMap::new();
-    for e in extractors {
-        if only.is_some_and(|o| o != e.name()) {
-            continue;
-        }
-        out.insert(e.name().to_string(), e.extract(&work)?);
-    }
-    Ok((img, out))
-}
-
 /// `POST /api/collections/{name}/search/image`: multipart `image` plus optional `k`, `threshold`,
 /// `feature`, `filter` (JSON) fields.
 pub async fn search_image(State(st): AppStateRef, Path(name): Path<String>, mp: Multipart) -> ApiResult<Json<Value>> {
@@ -364,9 +344,13 @@ pub async fn search_image(State(st): AppStateRef, Path(name): Path<String>, mp: 
     let st2 = st.clone();
     let feature = spec.feature.clone();
     let vector = tokio::task::spawn_blocking(move || -> ApiResult<Vector> {
-        let (_, feats) = extract_upload(&st2, &file, &bytes, &extractors, Some(&feature))?;
-        let f =
-            feats.get(&feature).ok_or_else(|| ApiError::internal(format!("no extractor for feature '{feature}'")))?;
+        // Only the searched feature's extractor runs.
+        let ex = extractors
+            .iter()
+            .find(|e| e.name() == feature)
+            .ok_or_else(|| ApiError::internal(format!("no extractor for feature '{feature}'")))?;
+        let image = extract_bytes(&bytes, FsPath::new(&file), std::slice::from_ref(ex), &st2.limits)?;
+        let f = &image.features[&feature];
         Ok(to_vector(&f.vector))
     })
     .await??;
@@ -421,8 +405,8 @@ async fn add_upload(st: Arc<AppState>, name: &str, mp: Multipart) -> ApiResult<R
     let extractors = st.extractors(&c).await?;
     let st2 = st.clone();
     let rec = tokio::task::spawn_blocking(move || -> ApiResult<Value> {
-        let (img, feats) = extract_upload(&st2, &file, &bytes, &extractors, None)?;
-        let ext = match img.format.as_str() {
+        let mut image = extract_bytes(&bytes, FsPath::new(&file), &extractors, &st2.limits)?;
+        let ext = match image.format.as_str() {
             "jpeg" => "jpg",
             "tiff" => "tif",
             f => f,
@@ -436,16 +420,16 @@ async fn add_upload(st: Arc<AppState>, name: &str, mp: Multipart) -> ApiResult<R
         }
         let meta = std::fs::metadata(&dest).map_err(|e| ApiError::internal(e.to_string()))?;
         let (size, mtime_ns) = crate::walk::size_and_mtime(&meta);
-        let facts = FileFacts { root: Some(st2.upload_dir.clone()), path: dest.clone(), label, size, mtime_ns };
-        let image = features::pipeline::ImageRecord {
-            path: dest,
-            width: img.width,
-            height: img.height,
-            format: img.format.clone(),
-            features: feats,
+        let facts = FileFacts {
+            root: Some(st2.upload_dir.clone()),
+            path: dest.clone(),
+            label,
+            size,
+            mtime_ns,
+            original_name: Some(file),
         };
-        let mut record = build_record(&facts, &image);
-        record.metadata.insert("original_name".into(), json!(file));
+        image.path = dest;
+        let record = build_record(&facts, &image);
         let id = record.id;
         let meta = record.metadata.clone();
         c.upsert(vec![record])?;
@@ -482,11 +466,11 @@ async fn add_path(st: Arc<AppState>, name: &str, path: PathBuf) -> ApiResult<Res
             let mut j = job.lock().expect("lock");
             match res {
                 Ok(r) => {
-                    j.state = "done".into();
+                    j.state = JobState::Done;
                     j.report = Some(r);
                 }
                 Err(e) => {
-                    j.state = "failed".into();
+                    j.state = JobState::Failed;
                     j.error = Some(format!("{e:#}"));
                 }
             }
@@ -503,8 +487,14 @@ async fn add_path(st: Arc<AppState>, name: &str, path: PathBuf) -> ApiResult<Res
         let (size, mtime_ns) = crate::walk::size_and_mtime(&meta);
         let mut results = extract_many(std::slice::from_ref(&canon), &extractors, &limits, &|_| {});
         let image = results.pop().ok_or_else(|| ApiError::internal("no extraction result"))??;
-        let facts =
-            FileFacts { label: crate::walk::label_for(&root, &canon), root: Some(root), path: canon, size, mtime_ns };
+        let facts = FileFacts {
+            label: crate::walk::label_for(&root, &canon),
+            root: Some(root),
+            path: canon,
+            size,
+            mtime_ns,
+            original_name: None,
+        };
         let record = build_record(&facts, &image);
         let id = record.id;
         let meta = record.metadata.clone();

@@ -126,7 +126,7 @@ pub async fn serve(args: Args, ready: Option<tokio::sync::oneshot::Sender<Socket
     let state = AppState::new(db.clone(), &args)?;
     let app = router(state, args.max_body);
     if args.snapshot_every > 0 {
-        tokio::spawn(checkpoint_loop(db, std::time::Duration::from_secs(args.snapshot_every)));
+        tokio::spawn(checkpoint_loop(db.clone(), std::time::Duration::from_secs(args.snapshot_every)));
     }
     let listener =
         tokio::net::TcpListener::bind(args.addr).await.with_context(|| format!("cannot listen on {}", args.addr))?;
@@ -139,8 +139,18 @@ pub async fn serve(args: Args, ready: Option<tokio::sync::oneshot::Sender<Socket
     }
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
-            tokio::signal::ctrl_c().await.ok();
+            let sig = crate::signals::shutdown_requested().await;
+            eprintln!("likeness: {sig}: finishing requests in flight, then saving and exiting");
         })
         .await?;
+    // Clean shutdown: the WAL moves into segments and index snapshots are saved, so the next
+    // start neither replays nor rebuilds.
+    tokio::task::spawn_blocking(move || -> Result<()> {
+        for name in db.collection_names() {
+            db.collection(&name)?.checkpoint().with_context(|| format!("checkpoint of '{name}' on shutdown"))?;
+        }
+        Ok(())
+    })
+    .await??;
     Ok(())
 }

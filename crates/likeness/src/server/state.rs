@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 use axum::http::HeaderMap;
@@ -14,7 +14,8 @@ use vecdb::{Collection, Database};
 
 use super::error::{ApiError, ApiResult};
 use super::Args;
-use crate::catalog::{self, meta_str};
+use crate::catalog;
+use crate::image_meta::ImageMeta;
 use crate::indexer::{IndexProgress, IndexReport};
 
 /// The extractors of one collection, in schema order.
@@ -33,8 +34,9 @@ pub struct AppState {
     pub api_key: Option<String>,
     /// Folders server-side path adds may read (canonical).
     pub path_roots: Vec<PathBuf>,
-    /// Folders thumbnails may be read from (canonical): `path_roots`, indexed roots, uploads.
-    pub thumb_roots: RwLock<Vec<PathBuf>>,
+    /// Folders thumbnails may be read from (canonical): `path_roots`, the roots indexed
+    /// when the server started, uploads. Fixed at startup.
+    pub thumb_roots: Vec<PathBuf>,
     /// Uploaded images are stored here.
     pub upload_dir: PathBuf,
     /// Thumbnail cache.
@@ -54,6 +56,18 @@ pub struct AppState {
     jobs: Mutex<BTreeMap<u64, Arc<Mutex<Job>>>>,
 }
 
+/// Where a background job is; over HTTP the lower-case name (`"running"`, …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    /// Still indexing.
+    Running,
+    /// Finished; the job's `report` says what was indexed.
+    Done,
+    /// Stopped by an error; the job's `error` says which.
+    Failed,
+}
+
 /// A background indexing job started by adding a server-side folder.
 #[derive(Debug, Clone, Serialize)]
 pub struct Job {
@@ -63,8 +77,8 @@ pub struct Job {
     pub path: PathBuf,
     /// The collection.
     pub collection: String,
-    /// `running`, `done` or `failed`.
-    pub state: String,
+    /// Where the job is.
+    pub state: JobState,
     /// Progress so far.
     pub progress: IndexProgress,
     /// The final report, when done.
@@ -95,7 +109,7 @@ impl AppState {
             default_collection: args.collection.clone(),
             api_key: args.api_key.clone().filter(|k| !k.is_empty()),
             path_roots,
-            thumb_roots: RwLock::new(thumb_roots.into_iter().collect()),
+            thumb_roots: thumb_roots.into_iter().collect(),
             upload_dir,
             thumb_dir,
             new_features,
@@ -182,10 +196,8 @@ impl AppState {
         }
         let mut counts: BTreeMap<String, usize> = BTreeMap::new();
         for id in coll.ids() {
-            if let Some(m) = coll.get_metadata(id) {
-                if let Some(l) = meta_str(&m, "label") {
-                    *counts.entry(l.to_string()).or_default() += 1;
-                }
+            if let Some(l) = coll.get_metadata(id).and_then(|m| ImageMeta::from_metadata(m).label) {
+                *counts.entry(l).or_default() += 1;
             }
         }
         let out: Vec<(String, usize)> = counts.into_iter().collect();
@@ -195,7 +207,7 @@ impl AppState {
 
     /// True when `path` (canonical) lies under a folder thumbnails may be read from.
     pub fn thumb_allowed(&self, path: &Path) -> bool {
-        self.thumb_roots.read().expect("lock").iter().any(|r| path.starts_with(r))
+        self.thumb_roots.iter().any(|r| path.starts_with(r))
     }
 
     /// The configured root `path` (canonical) lies under, if any.
@@ -211,7 +223,7 @@ impl AppState {
             id,
             path,
             collection: collection.to_string(),
-            state: "running".into(),
+            state: JobState::Running,
             progress: IndexProgress::default(),
             report: None,
             error: None,
@@ -232,7 +244,7 @@ fn indexed_roots(db: &Database) -> BTreeSet<PathBuf> {
     for name in db.collection_names() {
         let Ok(c) = db.collection(&name) else { continue };
         for id in c.ids() {
-            if let Some(r) = c.get_metadata(id).as_ref().and_then(|m| meta_str(m, "root").map(PathBuf::from)) {
+            if let Some(r) = c.get_metadata(id).and_then(|m| ImageMeta::from_metadata(m).root).map(PathBuf::from) {
                 if !roots.contains(&r) {
                     if let Ok(canon) = r.canonicalize() {
                         roots.insert(canon);
@@ -250,4 +262,27 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         return false;
     }
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_states_serialize_as_the_strings_the_api_has_always_sent() {
+        let json = |s: JobState| serde_json::to_value(s).unwrap();
+        assert_eq!(json(JobState::Running), "running");
+        assert_eq!(json(JobState::Done), "done");
+        assert_eq!(json(JobState::Failed), "failed");
+        let job = Job {
+            id: 3,
+            path: "/photos".into(),
+            collection: "images".into(),
+            state: JobState::Running,
+            progress: IndexProgress::default(),
+            report: None,
+            error: None,
+        };
+        assert_eq!(serde_json::to_value(&job).unwrap()["state"], "running");
+    }
 }

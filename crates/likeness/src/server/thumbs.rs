@@ -13,7 +13,7 @@ use image::codecs::jpeg::JpegEncoder;
 
 use super::error::{ApiError, ApiResult};
 use super::state::AppState;
-use crate::catalog::meta_str;
+use crate::image_meta::ImageMeta;
 
 /// Longest side of a thumbnail, in pixels.
 pub const THUMB_SIZE: u32 = 256;
@@ -31,9 +31,8 @@ fn find_path(st: &AppState, id: u64) -> Option<(String, u64)> {
     names.sort_by_key(|n| *n != st.default_collection);
     names.iter().find_map(|n| {
         let c = st.db.collection(n).ok()?;
-        let m = c.get_metadata(id)?;
-        let mtime = m.get("mtime_ns").and_then(|v| v.as_u64()).unwrap_or(0);
-        meta_str(&m, "path").map(|p| (p.to_string(), mtime))
+        let m = ImageMeta::from_metadata(c.get_metadata(id)?);
+        Some((m.path?, m.mtime_ns.unwrap_or(0)))
     })
 }
 

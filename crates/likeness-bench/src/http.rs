@@ -1,4 +1,4 @@
-//! `likeness bench http`: search latency through the HTTP API.
+//! `likeness-bench http`: search latency through the HTTP API.
 //!
 //! Builds a collection of synthetic vectors (or uses an existing database), starts the
 //! server in-process on a free port, and sends search requests from `--concurrency`
@@ -17,7 +17,7 @@ use vecdb::{CollectionSchema, Database, Metric, Record, Vector, VectorField};
 
 use crate::datasets::random_normal;
 
-/// Arguments of `likeness bench http`.
+/// Arguments of `likeness-bench http`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Synthetic records to create (ignored with --db).
@@ -36,7 +36,7 @@ pub struct Args {
     #[arg(long)]
     pub db: Option<PathBuf>,
     /// Collection to search (with --db).
-    #[arg(long, default_value = crate::catalog::DEFAULT_COLLECTION)]
+    #[arg(long, default_value = likeness::catalog::DEFAULT_COLLECTION)]
     pub collection: String,
     /// Query by `vector` (JSON body with the vector) or by stored `id`.
     #[arg(long, default_value = "vector")]
@@ -71,8 +71,8 @@ pub fn run(args: &Args) -> Result<()> {
     };
     let (field, metric, ids) = {
         let db = Database::open(&db_path)?;
-        let c = crate::catalog::open_collection(&db, &collection)?;
-        let f = crate::catalog::choose_feature(&c, None)?;
+        let c = likeness::catalog::open_collection(&db, &collection)?;
+        let f = likeness::catalog::choose_feature(&c, None)?;
         let metric = c.schema().fields.iter().find(|x| x.name == f).map(|x| x.metric).unwrap_or(Metric::L2);
         let mut ids = c.ids();
         ids.sort_unstable();
@@ -99,7 +99,7 @@ pub fn run(args: &Args) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let files = tempfile_dir()?;
     let report = rt.block_on(async {
-        let serve_args = crate::server::Args {
+        let serve_args = likeness::server::Args {
             db: db_path.clone(),
             addr: "127.0.0.1:0".parse().expect("static address"),
             api_key: None,
@@ -113,7 +113,7 @@ pub fn run(args: &Args) -> Result<()> {
             model: Default::default(),
         };
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let server = tokio::spawn(crate::server::serve(serve_args, Some(tx)));
+        let server = tokio::spawn(likeness::server::serve(serve_args, Some(tx)));
         let addr = rx.await.context("server did not start")?;
         let path = format!("/api/collections/{collection}/search");
         let warm = (args.requests / 20).max(args.concurrency);

@@ -1,4 +1,4 @@
-//! `likeness bench exact`: exact (brute-force) search of vecdb's `FlatIndex` against FAISS.
+//! `likeness-bench exact`: exact (brute-force) search of vecdb's `FlatIndex` against FAISS.
 //!
 //! For each dataset the command builds the vectors once, writes them to `.npy`
 //! files in a temporary directory, measures our [`FlatIndex`] and then runs
@@ -23,9 +23,10 @@ use serde::{Deserialize, Serialize};
 use vecdb::index::flat::FlatIndex;
 use vecdb::{Metric, SearchParams, VectorIndex, VectorRef, VectorsRef};
 
-use crate::datasets::{self, Matrix};
+use crate::datasets;
+use likeness::vector_files::{self, Matrix};
 
-/// Arguments of `likeness bench exact`.
+/// Arguments of `likeness-bench exact`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Datasets to run: fashion-mnist, random1280 or all.
@@ -216,8 +217,8 @@ fn bench_dataset(ds: &Dataset, args: &Args, tmp: &Path, report: &mut Report) -> 
     let query_path = tmp.join(format!("{}-queries.npy", ds.name));
     let queries = ds.queries.head(nb.max(ns));
     if !args.no_faiss {
-        datasets::write_npy_f32(&base_path, &ds.base)?;
-        datasets::write_npy_f32(&query_path, &queries)?;
+        vector_files::write_npy_f32(&base_path, &ds.base)?;
+        vector_files::write_npy_f32(&query_path, &queries)?;
     }
     eprintln!("[{}] {}×{} {}: adding to FlatIndex…", ds.name, ds.base.rows, dim, ds.metric);
     let mut index = FlatIndex::new(dim, ds.metric);

@@ -1,4 +1,4 @@
-//! `likeness bench ann`: approximate indexes against hnswlib, faiss-cpu and usearch.
+//! `likeness-bench ann`: approximate indexes against hnswlib, faiss-cpu and usearch.
 //!
 //! Loads a dataset (Fashion-MNIST 60k/10k, 784-d, L2 on raw 0–255 pixels; or any `.npy`
 //! matrix, e.g. 1280-d CNN embeddings, cosine), computes the exact ground truth once and
@@ -21,9 +21,10 @@ use vecdb::index::hnsw::HnswIndex;
 use vecdb::index::refine::RefineIndex;
 use vecdb::{Metric, SearchParams, VectorIndex, VectorsRef};
 
-use crate::datasets::{self, Matrix};
+use crate::datasets;
+use likeness::vector_files::{self, Matrix};
 
-/// Arguments of `likeness bench ann`.
+/// Arguments of `likeness-bench ann`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// `fashion-mnist`, or `npy:PATH` for a float32 matrix (e.g. CNN embeddings).
@@ -183,10 +184,10 @@ fn load(args: &Args) -> Result<Dataset> {
         if metric == Metric::Hamming {
             bail!("--metric hamming is not supported for npy datasets (dense float rows)");
         }
-        let all = datasets::read_npy_f32(Path::new(path))?;
+        let all = vector_files::read_npy_f32(Path::new(path))?;
         let name = Path::new(path).file_stem().map_or("npy".into(), |s| s.to_string_lossy().into_owned());
         let (base, queries) = match &args.query_npy {
-            Some(q) => (all, datasets::read_npy_f32(q)?),
+            Some(q) => (all, vector_files::read_npy_f32(q)?),
             None => {
                 let nq = args.queries.unwrap_or(1000).min(all.rows / 2);
                 let nb = all.rows - nq;
@@ -232,7 +233,7 @@ fn fingerprint(d: &Dataset) -> u64 {
 fn ground_truth(d: &Dataset, cache: &Path, tag: &str, k: usize) -> Result<Vec<Vec<u32>>> {
     let k = k.min(d.base.rows);
     let path = cache.join(format!("{tag}-gt{k}.npy"));
-    if let Ok(m) = datasets::read_npy_f32(&path) {
+    if let Ok(m) = vector_files::read_npy_f32(&path) {
         if m.rows == d.queries.rows && m.cols == k {
             return Ok((0..m.rows).map(|i| m.row(i).iter().map(|&x| x as u32).collect()).collect());
         }
@@ -261,7 +262,7 @@ fn ground_truth(d: &Dataset, cache: &Path, tag: &str, k: usize) -> Result<Vec<Ve
         })
         .collect();
     let flat: Vec<f32> = gt.iter().flatten().map(|&i| i as f32).collect();
-    datasets::write_npy_f32(&path, &Matrix::new(gt.len(), k, flat)?)?;
+    vector_files::write_npy_f32(&path, &Matrix::new(gt.len(), k, flat)?)?;
     eprintln!("exact ground truth computed in {:.1} s, cached at {}", t.elapsed().as_secs_f64(), path.display());
     Ok(gt)
 }
@@ -432,12 +433,12 @@ fn run_peers(args: &Args, d: &Dataset, gt: &[Vec<u32>], cache: &Path, tag: &str,
     let query_p = cache.join(format!("{tag}-queries.npy"));
     let gt_p = cache.join(format!("{tag}-gt-k{}.npy", args.k));
     if !base_p.exists() {
-        datasets::write_npy_f32(&base_p, &d.base)?;
+        vector_files::write_npy_f32(&base_p, &d.base)?;
     }
-    datasets::write_npy_f32(&query_p, &d.queries)?;
+    vector_files::write_npy_f32(&query_p, &d.queries)?;
     let k = args.k.min(gt[0].len());
     let flat: Vec<f32> = gt.iter().flat_map(|r| r[..k].iter().map(|&i| i as f32)).collect();
-    datasets::write_npy_f32(&gt_p, &Matrix::new(gt.len(), k, flat)?)?;
+    vector_files::write_npy_f32(&gt_p, &Matrix::new(gt.len(), k, flat)?)?;
     let script =
         [Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/ann_peers.py"), PathBuf::from("bench/ann_peers.py")]
             .into_iter()

@@ -1,4 +1,4 @@
-//! `likeness bench cnn`: CNN embedding throughput (images/s) of our candle implementation
+//! `likeness-bench cnn`: CNN embedding throughput (images/s) of our candle implementation
 //! against PyTorch running the same EfficientNet-Lite weights (`bench/cnn_torch.py`), on the
 //! same preprocessed batches, with the same thread count, in one run.
 
@@ -11,7 +11,7 @@ use features::cnn::{model_paths, CnnExtractor, CnnVariant, ComputeDevice};
 use features::{is_image_path, load_image, DecodeLimits, FeatureExtractor};
 use image::RgbImage;
 
-/// Arguments of `likeness bench cnn`.
+/// Arguments of `likeness-bench cnn`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Threads for both implementations (default: all cores).
@@ -30,7 +30,7 @@ pub struct Args {
     #[arg(long, default_value = "lite0")]
     variant: CnnVariant,
     #[command(flatten)]
-    model: crate::model_args::ModelArgs,
+    model: likeness::model_args::ModelArgs,
     /// Folder of photos (default: $LIKENESS_TEST_DATA/photos, else <repo>/data/photos).
     #[arg(long)]
     photos: Option<PathBuf>,
@@ -142,7 +142,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
 
     if !args.json {
         println!(
-            "likeness bench cnn: EfficientNet-{} ({size} px), batch {}, {} threads, {} images × {} passes",
+            "likeness-bench cnn: EfficientNet-{} ({size} px), batch {}, {} threads, {} images × {} passes",
             args.variant.as_str(),
             args.batch,
             threads,

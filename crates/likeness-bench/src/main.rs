@@ -1,0 +1,46 @@
+//! `likeness-bench`: benchmarks of likeness against peer libraries and of its HTTP API.
+//!
+//! Kept out of the `likeness` binary so the product carries only the product (no plotting,
+//! no dataset loaders). Each module is one benchmark; every one prints a table, or JSON
+//! with `--json`.
+
+use clap::{Parser, Subcommand};
+
+mod ann;
+mod cnn;
+mod datasets;
+mod exact;
+mod http;
+
+/// likeness-bench: measure likeness against peer libraries.
+#[derive(Debug, Parser)]
+#[command(name = "likeness-bench", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: BenchCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Exact search vs FAISS.
+    Exact(exact::Args),
+    /// Approximate indexes vs hnswlib/FAISS/usearch.
+    Ann(ann::Args),
+    /// CNN embedding throughput vs PyTorch.
+    Cnn(cnn::Args),
+    /// Search latency through the HTTP API.
+    Http(http::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if std::env::var_os("RUST_LOG").is_some() {
+        likeness::init_tracing();
+    }
+    match &cli.command {
+        BenchCommand::Exact(a) => exact::run(a),
+        BenchCommand::Ann(a) => ann::run(a),
+        BenchCommand::Cnn(a) => cnn::run(a),
+        BenchCommand::Http(a) => http::run(a),
+    }
+}

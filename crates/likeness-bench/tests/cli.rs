@@ -1,0 +1,114 @@
+//! The `likeness-bench` binary: every benchmark has `--help`, and the two that need no peer
+//! library (`cnn` without PyTorch, `http`) print their `--json` reports.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+/// The test data directory (`$LIKENESS_TEST_DATA`, else `<workspace>/data`).
+fn data_dir() -> PathBuf {
+    let d = std::env::var_os("LIKENESS_TEST_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data"));
+    assert!(
+        d.join("photos/chelsea.png").is_file(),
+        "test data missing at {}: run scripts/fetch-test-data.sh (or set LIKENESS_TEST_DATA)",
+        d.display()
+    );
+    d
+}
+
+/// The directory holding the CNN model for tests (`$LIKENESS_MODEL_DIR`, else `<data>/models`).
+fn model_dir() -> PathBuf {
+    std::env::var_os("LIKENESS_MODEL_DIR").map(PathBuf::from).unwrap_or_else(|| data_dir().join("models"))
+}
+
+/// Run `likeness-bench` with `args`, require success, and return stdout.
+fn run_ok(args: &[&str]) -> String {
+    let out = assert_cmd::Command::new(env!("CARGO_BIN_EXE_likeness-bench")).args(args).output().expect("run");
+    assert!(
+        out.status.success(),
+        "likeness-bench {args:?} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 stdout")
+}
+
+/// Run `likeness-bench` with `args`, require success, and parse stdout as JSON.
+fn run_json(args: &[&str]) -> Value {
+    let out = run_ok(args);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("likeness-bench {args:?}: stdout is not JSON ({e}):\n{out}"))
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+#[test]
+fn help_is_available_for_every_benchmark() {
+    for cmd in ["exact", "ann", "cnn", "http"] {
+        let out = run_ok(&[cmd, "--help"]);
+        assert!(out.contains("Usage: likeness-bench"), "{cmd}: {out}");
+        assert!(out.contains("--json"), "{cmd}: {out}");
+    }
+}
+
+#[test]
+fn bench_cnn_json_without_torch() {
+    let st = "efficientnet-lite0.safetensors";
+    assert!(
+        model_dir().join(st).is_file(),
+        "CNN model missing in {}: run `likeness model fetch`",
+        model_dir().display()
+    );
+    // Two photos, and a model dir holding only the converted weights: without the .pth
+    // checkpoint PyTorch is always skipped, whatever Python is installed.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let photos = tmp.path().join("photos");
+    std::fs::create_dir_all(&photos).expect("mkdir");
+    for p in ["chelsea.png", "coffee.png"] {
+        std::fs::copy(data_dir().join("photos").join(p), photos.join(p)).expect("copy photo");
+    }
+    let models = tmp.path().join("models");
+    std::fs::create_dir_all(&models).expect("mkdir");
+    std::fs::copy(model_dir().join(st), models.join(st)).expect("copy the converted model");
+    let v = run_json(&[
+        "cnn",
+        "--images",
+        "2",
+        "--passes",
+        "1",
+        "--batch",
+        "2",
+        "--threads",
+        "1",
+        "--photos",
+        s(&photos),
+        "--model-dir",
+        s(&models),
+        "--python",
+        "/nonexistent",
+        "--json",
+    ]);
+    assert_eq!(v["variant"], "lite0");
+    assert_eq!(v["images"], 2);
+    assert!(v["device"].is_string(), "{v:#}");
+    assert!(v["ours_images_per_s"].as_f64().unwrap() > 0.0, "{v:#}");
+    assert!(v["ours_e2e_images_per_s"].as_f64().unwrap() > 0.0, "{v:#}");
+    assert!(v["torch_images_per_s"].is_null(), "{v:#}");
+    assert!(v["torch_skipped"].is_string(), "{v:#}");
+    assert!(v["speedup"].is_null());
+}
+
+#[test]
+fn bench_http_json_on_a_small_synthetic_collection() {
+    let v = run_json(&["http", "--records", "500", "--dim", "16", "--requests", "40", "--concurrency", "2", "--json"]);
+    assert_eq!(v["records"], 500);
+    assert_eq!(v["dim"], 16);
+    assert_eq!(v["requests"], 40, "{v:#}");
+    let (p50, p99) = (v["p50_ms"].as_f64().unwrap(), v["p99_ms"].as_f64().unwrap());
+    assert!(p50 > 0.0 && p50 <= p99, "{v:#}");
+    assert!(v["requests_per_second"].as_f64().unwrap() > 0.0, "{v:#}");
+}

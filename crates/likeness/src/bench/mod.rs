@@ -1,5 +1,0 @@
-//! Benchmark commands (`likeness bench ...`); each module is one benchmark.
-
-pub mod ann;
-pub mod cnn;
-pub mod exact;
