@@ -131,7 +131,7 @@ mod tests {
 
     #[test]
     fn absent_keys_are_left_out_and_unknown_keys_kept() {
-        let json = r#"{"camera":{"make":"X","iso":200},"original_name":"cat.png","path":"/u/1.png","rating":4.5}"#;
+        let json = r#"{"camera":{"iso":200,"make":"X"},"original_name":"cat.png","path":"/u/1.png","rating":4.5}"#;
         let meta = ImageMeta::from_metadata(parse(json));
         assert_eq!(meta.original_name.as_deref(), Some("cat.png"));
         assert_eq!(meta.label, None);

@@ -118,7 +118,8 @@ async fn checkpoint_loop(db: Arc<Database>, period: std::time::Duration) {
     }
 }
 
-/// Open the database and serve it on `args.addr`. When `ready` is given, the bound address is sent on it.
+/// Open the database and serve it on `args.addr`. When `ready` is given, the bound address is sent on
+/// it; otherwise a line on stdout names it.
 pub async fn serve(args: Args, ready: Option<tokio::sync::oneshot::Sender<SocketAddr>>) -> Result<()> {
     let db_path = args.db.clone();
     let db = tokio::task::spawn_blocking(move || Database::open(&db_path)).await??;
@@ -131,11 +132,17 @@ pub async fn serve(args: Args, ready: Option<tokio::sync::oneshot::Sender<Socket
     let listener =
         tokio::net::TcpListener::bind(args.addr).await.with_context(|| format!("cannot listen on {}", args.addr))?;
     let addr = listener.local_addr()?;
-    println!("likeness: serving {} on http://{addr}/", args.db.display());
-    use std::io::Write;
-    std::io::stdout().flush().ok();
-    if let Some(tx) = ready {
-        tx.send(addr).ok();
+    match ready {
+        // A caller running the server in-process is told the address and speaks for itself
+        // (`likeness-bench http --json` prints nothing but its JSON report).
+        Some(tx) => {
+            tx.send(addr).ok();
+        }
+        None => {
+            println!("likeness: serving {} on http://{addr}/", args.db.display());
+            use std::io::Write;
+            std::io::stdout().flush().ok();
+        }
     }
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
