@@ -9,6 +9,7 @@ use serde_json::Value;
 
 /// The test data directory, the CNN model directory, and whether the model is there (shared with
 /// the `features` tests through the `testdata` crate).
+#[allow(unused_imports)]
 pub use testdata::{cnn_model_present, data_dir, model_dir};
 
 /// A sample photo by file name.
