@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Builds the Python package `likeness` (crates/likeness-py, PyO3 + maturin, an abi3 wheel for
+# CPython >= 3.9), installs it into a virtual environment and runs its tests (pytest).
+#
+#   bash scripts/python.sh              # build, install, test
+#   bash scripts/python.sh --no-test    # build and install only
+#   bash scripts/python.sh -k search    # extra arguments go to pytest
+#
+# LIKENESS_PY_VENV     the virtual environment (default .venv-py, git-ignored); activate it to use likeness
+# LIKENESS_PY_PROFILE  cargo profile of the wheel (default test: reuses what `cargo build --workspace
+#                      --profile test` compiled; use release for benchmarks)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+venv=${LIKENESS_PY_VENV:-$root/.venv-py}
+profile=${LIKENESS_PY_PROFILE:-test}
+run_tests=1
+if [[ "${1:-}" == "--no-test" ]]; then run_tests=0; shift; fi
+
+[[ -x "$venv/bin/python" ]] || python3 -m venv "$venv"
+"$venv/bin/python" -m pip install -q --disable-pip-version-check "maturin>=1.9.4,<2" pytest numpy Pillow
+
+wheels="$root/target/wheels/likeness-py"
+rm -rf "$wheels"
+"$venv/bin/maturin" build --quiet --locked --manifest-path crates/likeness-py/Cargo.toml \
+  --profile "$profile" --interpreter "$venv/bin/python" --out "$wheels"
+"$venv/bin/python" -m pip install -q --disable-pip-version-check --force-reinstall --no-deps "$wheels"/likeness-*.whl
+
+if (( run_tests )); then
+  # The CLI tests run the binary the workspace build made (see tests/conftest.py).
+  cd crates/likeness-py
+  "$venv/bin/python" -m pytest -q "$@"
+fi
