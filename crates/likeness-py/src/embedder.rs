@@ -36,10 +36,10 @@ fn read_input(item: &Bound<'_, PyAny>) -> PyResult<Input> {
     }
     if item.is_instance_of::<PyBytes>() || item.is_instance_of::<PyByteArray>() || item.is_instance_of::<PyMemoryView>()
     {
-        let bytes = if let Ok(b) = item.cast::<PyBytes>() {
-            b.as_bytes().to_vec()
-        } else {
-            item.call_method0("tobytes").or_else(|_| item.call_method0("__bytes__"))?.extract::<Vec<u8>>()?
+        let bytes = match item.cast::<PyBytes>() {
+            Ok(b) => b.as_bytes().to_vec(),
+            // bytearray / memoryview: one copy through bytes(item)
+            Err(_) => item.py().get_type::<PyBytes>().call1((item,))?.cast_into::<PyBytes>()?.as_bytes().to_vec(),
         };
         return Ok(Input::Bytes(bytes));
     }
