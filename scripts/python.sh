@@ -7,8 +7,11 @@
 #   bash scripts/python.sh -k search    # extra arguments go to pytest
 #
 # LIKENESS_PY_VENV     the virtual environment (default .venv-py, git-ignored); activate it to use likeness
-# LIKENESS_PY_PROFILE  cargo profile of the wheel (default test: reuses what `cargo build --workspace
-#                      --profile test` compiled; use release for benchmarks)
+# LIKENESS_PY_PROFILE  cargo profile of the wheel: `test` (default) or `release` (for benchmarks).
+#
+# `test` reuses everything `cargo build --workspace --profile test` compiled (CI builds the wheel in
+# seconds): maturin cannot take `--profile test` (cargo rustc builds a test harness with it), so the
+# wheel is built with the dev profile at the test profile's opt-level 2, which is the test profile.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -22,6 +25,10 @@ if [[ "${1:-}" == "--no-test" ]]; then run_tests=0; shift; fi
 
 wheels="$root/target/wheels/likeness-py"
 rm -rf "$wheels"
+if [[ "$profile" == test ]]; then
+  profile=dev
+  export CARGO_PROFILE_DEV_OPT_LEVEL=2
+fi
 "$venv/bin/maturin" build --quiet --locked --manifest-path crates/likeness-py/Cargo.toml \
   --profile "$profile" --interpreter "$venv/bin/python" --out "$wheels"
 "$venv/bin/python" -m pip install -q --disable-pip-version-check --force-reinstall --no-deps "$wheels"/likeness-*.whl

@@ -68,7 +68,7 @@ fn open_database(path: &std::path::Path, read_only: bool) -> Result<Database, Bi
 /// Example:
 ///     >>> likeness.VectorField("emb", 128, "cosine", "HNSW16")
 ///     VectorField('emb', 128, 'cosine', 'HNSW16')
-#[pyclass(name = "VectorField", module = "likeness", frozen, eq, skip_from_py_object)]
+#[pyclass(name = "VectorField", module = "likeness", frozen, eq)]
 #[derive(Debug, Clone, PartialEq)]
 pub struct PyVectorField {
     /// Field name.
@@ -88,7 +88,7 @@ pub struct PyVectorField {
 #[pymethods]
 impl PyVectorField {
     #[new]
-    #[pyo3(signature = (name, dim, metric = "l2", index = "Flat"))]
+    #[pyo3(signature = (name, dim, metric = "l2", index = String::from("Flat")))]
     fn new(name: String, dim: usize, metric: &str, index: String) -> PyResult<Self> {
         let metric: Metric = metric.parse().map_err(|e: vecdb::Error| BindError::from(e))?;
         Ok(PyVectorField { name, dim, metric: metric.to_string(), index })

@@ -259,6 +259,11 @@ impl PyEmbedder {
     }
 }
 
+/// The vector of feature `name` in one result, when it succeeded.
+fn vector_of<'r>(r: &'r Embedded, name: &str) -> Option<&'r Embedding> {
+    r.as_ref().ok().and_then(|rec| rec.features.get(name)).map(|f| &f.vector)
+}
+
 fn embedding_to_py<'py>(py: Python<'py>, e: &Embedding) -> Bound<'py, PyAny> {
     match e {
         Embedding::Dense(v) => v.clone().into_pyarray(py).into_any(),
@@ -296,11 +301,10 @@ impl Embeddings {
                 DistanceKind::Hamming => ex.dim().div_ceil(8),
                 _ => ex.dim(),
             };
-            let row_of = |r: &Embedded| r.as_ref().ok().and_then(|rec| rec.features.get(name)).map(|f| &f.vector);
             if ex.distance() == DistanceKind::Hamming {
                 let mut m = Array2::<u8>::zeros((n, width));
                 for (i, r) in results.iter().enumerate() {
-                    if let Some(Embedding::Binary(v)) = row_of(r) {
+                    if let Some(Embedding::Binary(v)) = vector_of(r, name) {
                         m.row_mut(i).as_slice_mut().expect("rows are contiguous").copy_from_slice(v);
                     }
                 }
@@ -308,7 +312,7 @@ impl Embeddings {
             } else {
                 let mut m = Array2::<f32>::zeros((n, width));
                 for (i, r) in results.iter().enumerate() {
-                    if let Some(Embedding::Dense(v)) = row_of(r) {
+                    if let Some(Embedding::Dense(v)) = vector_of(r, name) {
                         m.row_mut(i).as_slice_mut().expect("rows are contiguous").copy_from_slice(v);
                     }
                 }

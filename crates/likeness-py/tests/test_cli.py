@@ -25,7 +25,7 @@ def test_python_db_searched_by_the_cli(cli, tmp_path, rng):
     cli_d = np.array([[hit[1] for hit in row] for row in out["results"]], dtype=np.float32)
     np.testing.assert_array_equal(cli_ids, py.ids)
     np.testing.assert_array_equal(cli_d, py.distances)
-    info = cli("db", "info", "--db", db_path)
+    info = cli("db", "info", db_path)
     assert "vecs" in info
 
 
