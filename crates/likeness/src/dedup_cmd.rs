@@ -179,7 +179,7 @@ pub fn find_groups(
 
 /// Run `likeness dedup`.
 pub fn run(args: &Args) -> Result<()> {
-    let db = Database::open(&args.db)?;
+    let db = Database::open_read_only(&args.db)?;
     let coll = catalog::open_collection(&db, &args.collection)?;
     let names = catalog::field_names(&coll);
     let feature = match &args.feature {

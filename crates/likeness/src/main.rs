@@ -73,9 +73,11 @@ enum BenchCommand {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if std::env::var_os("RUST_LOG").is_some() {
-        tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
-    }
+    // Warnings (a torn WAL tail cut on open, an index that could not be built) reach stderr by
+    // default; RUST_LOG chooses more or less.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     match &cli.command {
         Command::Index(a) => index_cmd::run(a),
         Command::Search(a) => search_cmd::run(a),

@@ -83,7 +83,7 @@ pub fn run(args: &Args) -> Result<()> {
     if args.images.is_empty() && args.id.is_empty() {
         bail!("give one or more query images, or --id N");
     }
-    let db = Database::open(&args.db)?;
+    let db = Database::open_read_only(&args.db)?;
     let coll = catalog::open_collection(&db, &args.collection)?;
     let feature = catalog::choose_feature(&coll, args.feature.as_deref())?;
     let filter =

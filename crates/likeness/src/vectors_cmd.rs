@@ -123,7 +123,7 @@ pub fn run(cmd: &VectorsCommand) -> Result<()> {
 }
 
 fn export(a: &ExportArgs) -> Result<()> {
-    let db = Database::open(&a.db)?;
+    let db = Database::open_read_only(&a.db)?;
     let name = a.collection.clone();
     let coll = crate::catalog::open_collection(&db, &name)?;
     let fname = crate::catalog::choose_feature(&coll, a.field.as_deref())?;
@@ -229,7 +229,7 @@ fn search(a: &SearchArgs) -> Result<()> {
     if let Some(n) = a.limit {
         q = q.head(n);
     }
-    let db = Database::open(&a.db)?;
+    let db = Database::open_read_only(&a.db)?;
     let coll = crate::catalog::open_collection(&db, &a.collection)?;
     let field = match &a.field {
         Some(f) => f.clone(),

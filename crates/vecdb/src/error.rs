@@ -22,6 +22,34 @@ pub enum Error {
         /// What was wrong.
         reason: String,
     },
+    /// A collection directory holds data files but no MANIFEST: it is refused rather than
+    /// opened empty (its records are still in the files; a repair rebuilds the manifest).
+    #[error(
+        "collection directory {dir} holds data files ({files}) but no MANIFEST: refusing to open it as empty; \
+         nothing was changed. A repair rebuilds the MANIFEST from the segments it can verify \
+         (`likeness db repair <db>`, or vecdb::repair::repair_collection)"
+    )]
+    MissingManifest {
+        /// The collection directory.
+        dir: PathBuf,
+        /// The data files found in it, comma-separated.
+        files: String,
+    },
+    /// A write failed earlier (WAL append/fsync, checkpoint): the collection refuses writes
+    /// until it is reopened, which recovers from the log.
+    #[error("collection '{collection}' is read-only after an earlier write failure ({reason}); reopen it to recover")]
+    Poisoned {
+        /// The collection.
+        collection: String,
+        /// The failure that poisoned it.
+        reason: String,
+    },
+    /// A write (or checkpoint, compaction, index change) on a handle opened read-only.
+    #[error("collection '{0}' is open read-only (Database::open_read_only): writes go through the writer process")]
+    ReadOnly(String),
+    /// One failure reported to every writer of a group commit, with its source kept.
+    #[error(transparent)]
+    Shared(std::sync::Arc<Error>),
     /// Another process holds the database lock.
     #[error("database {0} is locked by another process")]
     Locked(PathBuf),

@@ -10,6 +10,7 @@
 
 #![warn(missing_docs)]
 
+pub mod check;
 pub mod code_distance;
 pub mod collection;
 pub mod db;
@@ -18,11 +19,13 @@ pub mod error;
 pub mod filter;
 pub mod index;
 pub mod metric;
+pub mod repair;
 pub mod schema;
 pub mod search;
 pub mod vector;
 
 mod fsutil;
+mod lock;
 mod manifest;
 mod segment;
 mod wal;
@@ -32,7 +35,7 @@ pub use db::Database;
 pub use error::{Error, Result};
 pub use filter::{Filter, Metadata};
 pub use index::{IdFilter, Neighbor, SearchParams, VectorIndex};
-pub use metric::{Element, Metric};
+pub use metric::Metric;
 pub use schema::{CollectionSchema, Record, VectorField};
 pub use search::{CollectionStats, FieldStats, Hit, IndexOrigin, Query, SearchRequest};
-pub use vector::{Vector, VectorRef, VectorsRef};
+pub use vector::{Element, Vector, VectorRef, VectorsRef};

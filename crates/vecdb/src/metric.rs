@@ -18,7 +18,7 @@ use std::str::FromStr;
 
 use crate::distance;
 use crate::error::Error;
-use crate::vector::VectorRef;
+use crate::vector::{Element, VectorRef};
 
 /// How two vectors are compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -32,26 +32,6 @@ pub enum Metric {
     Dot,
     /// Hamming distance on bit vectors.
     Hamming,
-}
-
-/// What one vector component is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Element {
-    /// Dense 32-bit floats; `dim` counts floats.
-    F32,
-    /// Packed bits (8 per byte, little-endian bit order); `dim` counts bits.
-    Bit,
-}
-
-impl Element {
-    /// Bytes one vector of `dim` components occupies.
-    pub fn bytes_per_vector(self, dim: usize) -> usize {
-        match self {
-            Element::F32 => dim * 4,
-            Element::Bit => dim.div_ceil(8),
-        }
-    }
 }
 
 impl Metric {

@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::filter::Metadata;
 use crate::index;
-use crate::metric::{Element, Metric};
+use crate::metric::Metric;
+use crate::vector::Element;
 use crate::vector::{Vector, VectorRef};
 
 /// Largest dimension a vector field may have.

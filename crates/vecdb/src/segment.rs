@@ -3,40 +3,58 @@
 //! Layout (little-endian; every section starts at a 64-byte aligned offset):
 //!
 //! ```text
-//! "VDBSEG01" + zero padding to 64 bytes
+//! "VDBSEG02" + zero padding to 64 bytes
 //! section ids        : n_rows × u64
 //! section field i    : n_rows × bytes_per_vector(field i)      (one per schema field)
 //! section meta index : (n_rows + 1) × u64 offsets into the blob
 //! section meta blob  : concatenated JSON documents
 //! section tombstones : n_tomb × u64 ids deleted from older segments
+//! section info       : JSON {schema, wal_gen, compacted} (see [`SegmentInfo`]; absent in "VDBSEG01" files)
 //! footer             : seq u64 | n_rows u64 | n_tomb u64 | n_fields u32 | n_fields × (dim u32, bytes u32)
 //!                      | n_sections u32 | n_sections × (offset u64, len u64, crc32 u32)
 //! tail               : footer_len u32 | crc32(footer) u32 | "VDBSEGFT"
 //! ```
 //!
 //! Opening a segment verifies the tail, the footer and the CRC of every section, so a
-//! damaged segment is reported as [`Error::Corrupt`] naming the file.
+//! damaged segment is reported as [`Error::Corrupt`] naming the file. The info section makes
+//! a segment self-describing: without its collection's MANIFEST, the segments that can be
+//! verified are enough to rebuild one (see `repair.rs`).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::filter::Metadata;
 use crate::fsutil::{corrupt, Reader};
-use crate::metric::Element;
 use crate::schema::CollectionSchema;
+use crate::vector::Element;
 use crate::vector::VectorRef;
 
-const MAGIC: &[u8; 8] = b"VDBSEG01";
+/// Magic of segments written before the info section existed (still read).
+const MAGIC_V1: &[u8; 8] = b"VDBSEG01";
+const MAGIC: &[u8; 8] = b"VDBSEG02";
 const TAIL_MAGIC: &[u8; 8] = b"VDBSEGFT";
 const ALIGN: u64 = 64;
 
 /// File name of segment `seq`.
 pub(crate) fn segment_file_name(seq: u64) -> String {
     format!("seg-{seq:08}.seg")
+}
+
+/// What a segment says about itself, so that a collection can be rebuilt from its segments
+/// when its MANIFEST is lost.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct SegmentInfo {
+    /// The collection's schema when the segment was written.
+    pub schema: CollectionSchema,
+    /// Generation of the WAL that holds the writes made after this segment.
+    pub wal_gen: u64,
+    /// True when the segment holds every live record (a compaction): older segments are obsolete.
+    pub compacted: bool,
 }
 
 /// Rows to write into a new segment.
@@ -87,6 +105,7 @@ pub(crate) fn write_segment(
     schema: &CollectionSchema,
     src: &dyn SegmentSource,
     tombstones: &[u64],
+    info: &SegmentInfo,
 ) -> Result<u64> {
     let tmp = path.with_extension("seg.tmp");
     let io = |e| Error::io(&tmp, e);
@@ -128,6 +147,9 @@ pub(crate) fn write_segment(
     w.begin().map_err(io)?;
     w.write(bytemuck::cast_slice(tombstones)).map_err(io)?;
     w.end();
+    w.begin().map_err(io)?;
+    w.write(&serde_json::to_vec(info).map_err(|e| Error::Metadata(e.to_string()))?).map_err(io)?;
+    w.end();
     // footer
     let mut footer = Vec::new();
     footer.extend_from_slice(&seq.to_le_bytes());
@@ -167,20 +189,28 @@ pub(crate) struct Segment {
     fields: Vec<(Element, usize, usize)>,
 }
 
-impl Segment {
-    /// Map and fully verify the segment at `path` (which must carry sequence number
-    /// `want_seq`) against `schema`.
-    pub(crate) fn open(path: &Path, want_seq: u64, schema: &CollectionSchema) -> Result<Segment> {
-        let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        // SAFETY: segment files are immutable once renamed into place, and the
-        // database directory is protected by an exclusive lock, so no one
-        // modifies the file while it is mapped.
-        let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+/// The parsed, checksum-verified footer of a segment file.
+struct Footer {
+    /// True for "VDBSEG02" files (with an info section).
+    has_info: bool,
+    seq: u64,
+    n_rows: usize,
+    n_tomb: usize,
+    /// (dim, bytes per vector) per field.
+    fields: Vec<(usize, usize)>,
+    /// (offset, len, crc32) per section, bounds checked.
+    sections: Vec<(usize, usize, u32)>,
+}
+
+impl Footer {
+    /// Check the magic, the tail and the footer CRC, and parse the footer.
+    fn parse(map: &[u8], path: &Path) -> Result<Footer> {
         let bad = |why: String| corrupt(path, why);
         let len = map.len();
-        if len < ALIGN as usize + 16 || &map[..8] != MAGIC {
+        if len < ALIGN as usize + 16 || (&map[..8] != MAGIC && &map[..8] != MAGIC_V1) {
             return Err(bad("not a segment file (bad magic or too short)".into()));
         }
+        let has_info = &map[..8] == MAGIC;
         if &map[len - 8..] != TAIL_MAGIC {
             return Err(bad("missing end marker (truncated file?)".into()));
         }
@@ -196,27 +226,19 @@ impl Segment {
         let mut r = Reader::new(footer);
         let short = || corrupt(path, "footer cut short");
         let seq = r.u64().ok_or_else(short)?;
-        if seq != want_seq {
-            return Err(bad(format!("holds segment {seq}, expected {want_seq}")));
-        }
         let n_rows = r.u64().ok_or_else(short)? as usize;
         let n_tomb = r.u64().ok_or_else(short)? as usize;
         let n_fields = r.u32().ok_or_else(short)? as usize;
-        if n_fields != schema.fields.len() {
-            return Err(bad(format!("has {n_fields} vector fields, schema has {}", schema.fields.len())));
-        }
-        let mut fields = Vec::with_capacity(n_fields);
-        for f in &schema.fields {
+        let mut fields = Vec::with_capacity(n_fields.min(1024));
+        for _ in 0..n_fields {
             let dim = r.u32().ok_or_else(short)? as usize;
             let bpv = r.u32().ok_or_else(short)? as usize;
-            if dim != f.dim || bpv != f.bytes_per_vector() {
-                return Err(bad(format!("field '{}' has dimension {dim}, schema says {}", f.name, f.dim)));
-            }
-            fields.push((f.element(), dim, bpv));
+            fields.push((dim, bpv));
         }
         let n_sections = r.u32().ok_or_else(short)? as usize;
-        if n_sections != n_fields + 4 {
-            return Err(bad(format!("{n_sections} sections, expected {}", n_fields + 4)));
+        let want_sections = n_fields + if has_info { 5 } else { 4 };
+        if n_sections != want_sections {
+            return Err(bad(format!("{n_sections} sections, expected {want_sections}")));
         }
         let data_end = len - 16 - flen;
         let mut sections = Vec::with_capacity(n_sections);
@@ -227,11 +249,79 @@ impl Segment {
             if !off.is_multiple_of(ALIGN as usize) || off.checked_add(slen).is_none_or(|e| e > data_end) {
                 return Err(bad(format!("section {s} (offset {off}, length {slen}) lies outside the data")));
             }
-            if crc32fast::hash(&map[off..off + slen]) != crc {
-                return Err(bad(format!("section {s} checksum mismatch")));
-            }
-            sections.push((off, slen));
+            sections.push((off, slen, crc));
         }
+        Ok(Footer { has_info, seq, n_rows, n_tomb, fields, sections })
+    }
+
+    /// Verify section `s`'s checksum.
+    fn check_section(&self, map: &[u8], s: usize, path: &Path) -> Result<()> {
+        let (off, len, crc) = self.sections[s];
+        if crc32fast::hash(&map[off..off + len]) != crc {
+            return Err(corrupt(path, format!("section {s} checksum mismatch")));
+        }
+        Ok(())
+    }
+
+    /// The verified info section, if the file has one.
+    fn info(&self, map: &[u8], path: &Path) -> Result<Option<SegmentInfo>> {
+        if !self.has_info {
+            return Ok(None);
+        }
+        let s = self.fields.len() + 4;
+        self.check_section(map, s, path)?;
+        let (off, len, _) = self.sections[s];
+        serde_json::from_slice(&map[off..off + len])
+            .map(Some)
+            .map_err(|e| corrupt(path, format!("info section is not valid JSON: {e}")))
+    }
+}
+
+/// Sequence number and self-description of the segment at `path`, reading only its footer and
+/// info section (both checksum-verified). `None` for segments written before the info section
+/// existed.
+pub(crate) fn read_segment_info(path: &Path) -> Result<(u64, Option<SegmentInfo>)> {
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    // SAFETY: segment files are immutable once renamed into place; see `Segment::open`.
+    let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+    let footer = Footer::parse(&map, path)?;
+    let info = footer.info(&map, path)?;
+    Ok((footer.seq, info))
+}
+
+impl Segment {
+    /// Map and fully verify the segment at `path` (which must carry sequence number
+    /// `want_seq`) against `schema`.
+    pub(crate) fn open(path: &Path, want_seq: u64, schema: &CollectionSchema) -> Result<Segment> {
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        // SAFETY: segment files are immutable once renamed into place, and the
+        // database directory is protected by an exclusive lock, so no one
+        // modifies the file while it is mapped.
+        let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+        let bad = |why: String| corrupt(path, why);
+        let footer = Footer::parse(&map, path)?;
+        if footer.seq != want_seq {
+            return Err(bad(format!("holds segment {}, expected {want_seq}", footer.seq)));
+        }
+        let (n_rows, n_tomb) = (footer.n_rows, footer.n_tomb);
+        let n_fields = footer.fields.len();
+        if n_fields != schema.fields.len() {
+            return Err(bad(format!("has {n_fields} vector fields, schema has {}", schema.fields.len())));
+        }
+        let mut fields = Vec::with_capacity(n_fields);
+        for (f, &(dim, bpv)) in schema.fields.iter().zip(&footer.fields) {
+            if dim != f.dim || bpv != f.bytes_per_vector() {
+                return Err(bad(format!("field '{}' has dimension {dim}, schema says {}", f.name, f.dim)));
+            }
+            fields.push((f.element(), dim, bpv));
+        }
+        for s in 0..footer.sections.len() {
+            footer.check_section(&map, s, path)?;
+        }
+        if footer.has_info {
+            footer.info(&map, path)?;
+        }
+        let sections: Vec<(usize, usize)> = footer.sections.iter().map(|&(o, l, _)| (o, l)).collect();
         let expect = |s: usize, want: usize, what: &str| -> Result<()> {
             if sections[s].1 != want {
                 Err(corrupt(path, format!("{what} section has {} bytes, expected {want}", sections[s].1)))
@@ -239,12 +329,12 @@ impl Segment {
                 Ok(())
             }
         };
-        expect(0, n_rows * 8, "id")?;
+        expect(0, n_rows.saturating_mul(8), "id")?;
         for (i, &(_, _, bpv)) in fields.iter().enumerate() {
-            expect(1 + i, n_rows * bpv, "vector")?;
+            expect(1 + i, n_rows.saturating_mul(bpv), "vector")?;
         }
-        expect(n_fields + 1, (n_rows + 1) * 8, "metadata index")?;
-        expect(n_fields + 3, n_tomb * 8, "tombstone")?;
+        expect(n_fields + 1, n_rows.saturating_add(1).saturating_mul(8), "metadata index")?;
+        expect(n_fields + 3, n_tomb.saturating_mul(8), "tombstone")?;
         let seg = Segment { path: path.to_path_buf(), map, n_rows, sections, fields };
         let offs = seg.meta_offsets();
         let blob_len = seg.sections[n_fields + 2].1 as u64;

@@ -3,7 +3,26 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
-use crate::metric::Element;
+
+/// What one vector component is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Element {
+    /// Dense 32-bit floats; `dim` counts floats.
+    F32,
+    /// Packed bits (8 per byte, little-endian bit order); `dim` counts bits.
+    Bit,
+}
+
+impl Element {
+    /// Bytes one vector of `dim` components occupies.
+    pub fn bytes_per_vector(self, dim: usize) -> usize {
+        match self {
+            Element::F32 => dim * 4,
+            Element::Bit => dim.div_ceil(8),
+        }
+    }
+}
 
 /// An owned vector: dense floats or packed bits.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -3,7 +3,8 @@
 //! File layout (little-endian):
 //!
 //! ```text
-//! header : "VDBWAL01" | gen u64 | crc32(magic‖gen) u32                  (20 bytes)
+//! header : "VDBWAL02" | gen u64 | schema_len u32 | schema JSON | crc32(everything before) u32
+//!          ("VDBWAL01" | gen u64 | crc32(magic‖gen) u32, 20 bytes, in logs written before the schema was)
 //! frame  : len u32 | lsn u64 | crc32(len‖lsn) u32 | crc32(payload) u32 | payload[len]
 //! ```
 //!
@@ -22,8 +23,13 @@ use crate::fsutil::{corrupt, Reader};
 use crate::schema::CollectionSchema;
 use crate::vector::Vector;
 
-const MAGIC: &[u8; 8] = b"VDBWAL01";
-const FILE_HEADER: usize = 20;
+/// Magic of logs written before the header carried the schema (still read).
+const MAGIC_V1: &[u8; 8] = b"VDBWAL01";
+const MAGIC: &[u8; 8] = b"VDBWAL02";
+/// Length of a "VDBWAL01" header.
+const HEADER_V1: usize = 20;
+/// Largest schema a header may carry (a sanity bound for damaged length fields).
+const MAX_SCHEMA: usize = 1 << 24;
 const FRAME_HEADER: usize = 20;
 /// Largest payload a frame may carry (a sanity bound for damaged length fields).
 const MAX_PAYLOAD: usize = 1 << 31;
@@ -51,9 +57,9 @@ pub(crate) struct ReplayReport {
 }
 
 impl Wal {
-    /// Create a new, empty WAL file of generation `gen` (durable when this returns,
-    /// apart from the directory entry, which the caller syncs).
-    pub(crate) fn create(path: &Path, gen: u64) -> Result<Wal> {
+    /// Create a new, empty WAL file of generation `gen` whose header records `schema` (durable
+    /// when this returns, apart from the directory entry, which the caller syncs).
+    pub(crate) fn create(path: &Path, gen: u64, schema: &CollectionSchema) -> Result<Wal> {
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -61,13 +67,16 @@ impl Wal {
             .truncate(true)
             .open(path)
             .map_err(|e| Error::io(path, e))?;
-        let mut h = Vec::with_capacity(FILE_HEADER);
+        let json = serde_json::to_vec(schema).map_err(|e| Error::Metadata(e.to_string()))?;
+        let mut h = Vec::with_capacity(24 + json.len());
         h.extend_from_slice(MAGIC);
         h.extend_from_slice(&gen.to_le_bytes());
+        h.extend_from_slice(&(json.len() as u32).to_le_bytes());
+        h.extend_from_slice(&json);
         h.extend_from_slice(&crc32fast::hash(&h).to_le_bytes());
         file.write_all(&h).map_err(|e| Error::io(path, e))?;
         file.sync_all().map_err(|e| Error::io(path, e))?;
-        Ok(Wal { path: path.to_path_buf(), file, next_lsn: 1, len: FILE_HEADER as u64 })
+        Ok(Wal { path: path.to_path_buf(), file, next_lsn: 1, len: h.len() as u64 })
     }
 
     /// Open an existing WAL of generation `gen`, call `apply` on every intact
@@ -80,44 +89,30 @@ impl Wal {
         let mut file = OpenOptions::new().read(true).write(true).open(path).map_err(|e| Error::io(path, e))?;
         let mut data = Vec::new();
         file.read_to_end(&mut data).map_err(|e| Error::io(path, e))?;
-        if data.len() < FILE_HEADER || &data[..8] != MAGIC {
-            return Err(corrupt(path, "bad WAL header (magic or length)"));
+        let header = parse_header(&data, path)?;
+        if header.gen != gen {
+            return Err(corrupt(path, format!("WAL generation {}, manifest expects {gen}", header.gen)));
         }
-        let hgen = u64::from_le_bytes(data[8..16].try_into().expect("8 bytes"));
-        let hcrc = u32::from_le_bytes(data[16..20].try_into().expect("4 bytes"));
-        if crc32fast::hash(&data[..16]) != hcrc {
-            return Err(corrupt(path, "WAL header checksum mismatch"));
+        let scan = scan_frames(&data, header.len, path, &mut apply)?;
+        let pos = scan.end;
+        if let Some(torn) = &scan.torn {
+            // A torn tail is an unacknowledged write cut by a crash: logged where an operator sees it.
+            tracing::warn!(
+                path = %path.display(),
+                offset = pos,
+                bytes = torn.bytes,
+                frames_kept = scan.frames,
+                reason = torn.reason,
+                "cutting a torn WAL tail ({} bytes from offset {pos} of {}: {}); every earlier record is kept",
+                torn.bytes,
+                path.display(),
+                torn.reason
+            );
+            file.set_len(pos as u64).map_err(|e| Error::io(path, e))?;
+            file.sync_all().map_err(|e| Error::io(path, e))?;
         }
-        if hgen != gen {
-            return Err(corrupt(path, format!("WAL generation {hgen}, manifest expects {gen}")));
-        }
-        let mut pos = FILE_HEADER;
-        let mut lsn = 1u64;
-        let mut truncated = 0u64;
-        while pos < data.len() {
-            match parse_frame(&data, pos, Some(lsn)) {
-                Ok((payload, next)) => {
-                    apply(payload)?;
-                    pos = next;
-                    lsn += 1;
-                }
-                Err(why) => {
-                    if let Some(at) = find_valid_frame(&data, pos + 1, lsn) {
-                        return Err(corrupt(
-                            path,
-                            format!(
-                                "damaged frame at byte {pos} (LSN {lsn}: {why}) followed by a valid frame at byte {at}"
-                            ),
-                        ));
-                    }
-                    truncated = (data.len() - pos) as u64;
-                    tracing::warn!(path = %path.display(), offset = pos, bytes = truncated, reason = why, "cutting torn WAL tail");
-                    file.set_len(pos as u64).map_err(|e| Error::io(path, e))?;
-                    file.sync_all().map_err(|e| Error::io(path, e))?;
-                    break;
-                }
-            }
-        }
+        let truncated = scan.torn.as_ref().map_or(0, |t| t.bytes);
+        let lsn = scan.frames + 1;
         use std::io::Seek;
         file.seek(std::io::SeekFrom::Start(pos as u64)).map_err(|e| Error::io(path, e))?;
         let report = ReplayReport { frames: lsn - 1, truncated_bytes: truncated };
@@ -157,6 +152,167 @@ impl Wal {
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// A parsed WAL file header.
+#[derive(Debug, Clone)]
+pub(crate) struct WalHeader {
+    /// Generation.
+    pub gen: u64,
+    /// The collection schema when the log was created (`None` in "VDBWAL01" logs).
+    pub schema: Option<CollectionSchema>,
+    /// Header length in bytes (frames start here).
+    pub len: usize,
+}
+
+/// Parse and verify the header at the start of `data` (the file `path`).
+pub(crate) fn parse_header(data: &[u8], path: &Path) -> Result<WalHeader> {
+    if data.len() >= HEADER_V1 && &data[..8] == MAGIC_V1 {
+        let gen = u64::from_le_bytes(data[8..16].try_into().expect("8 bytes"));
+        let hcrc = u32::from_le_bytes(data[16..20].try_into().expect("4 bytes"));
+        if crc32fast::hash(&data[..16]) != hcrc {
+            return Err(corrupt(path, "WAL header checksum mismatch"));
+        }
+        return Ok(WalHeader { gen, schema: None, len: HEADER_V1 });
+    }
+    if data.len() < 24 || &data[..8] != MAGIC {
+        return Err(corrupt(path, "bad WAL header (magic or length)"));
+    }
+    let gen = u64::from_le_bytes(data[8..16].try_into().expect("8 bytes"));
+    let slen = u32::from_le_bytes(data[16..20].try_into().expect("4 bytes")) as usize;
+    if slen > MAX_SCHEMA || data.len() < 24 + slen {
+        return Err(corrupt(path, "WAL header cut short"));
+    }
+    let end = 20 + slen;
+    let hcrc = u32::from_le_bytes(data[end..end + 4].try_into().expect("4 bytes"));
+    if crc32fast::hash(&data[..end]) != hcrc {
+        return Err(corrupt(path, "WAL header checksum mismatch"));
+    }
+    let schema = serde_json::from_slice(&data[20..end])
+        .map_err(|e| corrupt(path, format!("WAL header schema is not valid JSON: {e}")))?;
+    Ok(WalHeader { gen, schema: Some(schema), len: end + 4 })
+}
+
+/// A torn tail found by [`scan_frames`].
+#[derive(Debug, Clone)]
+pub(crate) struct TornTail {
+    /// Bytes from the end of the last intact frame to the end of the file.
+    pub bytes: u64,
+    /// Why the first bad frame was rejected.
+    pub reason: &'static str,
+}
+
+/// What [`scan_frames`] found.
+#[derive(Debug, Clone)]
+pub(crate) struct FrameScan {
+    /// Intact frames, in order.
+    pub frames: u64,
+    /// Offset after the last intact frame.
+    pub end: usize,
+    /// Set when the file goes on past `end` with bytes that are not an intact frame and no
+    /// intact frame follows them.
+    pub torn: Option<TornTail>,
+}
+
+/// Walk the frames of `data` from `start`, calling `apply` on each intact payload in order.
+/// Damage followed by an intact frame is [`Error::Corrupt`] (acknowledged data in the middle);
+/// damage at the end is reported as a torn tail. Nothing is written.
+pub(crate) fn scan_frames(
+    data: &[u8],
+    start: usize,
+    path: &Path,
+    apply: impl FnMut(&[u8]) -> Result<()>,
+) -> Result<FrameScan> {
+    scan_frames_from(data, start, 1, path, apply)
+}
+
+/// [`scan_frames`] where the frame at `start` carries LSN `first_lsn` (`frames` in the result
+/// counts the frames read here).
+pub(crate) fn scan_frames_from(
+    data: &[u8],
+    start: usize,
+    first_lsn: u64,
+    path: &Path,
+    mut apply: impl FnMut(&[u8]) -> Result<()>,
+) -> Result<FrameScan> {
+    let mut pos = start;
+    let mut lsn = first_lsn;
+    while pos < data.len() {
+        match parse_frame(data, pos, Some(lsn)) {
+            Ok((payload, next)) => {
+                apply(payload)?;
+                pos = next;
+                lsn += 1;
+            }
+            Err(why) => {
+                if let Some(at) = find_valid_frame(data, pos + 1, lsn) {
+                    return Err(corrupt(
+                        path,
+                        format!(
+                            "damaged frame at byte {pos} (LSN {lsn}: {why}) followed by a valid frame at byte {at}"
+                        ),
+                    ));
+                }
+                let torn = TornTail { bytes: (data.len() - pos) as u64, reason: why };
+                return Ok(FrameScan { frames: lsn - first_lsn, end: pos, torn: Some(torn) });
+            }
+        }
+    }
+    Ok(FrameScan { frames: lsn - first_lsn, end: pos, torn: None })
+}
+
+/// Where a reader of a WAL that another process appends to has got to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct WalCursor {
+    /// Generation of the log.
+    pub gen: u64,
+    /// Offset after the last frame read (0 before the header is read).
+    pub pos: u64,
+    /// LSN of the next frame.
+    pub next_lsn: u64,
+}
+
+impl WalCursor {
+    /// A cursor at the start of WAL generation `gen`.
+    pub(crate) fn start(gen: u64) -> Self {
+        WalCursor { gen, pos: 0, next_lsn: 1 }
+    }
+}
+
+/// Read the intact frames after `cursor` of the WAL at `path`, which another process may be
+/// appending to, without writing anything: payloads in order and the advanced cursor. A torn
+/// tail (perhaps a frame being written right now) ends the read without error; damage
+/// followed by an intact frame is [`Error::Corrupt`]; a missing file is an I/O error of kind
+/// `NotFound` (the writer moved the log into a segment: read the MANIFEST again).
+pub(crate) fn read_frames_after(path: &Path, cursor: WalCursor) -> Result<(Vec<Vec<u8>>, WalCursor)> {
+    use std::io::Seek;
+    let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut cur = cursor;
+    if cur.pos == 0 {
+        let mut data = Vec::new();
+        file.read_to_end(&mut data).map_err(|e| Error::io(path, e))?;
+        let h = parse_header(&data, path)?;
+        if h.gen != cur.gen {
+            return Err(corrupt(path, format!("WAL generation {}, expected {}", h.gen, cur.gen)));
+        }
+        cur.pos = h.len as u64;
+        return collect_frames(&data[h.len..], path, cur);
+    }
+    file.seek(std::io::SeekFrom::Start(cur.pos)).map_err(|e| Error::io(path, e))?;
+    let mut data = Vec::new();
+    file.read_to_end(&mut data).map_err(|e| Error::io(path, e))?;
+    collect_frames(&data, path, cur)
+}
+
+fn collect_frames(data: &[u8], path: &Path, mut cur: WalCursor) -> Result<(Vec<Vec<u8>>, WalCursor)> {
+    let mut out = Vec::new();
+    let scan = scan_frames_from(data, 0, cur.next_lsn, path, |p| {
+        out.push(p.to_vec());
+        Ok(())
+    })?;
+    cur.pos += scan.end as u64;
+    cur.next_lsn += scan.frames;
+    Ok((out, cur))
 }
 
 /// Parse the frame at `pos`; on success the payload and the offset after it.
@@ -263,10 +419,10 @@ impl WalOp {
                     for f in &schema.fields {
                         let b = r.bytes(f.bytes_per_vector()).ok_or_else(|| bad("vector"))?;
                         vectors.push(match f.element() {
-                            crate::metric::Element::F32 => Vector::Dense(
+                            crate::vector::Element::F32 => Vector::Dense(
                                 b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4"))).collect(),
                             ),
-                            crate::metric::Element::Bit => Vector::Binary(b.to_vec()),
+                            crate::vector::Element::Bit => Vector::Binary(b.to_vec()),
                         });
                     }
                     let ml = r.u32().ok_or_else(|| bad("metadata length"))? as usize;

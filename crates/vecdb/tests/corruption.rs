@@ -81,9 +81,11 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// Offsets of the WAL frames (format in `wal.rs`: 20-byte file header, 20-byte frame headers).
+/// Offsets of the WAL frames (format in `wal.rs`: a "VDBWAL02" header of 24 bytes plus the
+/// schema JSON, then frames with 20-byte headers).
 fn frame_offsets(wal: &[u8]) -> Vec<usize> {
-    let mut pos = 20;
+    assert_eq!(&wal[..8], b"VDBWAL02");
+    let mut pos = 24 + u32::from_le_bytes(wal[16..20].try_into().unwrap()) as usize;
     let mut out = vec![];
     while pos + 20 <= wal.len() {
         out.push(pos);

@@ -44,7 +44,8 @@ use crate::distance;
 use crate::error::{Error, Result};
 use crate::index::common::row_products;
 use crate::index::{IdFilter, Neighbor, SearchParams, VectorIndex};
-use crate::metric::{Element, Metric};
+use crate::metric::Metric;
+use crate::vector::Element;
 use crate::vector::{Vector, VectorRef, VectorsRef};
 
 /// Rows scored per kernel call; the scratch buffer of distances has this many entries.

@@ -40,7 +40,8 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::index::{IdFilter, Neighbor, SearchParams, VectorIndex};
-use crate::metric::{Element, Metric};
+use crate::metric::Metric;
+use crate::vector::Element;
 use crate::vector::{Vector, VectorRef, VectorsRef};
 
 use graph::{Graph, Locks, Scored};

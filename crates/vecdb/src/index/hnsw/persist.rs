@@ -12,7 +12,8 @@ use super::graph::{Graph, NONE};
 use super::sq8::Sq8Codec;
 use super::{Bits, HnswIndex, Rows, MAX_LEVEL, MAX_M};
 use crate::error::{Error, Result};
-use crate::metric::{Element, Metric};
+use crate::metric::Metric;
+use crate::vector::Element;
 
 const VERSION: u32 = 1;
 

@@ -1,0 +1,65 @@
+//! The operator's view of a lost MANIFEST (issue: "a missing MANIFEST wipes the collection"):
+//! every command refuses the damaged database with an error that names the file and the way
+//! out, nothing is overwritten, `db check` reports it, and `db repair` brings every record back.
+
+mod common;
+
+use std::fs;
+
+use common::*;
+
+#[test]
+fn a_deleted_manifest_is_refused_checked_and_repaired() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("photos");
+    let files = photo_tree(&root);
+    let db = tmp.path().join("db");
+    run_json(&["index", s(&root), "--db", s(&db), "--features", "color,phash", "--json"]);
+    let check = run_json(&["db", "check", s(&db), "--json"]);
+    assert_eq!(check["collections"][0]["name"], "images");
+    let human = run_ok(&["db", "check", s(&db)]);
+    assert!(human.contains("ok"), "{human}");
+
+    let coll = db.join("collections/images");
+    let seg = coll.join("seg-00000001.seg");
+    let seg_bytes = fs::read(&seg).unwrap();
+    fs::remove_file(coll.join("MANIFEST")).unwrap();
+
+    // db info refuses (never "0 collections"), naming the MANIFEST and the repair
+    let err = run_err(&["db", "info", s(&db)]);
+    assert!(err.contains("MANIFEST") && err.contains("likeness db repair"), "{err}");
+    // indexing another folder refuses too and overwrites nothing
+    let other = tmp.path().join("other");
+    add_photo(&other, "x", "coffee.png", 200);
+    let err = run_err(&["index", s(&other), "--db", s(&db), "--features", "color,phash"]);
+    assert!(err.contains("MANIFEST"), "{err}");
+    assert_eq!(fs::read(&seg).unwrap(), seg_bytes);
+    // search and dedup refuse as well
+    run_err(&["search", s(&files[0]), "--db", s(&db), "--feature", "color"]);
+
+    // db check: non-zero exit, the report names the missing MANIFEST and what can be recovered
+    let out = likeness().args(["db", "check", s(&db)]).output().unwrap();
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("DAMAGED") && stdout.contains("MANIFEST"), "{stdout}");
+    assert!(stdout.contains("usable by a repair"), "{stdout}");
+
+    // db repair rebuilds it; every record is back
+    let rep = run_json(&["db", "repair", s(&db), "--json"]);
+    assert_eq!(rep["collections"][0]["outcome"], "rebuilt", "{rep}");
+    let info = run_json(&["db", "info", s(&db), "--json"]);
+    assert_eq!(info["collections"][0]["count"], files.len());
+    run_ok(&["db", "check", s(&db)]);
+    // and the database takes new work again
+    let second = run_json(&["index", s(&other), "--db", s(&db), "--features", "color,phash", "--json"]);
+    assert_eq!(second["added"], 1);
+    let info = run_json(&["db", "info", s(&db), "--json"]);
+    assert_eq!(info["collections"][0]["count"], files.len() + 1);
+    // compact: one segment, nothing lost
+    let compacted = run_json(&["db", "compact", s(&db), "--json"]);
+    assert_eq!(compacted[0]["segments_after"], 1, "{compacted}");
+    assert_eq!(compacted[0]["records"], files.len() + 1);
+    // repairing a healthy database changes nothing
+    let rep = run_json(&["db", "repair", s(&db), "--json"]);
+    assert_eq!(rep["collections"][0]["outcome"], "not needed");
+}

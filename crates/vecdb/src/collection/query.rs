@@ -1,0 +1,184 @@
+//! Reads: get, scan, search (top-k, range, filtered, "more like this"), batch search, stats.
+//! Each read holds the state's read lock, so it sees one consistent snapshot.
+
+use rayon::prelude::*;
+
+use super::state::Buf;
+use super::{dir_bytes, Access, Collection};
+use crate::error::{Error, Result};
+use crate::filter::Metadata;
+use crate::index::IdFilter;
+use crate::schema::{prepare_vector, Record};
+use crate::search::{CollectionStats, FieldStats, Hit, Query, SearchRequest};
+
+impl Collection {
+    /// The record with this id (vectors as stored: unit-normalized for cosine fields).
+    pub fn get(&self, id: u64) -> Result<Option<Record>> {
+        self.check_alive()?;
+        let st = self.state.read();
+        let Some(slot) = st.slots.get(&id) else {
+            return Ok(None);
+        };
+        let vectors = st.vectors_map(id, self.schema()).expect("live record has all vectors");
+        Ok(Some(Record { id, vectors, metadata: slot.meta.clone() }))
+    }
+
+    /// The metadata of this id, if stored.
+    pub fn get_metadata(&self, id: u64) -> Option<Metadata> {
+        self.state.read().slots.get(&id).map(|s| s.meta.clone())
+    }
+
+    /// Number of live records.
+    pub fn count(&self) -> usize {
+        self.state.read().slots.len()
+    }
+
+    /// All live ids, ascending.
+    pub fn ids(&self) -> Vec<u64> {
+        let mut ids: Vec<u64> = self.state.read().slots.keys().copied().collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Call `f` on every live record, in id order. Records are read in chunks, so
+    /// `f` may call other methods of the collection (writes made meanwhile may or
+    /// may not be seen).
+    pub fn for_each(&self, mut f: impl FnMut(&Record)) -> Result<()> {
+        self.check_alive()?;
+        let ids = self.ids();
+        for chunk in ids.chunks(1024) {
+            let recs: Vec<Record> = {
+                let st = self.state.read();
+                let schema = self.schema();
+                chunk
+                    .iter()
+                    .filter_map(|&id| {
+                        let slot = st.slots.get(&id)?;
+                        Some(Record { id, vectors: st.vectors_map(id, schema)?, metadata: slot.meta.clone() })
+                    })
+                    .collect()
+            };
+            recs.iter().for_each(&mut f);
+        }
+        Ok(())
+    }
+
+    /// Run one search (see [`SearchRequest`]).
+    pub fn search(&self, req: &SearchRequest) -> Result<Vec<Hit>> {
+        self.check_alive()?;
+        let schema = self.schema();
+        let f = schema.field_index(&req.field)?;
+        let field = &schema.fields[f];
+        if let Some(t) = req.threshold {
+            if t.is_nan() {
+                return Err(Error::InvalidArgument("threshold is NaN".into()));
+            }
+        }
+        let st = self.state.read();
+        let (query, exclude) = match &req.query {
+            Query::Vector(v) => (prepare_vector(field, v.as_ref())?, None),
+            Query::Id(id) => (st.vector(*id, f).ok_or(Error::NotFound(*id))?.to_owned(), Some(*id)),
+        };
+        let filter = req.filter.as_ref();
+        let pred = |id: u64| {
+            exclude != Some(id) && filter.is_none_or(|flt| st.slots.get(&id).is_some_and(|s| flt.matches(&s.meta)))
+        };
+        let pred_ref: Option<IdFilter<'_>> = if exclude.is_some() || filter.is_some() { Some(&pred) } else { None };
+        let fi = &st.indexes[f];
+        let q = query.as_ref();
+        let neighbors = match (req.k, req.threshold) {
+            (None, None) => {
+                return Err(Error::InvalidArgument("a search needs k, a threshold, or both".into()));
+            }
+            (Some(0), _) => Vec::new(),
+            _ if !fi.ready => st.exact_search(field, f, q, req.k, req.threshold, pred_ref)?,
+            (Some(k), None) => fi.index.search(q, k, &req.params, pred_ref)?,
+            (Some(k), Some(t)) => {
+                let mut v = fi.index.search(q, k, &req.params, pred_ref)?;
+                v.retain(|n| n.distance <= t);
+                v
+            }
+            (None, Some(t)) => fi.index.range_search(q, t, &req.params, pred_ref)?,
+        };
+        Ok(st.hits(neighbors, schema, req))
+    }
+
+    /// Run many searches in parallel; results in request order. Plain top-k
+    /// requests on one field (query vectors, same k and params, no filter or
+    /// threshold) go to the index's batched search in one call.
+    pub fn search_batch(&self, reqs: &[SearchRequest]) -> Result<Vec<Vec<Hit>>> {
+        let Some(first) = reqs.first() else {
+            return Ok(Vec::new());
+        };
+        let batchable = reqs.len() > 1
+            && reqs.iter().all(|r| {
+                r.field == first.field
+                    && r.k == first.k
+                    && r.k.is_some_and(|k| k > 0)
+                    && r.threshold.is_none()
+                    && r.filter.is_none()
+                    && r.params == first.params
+                    && matches!(r.query, Query::Vector(_))
+            });
+        if !batchable {
+            return reqs.par_iter().map(|r| self.search(r)).collect();
+        }
+        self.check_alive()?;
+        let schema = self.schema();
+        let f = schema.field_index(&first.field)?;
+        let field = &schema.fields[f];
+        let mut buf = Buf::new(field.element());
+        for r in reqs {
+            if let Query::Vector(v) = &r.query {
+                buf.push(prepare_vector(field, v.as_ref())?.as_ref());
+            }
+        }
+        let st = self.state.read();
+        let fi = &st.indexes[f];
+        if !fi.ready {
+            drop(st);
+            return reqs.par_iter().map(|r| self.search(r)).collect();
+        }
+        let k = first.k.expect("batchable requests have k");
+        let results = fi.index.search_batch(buf.as_ref(), k, &first.params, None)?;
+        Ok(results.into_iter().zip(reqs).map(|(n, r)| st.hits(n, schema, r)).collect())
+    }
+
+    /// Counts, disk usage and per-field index figures.
+    pub fn stats(&self) -> CollectionStats {
+        let schema = self.schema();
+        let (wal_bytes, disk_bytes) = {
+            let wal_bytes = match &self.access {
+                Access::Writer(w) => w.lock().wal.len(),
+                Access::Follower(f) => f.lock().wal_bytes(),
+            };
+            (wal_bytes, dir_bytes(&self.dir))
+        };
+        let st = self.state.read();
+        let seg_rows: usize = st.segments.iter().map(|s| s.rows()).sum();
+        CollectionStats {
+            count: st.slots.len(),
+            deleted: seg_rows - st.seg_live,
+            disk_bytes,
+            segments: st.segments.len(),
+            wal_bytes,
+            fields: schema
+                .fields
+                .iter()
+                .zip(&st.indexes)
+                .map(|(field, fi)| FieldStats {
+                    name: field.name.clone(),
+                    dim: field.dim,
+                    metric: field.metric,
+                    index: if fi.ready {
+                        fi.index.description()
+                    } else {
+                        format!("{} (untrained: exact scan)", fi.index.description())
+                    },
+                    memory_bytes: fi.index.memory_bytes(),
+                    origin: fi.origin,
+                })
+                .collect(),
+        }
+    }
+}
