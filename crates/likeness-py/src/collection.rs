@@ -77,9 +77,8 @@ fn read_batch<'py>(
     let ids = read_ids(ids)?;
     let n = ids.as_slice().len();
     let single = matches!(ids, Ids::One(_));
-    let vectors = vectors
-        .cast::<PyDict>()
-        .map_err(|_| type_error("vectors must be a dict {field name: numpy array}"))?;
+    let vectors =
+        vectors.cast::<PyDict>().map_err(|_| type_error("vectors must be a dict {field name: numpy array}"))?;
     let mut fields = Vec::with_capacity(vectors.len());
     for (k, v) in vectors.iter() {
         let name: String = k.extract().map_err(|_| type_error("vectors must be a dict with str keys"))?;
@@ -104,16 +103,18 @@ fn read_batch<'py>(
         Some(m) if m.is_none() => Vec::new(),
         Some(m) if single && m.is_instance_of::<PyDict>() => vec![metadata::from_py(m, "metadata")?],
         Some(m) => {
-            let list: Vec<Bound<'py, PyAny>> = m
-                .extract()
-                .map_err(|_| type_error("metadata must be a list of dicts (one per id), or None"))?;
+            let list: Vec<Bound<'py, PyAny>> =
+                m.extract().map_err(|_| type_error("metadata must be a list of dicts (one per id), or None"))?;
             if list.len() != n {
                 return Err(class_err(
                     ErrorClass::InvalidArgument,
                     format!("{n} ids but {} metadata dicts", list.len()),
                 ));
             }
-            list.iter().enumerate().map(|(i, d)| metadata::from_py(d, &format!("metadata[{i}]"))).collect::<PyResult<_>>()?
+            list.iter()
+                .enumerate()
+                .map(|(i, d)| metadata::from_py(d, &format!("metadata[{i}]")))
+                .collect::<PyResult<_>>()?
         }
     };
     Ok(Batch { ids, fields, metadata })
@@ -309,7 +310,8 @@ impl PyCollection {
         include_metadata: bool,
     ) -> PyResult<SearchResults> {
         let params = SearchParams { ef, nprobe, checks, rerank, threads: None };
-        let opts = SearchOptions { k, field, threshold, filter: filter.filter(|f| !f.is_none()), params, include_metadata };
+        let opts =
+            SearchOptions { k, field, threshold, filter: filter.filter(|f| !f.is_none()), params, include_metadata };
         search::search(py, self.open()?, query, opts)
     }
 

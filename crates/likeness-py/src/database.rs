@@ -24,9 +24,10 @@ pub struct DbState {
 impl DbState {
     /// The open database, or `likeness.Error` once closed.
     pub fn database(&self) -> Result<Arc<Database>, BindError> {
-        self.db.read().clone().ok_or_else(|| {
-            BindError::Class(ErrorClass::Base, format!("database {} is closed", self.path.display()))
-        })
+        self.db
+            .read()
+            .clone()
+            .ok_or_else(|| BindError::Class(ErrorClass::Base, format!("database {} is closed", self.path.display())))
     }
 
     /// Collection `name` of the open database.
@@ -40,21 +41,10 @@ impl DbState {
     }
 }
 
-/// Open the database in `path`.
-///
-/// THE ONE PLACE TO WIRE READ-ONLY OPENS: once `vecdb::Database::open_read_only` exists, call
-/// it here for `read_only == true` (it opens without taking the writer's lock); nothing else
-/// in the bindings needs to change (writes then fail with the error vecdb returns).
+/// Open the database in `path`: read-write (creating it when missing, taking the directory
+/// lock), or read-only (no lock, nothing written: beside a running writer; `refresh()` catches up).
 fn open_database(path: &std::path::Path, read_only: bool) -> Result<Database, BindError> {
-    if read_only {
-        return Err(BindError::Class(
-            ErrorClass::Base,
-            "read-only opens need vecdb::Database::open_read_only, which this build does not have yet; \
-             open with read_only=False"
-                .into(),
-        ));
-    }
-    Ok(Database::open(path)?)
+    Ok(if read_only { Database::open_read_only(path)? } else { Database::open(path)? })
 }
 
 /// One named vector field of a collection: its dimension, metric and index.
@@ -144,13 +134,16 @@ fn field_from_py(obj: &Bound<'_, PyAny>) -> PyResult<vecdb::VectorField> {
 
 /// A database: a directory of named collections (the same files the ``likeness`` CLI uses).
 ///
-/// Only one process may have a database open at a time (``LockedError`` otherwise); within
-/// a process, share one ``Database`` between threads. Use it as a context manager, or call
-/// :meth:`close`, to release the directory for other processes.
+/// Only one process may have a database open for writing at a time (``LockedError``
+/// otherwise); any number may open it with ``read_only=True`` beside it. Within a process,
+/// share one ``Database`` between threads. Use it as a context manager, or call :meth:`close`,
+/// to release the directory for other processes.
 ///
 /// Args:
 ///     path: the database directory (created when missing).
-///     read_only: open without taking the lock (not available yet: raises ``likeness.Error``).
+///     read_only: open without taking the lock and write nothing (beside a process that has it
+///         open for writing); writes raise ``likeness.Error``; :meth:`refresh` catches up with
+///         what the writer acknowledged since.
 ///
 /// Example:
 ///     >>> import likeness, numpy as np
@@ -183,6 +176,20 @@ impl PyDatabase {
     #[getter]
     fn closed(&self) -> bool {
         self.state.db.read().is_none()
+    }
+
+    /// True for a read-only open.
+    #[getter]
+    fn read_only(&self) -> PyResult<bool> {
+        Ok(self.state.database()?.is_read_only())
+    }
+
+    /// Read-only opens: catch up with what the writer acknowledged since the open (or the last
+    /// refresh): new records, checkpoints, compactions, new and dropped collections. Returns
+    /// how many collections changed; 0 for a read-write open.
+    fn refresh(&self, py: Python<'_>) -> PyResult<usize> {
+        let db = self.state.database()?;
+        without_gil(py, move || db.refresh().map_err(BindError::from))
     }
 
     /// Names of all collections, sorted.

@@ -320,11 +320,8 @@ impl Embeddings {
             }
         }
         let ok: Vec<bool> = results.iter().map(Result::is_ok).collect();
-        let errors = results
-            .iter()
-            .enumerate()
-            .filter_map(|(i, r)| r.as_ref().err().map(|e| (i, e.to_string())))
-            .collect();
+        let errors =
+            results.iter().enumerate().filter_map(|(i, r)| r.as_ref().err().map(|e| (i, e.to_string()))).collect();
         let info = PyList::empty(py);
         for r in &results {
             match r {
@@ -338,7 +335,12 @@ impl Embeddings {
                 Err(_) => info.append(py.None())?,
             }
         }
-        Ok(Embeddings { vectors: vectors.unbind(), ok: ok.into_pyarray(py).into_any().unbind(), errors, info: info.unbind() })
+        Ok(Embeddings {
+            vectors: vectors.unbind(),
+            ok: ok.into_pyarray(py).into_any().unbind(),
+            errors,
+            info: info.unbind(),
+        })
     }
 }
 

@@ -109,7 +109,13 @@ fn db_class(e: &vecdb::Error) -> ErrorClass {
         | E::InvalidIndexSpec { .. }
         | E::NotTrained(_)
         | E::InvalidArgument(_) => ErrorClass::InvalidArgument,
-        E::Io { .. } | E::Corrupt { .. } | E::Metadata(_) => ErrorClass::Base,
+        E::Shared(inner) => db_class(inner),
+        E::Io { .. }
+        | E::Corrupt { .. }
+        | E::MissingManifest { .. }
+        | E::Poisoned { .. }
+        | E::ReadOnly(_)
+        | E::Metadata(_) => ErrorClass::Base,
     }
 }
 

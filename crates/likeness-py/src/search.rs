@@ -52,8 +52,8 @@ fn read_queries(query: &Bound<'_, PyAny>, field: &VectorField) -> PyResult<Queri
         };
     }
     if let Ok(arr) = query.cast::<PyUntypedArray>() {
-        let is_id_array = arr.ndim() == 1
-            && (query.cast::<PyArrayDyn<u64>>().is_ok() || query.cast::<PyArrayDyn<i64>>().is_ok());
+        let is_id_array =
+            arr.ndim() == 1 && (query.cast::<PyArrayDyn<u64>>().is_ok() || query.cast::<PyArrayDyn<i64>>().is_ok());
         if is_id_array {
             if let Ids::Many(ids) = read_ids(query)? {
                 return Ok(Queries { queries: ids.into_iter().map(Query::Id).collect(), single: false });

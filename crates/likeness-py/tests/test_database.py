@@ -71,9 +71,26 @@ def test_locked_by_another_process(tmp_path):
     assert done.returncode == 0
 
 
-def test_read_only_is_not_wired_yet(tmp_path):
-    with pytest.raises(likeness.Error, match="read-only opens need"):
-        likeness.Database(tmp_path / "db", read_only=True)
+def test_read_only_beside_a_writer(tmp_path):
+    import numpy as np
+
+    path = tmp_path / "db"
+    with pytest.raises(likeness.Error):
+        likeness.Database(path, read_only=True)  # nothing there: a read-only open creates nothing
+    with likeness.Database(path) as writer:
+        c = writer.create_collection("c", [VectorField("emb", 2)])
+        c.insert([1, 2], {"emb": np.eye(2, dtype=np.float32)})
+        with likeness.Database(path, read_only=True) as reader:  # no lock taken: opens beside the writer
+            assert reader.read_only and not writer.read_only
+            r = reader["c"]
+            assert r.count() == 2
+            with pytest.raises(likeness.Error, match="read-only"):
+                r.insert([3], {"emb": np.ones((1, 2), dtype=np.float32)})
+            c.insert([3], {"emb": np.ones((1, 2), dtype=np.float32)})
+            writer.create_collection("d", [VectorField("emb", 2)])
+            assert reader.refresh() >= 1
+            assert reader["c"].count() == 3 and reader.collection_names() == ["c", "d"]
+            assert r.search(np.ones(2, np.float32), k=1).ids.tolist() == [3]
 
 
 def test_closed_database_fails_cleanly(tmp_path):
