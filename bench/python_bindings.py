@@ -10,9 +10,10 @@ Per index (HNSW16 and HNSW16,SQ8; M = 16, efConstruction = 200, k = 10, 60k x 78
 * single-query QPS: one `search` call per query on one Python thread (likeness: `Collection.search`,
   hnswlib: `knn_query(q, num_threads=1)`, FAISS: `index.search(q[None])` with 1 OpenMP thread);
 * batch QPS: one call for all queries on all cores;
-* the Rust figures of the same database and build: batch = `likeness vectors search --json` (the
-  Collection's search_batch timed inside the process), single = `likeness bench ann --threads 1`
-  (the index searched one query at a time, no Python).
+* the Rust figures of the same build: batch = `likeness vectors search --json` on the same database
+  (the Collection's search_batch timed inside the process); 1 thread = `likeness bench ann
+  --threads 1` (the bare index, all queries in one call on a 1-thread pool: no Python, no
+  collection, no per-call cost at all).
 Also `Embedder.embed` images/s against `likeness index` on the same files (--images DIR).
 Needs: the likeness wheel (scripts/python.sh, LIKENESS_PY_PROFILE=release), numpy, hnswlib, faiss-cpu.
 """
@@ -88,21 +89,14 @@ def bench_likeness(spec, base, queries, efs, passes, tmp, cli):
 
 
 def bench_rust_single(cli, specs, efs, nq, passes):
-    """Single-query, one-thread QPS of the Rust index (no Python) from `likeness bench ann`."""
+    """One-thread QPS of the Rust index (no Python, no collection) from `likeness bench ann`: all
+    queries in one batched call on a 1-thread pool."""
     r = subprocess.run([cli, "bench", "ann", "--dataset", "fashion-mnist", "--index", ";".join(specs),
                         "--ef", ",".join(map(str, efs)), "--threads", "1", "--queries", str(nq),
-                        "--passes", str(passes), "--peers", "", "--json"],
+                        "--passes", str(passes), "--peers", "none", "--json"],
                        capture_output=True, text=True, check=True)
-    rows = {}
-    for line in r.stdout.splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        for res in row.get("results", [row]):
-            if res.get("lib", "likeness") == "likeness" and "qps" in res:
-                rows[(res["index"], int(res["value"]))] = res["qps"].get("1") if isinstance(res["qps"], dict) else res["qps"]
-    return rows, r.stdout
+    doc = json.loads(r.stdout[r.stdout.index("{"):])
+    return {(row["index"], int(row["value"])): row["qps"]["1"] for row in doc["rows"] if row["lib"] == "likeness"}
 
 
 def bench_hnswlib(base, queries, efs, passes):
@@ -195,7 +189,7 @@ def main():
         results[("hnswlib", "HNSW16")] = bench_hnswlib(base, queries, efs, a.passes)
         rust_single = {}
         if a.cli:
-            rust_single, _ = bench_rust_single(a.cli, ["HNSW16", "HNSW16,SQ8"], efs, len(queries), a.passes)
+            rust_single = bench_rust_single(a.cli, ["HNSW16", "HNSW16,SQ8"], efs, len(queries), a.passes)
         for (lib, spec), r in results.items():
             for ef in efs:
                 row = {"lib": lib, "index": spec, "ef": ef, "build_s": round(r["build_s"], 2),

@@ -23,6 +23,15 @@ if [[ "${1:-}" == "--no-test" ]]; then run_tests=0; shift; fi
 [[ -x "$venv/bin/python" ]] || python3 -m venv "$venv"
 "$venv/bin/python" -m pip install -q --disable-pip-version-check "maturin>=1.9.4,<2" pytest numpy Pillow
 
+# The wheel reuses the workspace build only while likeness-py alone resolves the same features of
+# shared crates as the whole workspace (see "Feature unification" in crates/likeness-py/Cargo.toml).
+features_of() { cargo tree "$@" -e normal,build -f '{p} [{f}]' --prefix none 2>/dev/null | sort -u; }
+if drift=$(comm -13 <(features_of --workspace) <(features_of -p likeness-py)) && [[ -n "$drift" ]]; then
+  echo "python.sh: warning: the wheel build will recompile shared crates; these resolve other features than in" >&2
+  echo "the workspace build (enable the workspace's in crates/likeness-py/Cargo.toml):" >&2
+  echo "$drift" >&2
+fi
+
 wheels="$root/target/wheels/likeness-py"
 rm -rf "$wheels"
 if [[ "$profile" == test ]]; then
