@@ -23,6 +23,7 @@ import gzip
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -145,7 +146,7 @@ def bench_embed(images_dir, cli, model_dir, limit, tmp):
     sub = pathlib.Path(tmp) / "images"
     sub.mkdir()
     for i, f in enumerate(files):
-        (sub / f"{i:05d}{f.suffix}").symlink_to(f.resolve())
+        shutil.copyfile(f, sub / f"{i:05d}{f.suffix}")  # copies: the CLI's walk does not follow symlinks
     emb = likeness.Embedder(["cnn"], model_dir=model_dir)
     paths = [str(p) for p in sorted(sub.iterdir())]
     emb.embed(paths[:32])  # warm up: model load, page cache

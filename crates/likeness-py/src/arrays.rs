@@ -11,7 +11,10 @@ use vecdb::{Element, VectorField, VectorRef};
 
 use crate::errors::{class_err, type_error, ErrorClass};
 
-/// The elements of an array, borrowed from numpy when contiguous, else copied.
+/// Arrays of at most this many elements are copied rather than borrowed.
+const SMALL_ARRAY: usize = 16 * 1024;
+
+/// The elements of an array, borrowed from numpy when contiguous and large, else copied.
 pub enum Buf<'py, T: numpy::Element> {
     /// Read in place.
     Borrowed(PyReadonlyArrayDyn<'py, T>),
@@ -21,6 +24,12 @@ pub enum Buf<'py, T: numpy::Element> {
 
 impl<'py, T: numpy::Element + Copy> Buf<'py, T> {
     fn from_array(arr: &Bound<'py, PyArrayDyn<T>>) -> PyResult<Self> {
+        // A small array (a query) is copied at once: cheaper than registering a borrow.
+        if arr.len() <= SMALL_ARRAY {
+            if let Ok(v) = arr.to_vec() {
+                return Ok(Buf::Owned(v));
+            }
+        }
         let ro = arr.try_readonly().map_err(|e| type_error(format!("cannot read the array: {e}")))?;
         if ro.as_slice().is_ok() {
             Ok(Buf::Borrowed(ro))
@@ -104,15 +113,15 @@ pub fn field_rows<'py>(obj: &Bound<'py, PyAny>, field: &VectorField) -> PyResult
             ))
         }
     };
-    let dtype = arr.dtype().to_string();
     let data = match field.element() {
         Element::F32 => match obj.cast::<PyArrayDyn<f32>>() {
             Ok(a) => RowData::Dense(Buf::from_array(a)?),
             Err(_) => {
                 return Err(type_error(format!(
-                    "field '{}' takes {}, got dtype {dtype} (convert with .astype(numpy.float32))",
+                    "field '{}' takes {}, got dtype {} (convert with .astype(numpy.float32))",
                     field.name,
-                    expected(field)
+                    expected(field),
+                    arr.dtype()
                 )))
             }
         },
@@ -120,9 +129,10 @@ pub fn field_rows<'py>(obj: &Bound<'py, PyAny>, field: &VectorField) -> PyResult
             Ok(a) => RowData::Binary(Buf::from_array(a)?),
             Err(_) => {
                 return Err(type_error(format!(
-                    "field '{}' takes {}, got dtype {dtype} (pack bits with numpy.packbits(bits, axis=-1, bitorder='little'))",
+                    "field '{}' takes {}, got dtype {} (pack bits with numpy.packbits(bits, axis=-1, bitorder='little'))",
                     field.name,
-                    expected(field)
+                    expected(field),
+                    arr.dtype()
                 )))
             }
         },
