@@ -11,6 +11,9 @@ use vecdb::{Element, VectorField, VectorRef};
 
 use crate::errors::{class_err, type_error, ErrorClass};
 
+/// How to make packed bits, for messages.
+const PACK_HINT: &str = "pack bits with numpy.packbits(bits, axis=-1, bitorder='little')";
+
 /// Arrays of at most this many elements are copied rather than borrowed.
 const SMALL_ARRAY: usize = 16 * 1024;
 
@@ -128,12 +131,13 @@ pub fn field_rows<'py>(obj: &Bound<'py, PyAny>, field: &VectorField) -> PyResult
         Element::Bit => match obj.cast::<PyArrayDyn<u8>>() {
             Ok(a) => RowData::Binary(Buf::from_array(a)?),
             Err(_) => {
-                return Err(type_error(format!(
-                    "field '{}' takes {}, got dtype {} (pack bits with numpy.packbits(bits, axis=-1, bitorder='little'))",
+                let msg = format!(
+                    "field '{}' takes {}, got dtype {} ({PACK_HINT})",
                     field.name,
                     expected(field),
                     arr.dtype()
-                )))
+                );
+                return Err(type_error(msg));
             }
         },
     };
