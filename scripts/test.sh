@@ -17,3 +17,4 @@ cargo build --workspace --all-targets --profile test --locked
 # the single-package feature set: minutes of CI for nothing).
 target/debug/likeness model fetch
 cargo test --workspace --profile test --locked -- --test-threads=2
+LIKENESS_REQUIRE_ALL=1 bash scripts/python.sh   # the Python package: wheel into .venv-py, then pytest
