@@ -8,7 +8,8 @@ use image::{imageops, DynamicImage, ImageFormat, RgbImage};
 use serde_json::Value;
 
 /// The test data directory, the CNN model directory, and whether the model is there (shared with
-/// the `features` tests through the `testdata` crate).
+/// the `features` tests through the `testdata` crate). Not every test binary uses all three.
+#[allow(unused_imports)]
 pub use testdata::{cnn_model_present, data_dir, model_dir};
 
 /// A sample photo by file name.
