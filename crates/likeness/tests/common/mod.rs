@@ -8,7 +8,7 @@ use image::{imageops, DynamicImage, ImageFormat, RgbImage};
 use serde_json::Value;
 
 /// The test data directory, the CNN model directory, and whether the model is there (shared with
-/// the `features` tests through the `testdata` crate). Not every test binary uses all three.
+/// the `features` tests through the `testdata` crate).
 #[allow(unused_imports)]
 pub use testdata::{cnn_model_present, data_dir, model_dir};
 
