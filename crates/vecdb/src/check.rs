@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::collection::{read_marker, snapshot_dir, snapshot_marker};
-use crate::db::{classify_collection_dir, collection_dirs, DirKind};
+use crate::db::{classify_collection_dir, collection_dirs, collection_file_names, existing_collections_dir, DirKind};
 use crate::error::{Error, Result};
 use crate::lock::DbLock;
 use crate::manifest::{Manifest, MANIFEST};
@@ -103,10 +103,7 @@ fn worst(it: impl Iterator<Item = Status>) -> Status {
 /// not as an error; errors are for a directory that cannot be read at all.
 pub fn check_database(dir: impl AsRef<Path>) -> Result<CheckReport> {
     let path = dir.as_ref().to_path_buf();
-    let cdir = path.join("collections");
-    if !cdir.is_dir() {
-        return Err(Error::io(&cdir, std::io::Error::new(std::io::ErrorKind::NotFound, "not a vecdb database")));
-    }
+    let cdir = existing_collections_dir(&path)?;
     let _lock = DbLock::acquire(&path)?;
     let mut collections = Vec::new();
     for (name, p) in collection_dirs(&cdir)? {
@@ -241,13 +238,7 @@ fn check_snapshot(dir: &Path, field: &str, spec: &str, m: &Manifest) -> Option<F
 /// Segments, WALs and temporaries the MANIFEST does not name (all of them when there is no
 /// usable MANIFEST): verified where they can be, and reported.
 fn check_unlisted(dir: &Path, m: Option<&Manifest>) -> Result<Vec<FileCheck>> {
-    let rd = fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
-    let mut names: Vec<String> = rd
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().is_file())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
+    let names = collection_file_names(dir)?;
     let mut out = Vec::new();
     for name in names {
         let path = dir.join(&name);

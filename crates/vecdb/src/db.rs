@@ -106,10 +106,7 @@ impl Database {
     /// ```
     pub fn open_read_only(dir: impl AsRef<Path>) -> Result<Database> {
         let path = dir.as_ref().to_path_buf();
-        let cdir = path.join("collections");
-        if !cdir.is_dir() {
-            return Err(Error::io(&cdir, std::io::Error::new(std::io::ErrorKind::NotFound, "not a vecdb database")));
-        }
+        existing_collections_dir(&path)?;
         let db = Database { path, lock: None, collections: RwLock::new(BTreeMap::new()) };
         db.refresh()?;
         Ok(db)
@@ -238,6 +235,28 @@ pub(crate) enum DirKind {
     Unfinished,
     /// Something else (a file, another hidden directory): left alone.
     Other,
+}
+
+/// `<db>/collections` of an existing database, or a `NotFound` I/O error saying `db` is not one
+/// (read-only opens, check and repair never create a database).
+pub(crate) fn existing_collections_dir(db: &Path) -> Result<PathBuf> {
+    let cdir = db.join("collections");
+    if !cdir.is_dir() {
+        return Err(Error::io(&cdir, std::io::Error::new(std::io::ErrorKind::NotFound, "not a vecdb database")));
+    }
+    Ok(cdir)
+}
+
+/// The names of the plain files in a collection directory, sorted.
+pub(crate) fn collection_file_names(dir: &Path) -> Result<Vec<String>> {
+    let rd = fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    let mut names: Vec<String> = rd
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    Ok(names)
 }
 
 /// The sub-directories of `cdir` (name, path), sorted by name.

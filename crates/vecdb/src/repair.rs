@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::db::{classify_collection_dir, collection_dirs, DirKind};
+use crate::db::{classify_collection_dir, collection_dirs, collection_file_names, existing_collections_dir, DirKind};
 use crate::error::{Error, Result};
 use crate::fsutil::sync_dir;
 use crate::lock::DbLock;
@@ -79,10 +79,7 @@ pub struct RepairReport {
 /// the database lock, so fails with [`Error::Locked`] while another process has it open.
 pub fn repair_database(dir: impl AsRef<Path>, opts: &RepairOptions) -> Result<RepairReport> {
     let path = dir.as_ref().to_path_buf();
-    let cdir = path.join("collections");
-    if !cdir.is_dir() {
-        return Err(Error::io(&cdir, std::io::Error::new(std::io::ErrorKind::NotFound, "not a vecdb database")));
-    }
+    let cdir = existing_collections_dir(&path)?;
     let _lock = DbLock::acquire(&path)?;
     let mut collections = Vec::new();
     for (name, p) in collection_dirs(&cdir)? {
@@ -137,13 +134,7 @@ fn repair_collection_dir(name: &str, dir: &Path, opts: &RepairOptions) -> Result
     let mut rep = CollectionRepair::new(name, dir, "rebuilt");
     let mut set_aside: Vec<(String, String)> = Vec::new();
     let (mut segs, mut wals, mut max_seq_seen) = (Vec::new(), Vec::new(), 0u64);
-    let rd = fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
-    let mut names: Vec<String> = rd
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().is_file())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
+    let names = collection_file_names(dir)?;
     for fname in names {
         let path = dir.join(&fname);
         if let Some(seq) = parse_numbered(&fname, "seg-", ".seg") {
