@@ -28,10 +28,19 @@ impl DbLock {
             .truncate(false)
             .open(&lock_path)
             .map_err(|e| Error::io(&lock_path, e))?;
-        match FileExt::try_lock(&file) {
-            Ok(()) => Ok(DbLock { _file: file }),
-            Err(fs4::TryLockError::WouldBlock) => Err(Error::Locked(dir.to_path_buf())),
-            Err(fs4::TryLockError::Error(e)) => Err(Error::io(&lock_path, e)),
+        // A lock just released can stay held for a moment by a child this process forked (its copy
+        // of the descriptor lives until the child's exec closes it), so a busy lock is retried
+        // briefly before it is reported.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(250);
+        loop {
+            match FileExt::try_lock(&file) {
+                Ok(()) => return Ok(DbLock { _file: file }),
+                Err(fs4::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(fs4::TryLockError::WouldBlock) => return Err(Error::Locked(dir.to_path_buf())),
+                Err(fs4::TryLockError::Error(e)) => return Err(Error::io(&lock_path, e)),
+            }
         }
     }
 }
