@@ -101,6 +101,8 @@ pub fn run(args: &Args) -> Result<()> {
     let report = rt.block_on(async {
         let serve_args = likeness::server::Args {
             db: db_path.clone(),
+            read_only: false,
+            refresh_ms: 200,
             addr: "127.0.0.1:0".parse().expect("static address"),
             api_key: None,
             roots: vec![],

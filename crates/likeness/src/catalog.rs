@@ -12,7 +12,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use features::pipeline::ImageRecord;
 use features::{DistanceKind, Embedding, FeatureExtractor};
-use vecdb::{Collection, CollectionSchema, Database, Metadata, Metric, Record, Vector, VectorField};
+use vecdb::{Collection, CollectionSchema, Database, Metric, Record, Vector, VectorField};
 
 use crate::image_meta::ImageMeta;
 
@@ -221,8 +221,7 @@ pub struct FileFacts {
 /// and its `tags` (top ImageNet labels) when a classifier ran.
 pub fn image_meta(facts: &FileFacts, image: &ImageRecord) -> ImageMeta {
     let tags = image.features.values().find(|f| !f.tags.is_empty()).map(|f| f.tags.iter().map(|t| t.label.clone()));
-    ImageMeta {
-        path: Some(facts.path.to_string_lossy().into_owned()),
+    let mut meta = ImageMeta {
         label: facts.label.clone(),
         size: Some(facts.size),
         mtime: Some(facts.mtime_ns / 1_000_000_000),
@@ -231,10 +230,14 @@ pub fn image_meta(facts: &FileFacts, image: &ImageRecord) -> ImageMeta {
         height: Some(image.height),
         format: Some(image.format.clone()),
         tags: tags.map(Iterator::collect).unwrap_or_default(),
-        root: facts.root.as_ref().map(|r| r.to_string_lossy().into_owned()),
         original_name: facts.original_name.clone(),
-        extra: Metadata::new(),
+        ..Default::default()
+    };
+    meta.set_path(&facts.path);
+    if let Some(root) = &facts.root {
+        meta.set_root(root);
     }
+    meta
 }
 
 /// Build the record for an extracted image: id from the path, one vector per feature,

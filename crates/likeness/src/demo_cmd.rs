@@ -88,6 +88,8 @@ pub fn run(args: &Args) -> Result<()> {
     }
     let serve_args = crate::server::Args {
         db: args.db.clone(),
+        read_only: false,
+        refresh_ms: 200,
         addr: args.addr,
         api_key: None,
         roots: vec![root],

@@ -5,7 +5,8 @@
 //!
 //! | key | type | what |
 //! |---|---|---|
-//! | `path` | string | the file's absolute path |
+//! | `path` | string | the file's absolute path (lossy when the path is not valid UTF-8) |
+//! | `path_raw` | string | only for a path that is not valid UTF-8: its bytes in hex, exact |
 //! | `label` | string | ImageFolder label (the first folder under the root) |
 //! | `size` | integer | size in bytes |
 //! | `mtime` | integer | modification time, seconds since the Unix epoch |
@@ -13,7 +14,8 @@
 //! | `width`, `height` | integer | full-resolution size of the decoded, oriented image |
 //! | `format` | string | detected format (`jpeg`, `png`, …) |
 //! | `tags` | array of strings | top ImageNet labels, when a classifier ran |
-//! | `root` | string | the indexed folder the file was found under |
+//! | `root` | string | the indexed folder the file was found under (lossy as `path`) |
+//! | `root_raw` | string | only for a root that is not valid UTF-8: its bytes in hex, exact |
 //! | `original_name` | string | an upload's file name as the client sent it |
 //!
 //! [`ImageMeta::to_metadata`] gives exactly the object earlier versions wrote key by key, so
@@ -21,6 +23,13 @@
 //! a key that is missing, `null` or of another type (collections made by `likeness vectors
 //! import` hold whatever metadata the user gave) reads as absent, and keys this struct does
 //! not know are kept in [`ImageMeta::extra`].
+//!
+//! File names on Unix are bytes, not text. A path that is valid UTF-8 (nearly all) is stored as
+//! it is; any other keeps a readable `path` (invalid bytes shown as U+FFFD) for people and an
+//! exact `path_raw` that [`ImageMeta::path_buf`] reads back, so such a file is found, shown and
+//! recognised as unchanged like any other.
+
+use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -63,6 +72,12 @@ pub struct ImageMeta {
     /// For an upload, the file name the client sent.
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "lenient")]
     pub original_name: Option<String>,
+    /// The path's bytes in hex, when they are not valid UTF-8 (see [`ImageMeta::path_buf`]).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "lenient")]
+    pub path_raw: Option<String>,
+    /// The root's bytes in hex, when they are not valid UTF-8 (see [`ImageMeta::root_buf`]).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "lenient")]
+    pub root_raw: Option<String>,
     /// Keys this struct does not know, kept as they are.
     #[serde(flatten)]
     pub extra: Metadata,
@@ -85,10 +100,79 @@ impl ImageMeta {
         }
     }
 
+    /// Store `path` losslessly: `path` for display, plus `path_raw` when it is not UTF-8.
+    pub fn set_path(&mut self, path: &Path) {
+        (self.path, self.path_raw) = encode_path(path);
+    }
+
+    /// Store `root` losslessly, as [`ImageMeta::set_path`] does.
+    pub fn set_root(&mut self, root: &Path) {
+        (self.root, self.root_raw) = encode_path(root);
+    }
+
+    /// The file's exact path (from `path_raw` when present).
+    pub fn path_buf(&self) -> Option<PathBuf> {
+        decode_path(self.path.as_deref(), self.path_raw.as_deref())
+    }
+
+    /// The indexed root's exact path (from `root_raw` when present).
+    pub fn root_buf(&self) -> Option<PathBuf> {
+        decode_path(self.root.as_deref(), self.root_raw.as_deref())
+    }
+
     /// True when this record was made from the file version of this size and modification time.
     pub fn is_unchanged(&self, size: u64, mtime_ns: u64) -> bool {
         self.size == Some(size) && self.mtime_ns == Some(mtime_ns)
     }
+}
+
+/// A path as (display string, hex of its bytes when they are not UTF-8).
+fn encode_path(path: &Path) -> (Option<String>, Option<String>) {
+    match path.to_str() {
+        Some(s) => (Some(s.to_string()), None),
+        None => (Some(path.to_string_lossy().into_owned()), Some(to_hex(&path_bytes(path)))),
+    }
+}
+
+/// The exact path: from the hex bytes when present and well-formed, else the string.
+fn decode_path(text: Option<&str>, raw: Option<&str>) -> Option<PathBuf> {
+    if let Some(bytes) = raw.and_then(from_hex) {
+        return Some(path_from_bytes(bytes));
+    }
+    text.map(PathBuf::from)
+}
+
+#[cfg(unix)]
+fn path_bytes(path: &Path) -> Vec<u8> {
+    use std::os::unix::ffi::OsStrExt;
+    path.as_os_str().as_bytes().to_vec()
+}
+
+#[cfg(not(unix))]
+fn path_bytes(path: &Path) -> Vec<u8> {
+    path.to_string_lossy().into_owned().into_bytes()
+}
+
+#[cfg(unix)]
+fn path_from_bytes(bytes: Vec<u8>) -> PathBuf {
+    use std::os::unix::ffi::OsStringExt;
+    PathBuf::from(std::ffi::OsString::from_vec(bytes))
+}
+
+#[cfg(not(unix))]
+fn path_from_bytes(bytes: Vec<u8>) -> PathBuf {
+    PathBuf::from(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn from_hex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
 }
 
 /// A value of type `T`, or `None` when it is `null` or of another type.
@@ -146,6 +230,25 @@ mod tests {
         let meta = ImageMeta::from_metadata(parse(r#"{"path":7,"label":null,"size":"big","tags":"x","width":-1}"#));
         assert_eq!(meta, ImageMeta::default());
         assert_eq!(ImageMeta::from_metadata(Metadata::new()), ImageMeta::default());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn non_utf8_paths_round_trip_exactly() {
+        use std::os::unix::ffi::OsStrExt;
+        let path = Path::new(std::ffi::OsStr::from_bytes(b"/photos/caf\xe9/\xff.png"));
+        let mut meta = ImageMeta::default();
+        meta.set_path(path);
+        meta.set_root(Path::new("/photos"));
+        assert_eq!(meta.path.as_deref(), Some("/photos/caf\u{fffd}/\u{fffd}.png"));
+        assert_eq!(meta.path_raw.as_deref(), Some("2f70686f746f732f636166e92fff2e706e67"));
+        assert_eq!(meta.root_raw, None, "a UTF-8 path has no raw copy");
+        let back = ImageMeta::from_metadata(meta.to_metadata());
+        assert_eq!(back.path_buf().as_deref(), Some(path));
+        assert_eq!(back.root_buf().as_deref(), Some(Path::new("/photos")));
+        // a damaged raw copy falls back to the readable string
+        let odd = ImageMeta { path: Some("/a".into()), path_raw: Some("zz".into()), ..Default::default() };
+        assert_eq!(odd.path_buf().as_deref(), Some(Path::new("/a")));
     }
 
     #[test]

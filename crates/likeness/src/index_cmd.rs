@@ -75,7 +75,11 @@ pub fn run(args: &Args) -> Result<()> {
     bar.finish_and_clear();
     print_report(&report, &args.collection, &args.db, args.json)?;
     if report.interrupted {
-        bail!("interrupted: every batch stored so far is kept; run the same command again to resume");
+        // A requested stop (Ctrl-C, SIGTERM from `docker stop` or systemd) that ended cleanly:
+        // what is stored is saved as segments and the exit status is 0, as for `serve`. The
+        // report says `"interrupted": true`.
+        coll.checkpoint()?;
+        eprintln!("likeness: interrupted: every batch stored so far is kept; run the same command again to resume");
     }
     Ok(())
 }

@@ -218,8 +218,8 @@ fn prune(coll: &Collection, roots: &[PathBuf], found: &[FoundFile]) -> Result<us
     let present: HashSet<&Path> = found.iter().map(|f| f.path.as_path()).collect();
     let mut gone = Vec::new();
     for id in coll.ids() {
-        let Some(path) = coll.get_metadata(id).and_then(|m| ImageMeta::from_metadata(m).path) else { continue };
-        let path = Path::new(&path);
+        let Some(path) = coll.get_metadata(id).and_then(|m| ImageMeta::from_metadata(m).path_buf()) else { continue };
+        let path = path.as_path();
         if roots.iter().any(|r| path.starts_with(r)) && !present.contains(path) && !path.exists() {
             gone.push(id);
         }

@@ -19,7 +19,8 @@ use vecdb::{Collection, Filter, Hit, Metric, Query, SearchParams, SearchRequest,
 
 use super::error::{ApiError, ApiResult};
 use super::state::{AppState, JobState};
-use crate::catalog::{self, build_record, fnv1a, to_vector, FileFacts};
+use super::uploads;
+use crate::catalog::{self, build_record, to_vector, FileFacts};
 use crate::image_meta::ImageMeta;
 use crate::indexer::{index_roots, IndexOptions, IndexProgress};
 
@@ -28,13 +29,19 @@ pub const MAX_K: usize = 10_000;
 
 type AppStateRef = State<Arc<AppState>>;
 
-/// `GET /health`.
+/// `GET /health`. A replica adds `refreshed_ms_ago`: how long since it last caught up with its
+/// writer (it tries every `--refresh-ms`; a growing figure means it cannot).
 pub async fn health(State(st): AppStateRef) -> Json<Value> {
-    Json(json!({
+    let mut v = json!({
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
         "collections": st.db.collection_names().len(),
-    }))
+        "read_only": st.read_only,
+    });
+    if st.read_only {
+        v["refreshed_ms_ago"] = json!(st.refresh_age_ms());
+    }
+    Json(v)
 }
 
 /// JSON 404 for unknown routes.
@@ -411,29 +418,28 @@ async fn add_upload(st: Arc<AppState>, name: &str, mp: Multipart) -> ApiResult<R
             "tiff" => "tif",
             f => f,
         };
-        let dest = st2.upload_dir.join(format!("{:016x}.{ext}", fnv1a(&bytes)));
-        if !dest.exists() {
-            let tmp = dest.with_extension("tmp");
-            std::fs::write(&tmp, &bytes)
-                .and_then(|_| std::fs::rename(&tmp, &dest))
-                .map_err(|e| ApiError::internal(format!("cannot store upload: {e}")))?;
-        }
-        let meta = std::fs::metadata(&dest).map_err(|e| ApiError::internal(e.to_string()))?;
-        let (size, mtime_ns) = crate::walk::size_and_mtime(&meta);
-        let facts = FileFacts {
-            root: Some(st2.upload_dir.clone()),
-            path: dest.clone(),
-            label,
-            size,
-            mtime_ns,
-            original_name: Some(file),
-        };
-        image.path = dest;
-        let record = build_record(&facts, &image);
-        let id = record.id;
-        let meta = record.metadata.clone();
-        c.upsert(vec![record])?;
-        Ok(json!({"id": id.to_string(), "metadata": meta}))
+        let dest = uploads::upload_path(&st2.upload_dir, &bytes, ext);
+        // Stored and recorded under the lock a delete takes to decide whether the file is still
+        // used (see `uploads`).
+        st2.uploads.with(|| -> ApiResult<Value> {
+            uploads::store(&dest, &bytes).map_err(|e| ApiError::internal(format!("cannot store upload: {e}")))?;
+            let meta = std::fs::metadata(&dest).map_err(|e| ApiError::internal(e.to_string()))?;
+            let (size, mtime_ns) = crate::walk::size_and_mtime(&meta);
+            let facts = FileFacts {
+                root: Some(st2.upload_dir.clone()),
+                path: dest.clone(),
+                label,
+                size,
+                mtime_ns,
+                original_name: Some(file),
+            };
+            image.path = dest;
+            let record = build_record(&facts, &image);
+            let id = record.id;
+            let meta = record.metadata.clone();
+            c.upsert(vec![record])?;
+            Ok(json!({"id": id.to_string(), "metadata": meta}))
+        })
     })
     .await??;
     Ok((StatusCode::CREATED, Json(rec)).into_response())
@@ -540,7 +546,20 @@ pub async fn delete_record(
     st.check_write(&headers)?;
     let id = parse_id_str(&id)?;
     let c = st.collection(&name)?;
-    let n = tokio::task::spawn_blocking(move || c.delete(&[id])).await??;
+    let st2 = st.clone();
+    // The record goes first (durably), then its thumbnails and, when no record is left that
+    // refers to it, its uploaded image (see `uploads`).
+    let n = tokio::task::spawn_blocking(move || {
+        st2.uploads.with(|| -> ApiResult<usize> {
+            let path = c.get_metadata(id).and_then(|m| ImageMeta::from_metadata(m).path_buf());
+            let n = c.delete(&[id])?;
+            if n > 0 {
+                uploads::release(&st2.db, &st2.upload_dir, &st2.thumb_dir, id, path.as_deref());
+            }
+            Ok(n)
+        })
+    })
+    .await??;
     if n == 0 {
         return Err(ApiError::not_found(format!("no record with id {id} in collection '{name}'")));
     }

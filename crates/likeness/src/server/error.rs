@@ -63,6 +63,7 @@ impl From<vecdb::Error> for ApiError {
             | E::InvalidIndexSpec { .. }
             | E::DuplicateId(_) => StatusCode::BAD_REQUEST,
             E::CollectionExists(_) => StatusCode::CONFLICT,
+            E::ReadOnly(_) => StatusCode::FORBIDDEN,
             E::Locked(_) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };

@@ -8,6 +8,7 @@ pub mod error;
 pub mod openapi;
 pub mod state;
 pub mod thumbs;
+pub mod uploads;
 pub mod web;
 
 use std::net::SocketAddr;
@@ -25,9 +26,17 @@ pub use state::AppState;
 /// Arguments of `likeness serve`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
-    /// Database directory (created if missing).
+    /// Database directory (created if missing, unless `--read-only`).
     #[arg(long)]
     pub db: PathBuf,
+    /// Serve as a read-only replica beside the writer: open the database without its lock and
+    /// without writing a byte, follow what the writer process acknowledges (every
+    /// `--refresh-ms`), and refuse writes with 403. Run as many replicas as you like.
+    #[arg(long)]
+    pub read_only: bool,
+    /// How often a `--read-only` replica catches up with the writer, in milliseconds.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(10..))]
+    pub refresh_ms: u64,
     /// Address to listen on (port 0 picks a free port; the address is printed on stdout).
     #[arg(long, default_value = "127.0.0.1:7878")]
     pub addr: SocketAddr,
@@ -57,7 +66,7 @@ pub struct Args {
     pub files_dir: Option<PathBuf>,
     /// Every this many seconds, move each collection's write-ahead log into a segment and save
     /// its index snapshots, so that a restart after a crash loads them and re-indexes only
-    /// what came later (0: only on shutdown).
+    /// what came later (0: only on shutdown). Ignored by a `--read-only` replica.
     #[arg(long, default_value_t = 300)]
     pub snapshot_every: u64,
     #[command(flatten)]
@@ -118,15 +127,63 @@ async fn checkpoint_loop(db: Arc<Database>, period: std::time::Duration) {
     }
 }
 
+/// Catch a read-only replica up with the writer every `period`; failures are logged (once per
+/// distinct error) and the replica keeps answering from what it has.
+async fn refresh_loop(state: Arc<AppState>, period: std::time::Duration) {
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_error = String::new();
+    loop {
+        tick.tick().await;
+        let st = state.clone();
+        match tokio::task::spawn_blocking(move || st.refresh()).await {
+            Ok(Ok(_)) => last_error.clear(),
+            Ok(Err(e)) => {
+                let msg = format!("{e:#}");
+                if msg != last_error {
+                    tracing::warn!(error = %msg, "replica could not catch up with the writer; serving what it has");
+                    last_error = msg;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "replica refresh task panicked"),
+        }
+    }
+}
+
 /// Open the database and serve it on `args.addr`. When `ready` is given, the bound address is sent on
 /// it; otherwise a line on stdout names it.
 pub async fn serve(args: Args, ready: Option<tokio::sync::oneshot::Sender<SocketAddr>>) -> Result<()> {
     let db_path = args.db.clone();
-    let db = tokio::task::spawn_blocking(move || Database::open(&db_path)).await??;
+    let read_only = args.read_only;
+    let db = tokio::task::spawn_blocking(move || {
+        if read_only {
+            Database::open_read_only(&db_path)
+                .with_context(|| format!("cannot open {} as a read-only replica", db_path.display()))
+        } else {
+            Ok(Database::open(&db_path)?)
+        }
+    })
+    .await??;
     let db = Arc::new(db);
     let state = AppState::new(db.clone(), &args)?;
-    let app = router(state, args.max_body);
-    if args.snapshot_every > 0 {
+    if !read_only {
+        // Uploads left by a crash between deleting a record and removing its image.
+        let (db, dir) = (db.clone(), state.upload_dir.clone());
+        let swept = tokio::task::spawn_blocking(move || uploads::sweep(&db, &dir)).await?;
+        match swept {
+            Ok(r) if !(r.orphans.is_empty() && r.partial.is_empty()) => tracing::info!(
+                orphans = r.orphans.len(),
+                partial = r.partial.len(),
+                "removed uploads no record refers to"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot sweep the uploads folder"),
+        }
+    }
+    let app = router(state.clone(), args.max_body);
+    if read_only {
+        tokio::spawn(refresh_loop(state, std::time::Duration::from_millis(args.refresh_ms)));
+    } else if args.snapshot_every > 0 {
         tokio::spawn(checkpoint_loop(db.clone(), std::time::Duration::from_secs(args.snapshot_every)));
     }
     let listener =
@@ -139,7 +196,8 @@ pub async fn serve(args: Args, ready: Option<tokio::sync::oneshot::Sender<Socket
             tx.send(addr).ok();
         }
         None => {
-            println!("likeness: serving {} on http://{addr}/", args.db.display());
+            let mode = if read_only { " (read-only replica)" } else { "" };
+            println!("likeness: serving {}{mode} on http://{addr}/", args.db.display());
             use std::io::Write;
             std::io::stdout().flush().ok();
         }
@@ -150,6 +208,9 @@ pub async fn serve(args: Args, ready: Option<tokio::sync::oneshot::Sender<Socket
             eprintln!("likeness: {sig}: finishing requests in flight, then saving and exiting");
         })
         .await?;
+    if read_only {
+        return Ok(()); // a replica owns nothing to save
+    }
     // Clean shutdown: the WAL moves into segments and index snapshots are saved, so the next
     // start neither replays nor rebuilds.
     tokio::task::spawn_blocking(move || -> Result<()> {

@@ -34,7 +34,9 @@ pub fn document() -> Value {
         },
         "paths": {
             "/health": {"get": {"summary": "Liveness check", "responses": {"200": ok("Server is up", json!({"type": "object",
-                "properties": {"status": {"type": "string"}, "version": {"type": "string"}, "collections": {"type": "integer"}}}))}}},
+                "properties": {"status": {"type": "string"}, "version": {"type": "string"}, "collections": {"type": "integer"},
+                    "read_only": {"type": "boolean", "description": "True for a `serve --read-only` replica"},
+                    "refreshed_ms_ago": {"type": ["integer", "null"], "description": "Replicas only: time since the last catch-up with the writer"}}}))}}},
             "/openapi.json": {"get": {"summary": "This document", "responses": {"200": ok("OpenAPI document", json!({"type": "object"}))}}},
             "/api/collections": {"get": {"summary": "List collections", "responses": {"200": ok("Collections",
                 json!({"type": "object", "properties": {"collections": {"type": "array", "items": {"$ref": "#/components/schemas/Collection"}},
@@ -75,7 +77,7 @@ pub fn document() -> Value {
                     "201": ok("Stored", json!({"type": "object", "properties": {"id": {"type": "string"}, "metadata": {"type": "object"}}})),
                     "202": ok("Folder indexing started", json!({"type": "object", "properties": {"job": {"type": "string"}, "status_url": {"type": "string"}}})),
                     "400": err("Not an image / bad request"), "401": err("Missing or wrong API key"),
-                    "403": err("Path outside the allowed folders, or path adds disabled"), "404": err("No such file"),
+                    "403": err("Path outside the allowed folders, path adds disabled, or a read-only replica"), "404": err("No such file"),
                     "413": err("Body too large")}}},
             "/api/collections/{name}/records/{id}": {
                 "get": {"summary": "A stored record", "parameters": [name_param(), id_param(),
@@ -83,7 +85,7 @@ pub fn document() -> Value {
                         "responses": {"200": ok("The record", json!({"$ref": "#/components/schemas/Record"})), "400": err("Bad id"), "404": err("Not found")}},
                 "delete": {"summary": "Delete a record", "description": write_note, "parameters": [name_param(), id_param()],
                         "responses": {"200": ok("Deleted", json!({"type": "object", "properties": {"deleted": {"type": "integer"}, "id": {"type": "string"}}})),
-                                      "401": err("Missing or wrong API key"), "404": err("Not found")}}},
+                                      "401": err("Missing or wrong API key"), "403": err("A read-only replica"), "404": err("Not found")}}},
             "/api/jobs/{id}": {"get": {"summary": "Progress of a folder indexing job", "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
                 "responses": {"200": ok("Job", json!({"type": "object", "properties": {"id": {"type": "string"}, "state": {"enum": ["running", "done", "failed"]},
                     "progress": {"type": "object"}, "report": {"type": ["object", "null"]}, "error": {"type": ["string", "null"]}}})), "404": err("No such job")}}},

@@ -3,7 +3,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use axum::http::HeaderMap;
@@ -34,13 +35,23 @@ pub struct AppState {
     pub api_key: Option<String>,
     /// Folders server-side path adds may read (canonical).
     pub path_roots: Vec<PathBuf>,
-    /// Folders thumbnails may be read from (canonical): `path_roots`, the roots indexed
-    /// when the server started, uploads. Fixed at startup.
-    pub thumb_roots: Vec<PathBuf>,
+    /// True for a `--read-only` replica: every write is refused with 403.
+    pub read_only: bool,
+    /// Folders thumbnails may be read from (canonical): `path_roots`, the roots indexed in the
+    /// database, uploads. Read at startup; a replica reads the indexed roots again (at most
+    /// every few seconds) when a thumbnail's folder is not among them, since its writer may have
+    /// indexed new folders.
+    thumb_roots: RwLock<Vec<PathBuf>>,
+    /// When a replica last read the indexed roots again.
+    roots_read_at: Mutex<Instant>,
+    /// When a replica last caught up with its writer (`None` before the first refresh after open).
+    last_refresh: Mutex<Option<Instant>>,
     /// Uploaded images are stored here.
     pub upload_dir: PathBuf,
     /// Thumbnail cache.
     pub thumb_dir: PathBuf,
+    /// Held while an upload is stored or released (see [`super::uploads`]).
+    pub uploads: super::uploads::UploadLock,
     /// Features for collections created by the API.
     pub new_features: Vec<String>,
     /// Index spec (`--index`) for collections created by the API.
@@ -93,10 +104,18 @@ impl AppState {
         let files = args.files_dir.clone().unwrap_or_else(|| db.path().join("likeness-files"));
         let upload_dir = files.join("uploads");
         let thumb_dir = files.join("thumbs");
-        for d in [&upload_dir, &thumb_dir] {
-            std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
+        if args.read_only {
+            // A replica stores nothing of its own; its thumbnail cache is best effort (the
+            // directory may be on read-only shared storage).
+            if let Err(e) = std::fs::create_dir_all(&thumb_dir) {
+                tracing::info!(dir = %thumb_dir.display(), error = %e, "thumbnails will not be cached");
+            }
+        } else {
+            for d in [&upload_dir, &thumb_dir] {
+                std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
+            }
         }
-        let upload_dir = upload_dir.canonicalize()?;
+        let upload_dir = upload_dir.canonicalize().unwrap_or(upload_dir);
         let path_roots = args.roots.iter().map(|r| crate::walk::canonical_dir(r)).collect::<Result<Vec<_>>>()?;
         let mut thumb_roots: BTreeSet<PathBuf> = path_roots.iter().cloned().collect();
         thumb_roots.insert(upload_dir.clone());
@@ -109,9 +128,13 @@ impl AppState {
             default_collection: args.collection.clone(),
             api_key: args.api_key.clone().filter(|k| !k.is_empty()),
             path_roots,
-            thumb_roots: thumb_roots.into_iter().collect(),
+            read_only: args.read_only,
+            thumb_roots: RwLock::new(thumb_roots.into_iter().collect()),
+            roots_read_at: Mutex::new(Instant::now().checked_sub(ROOTS_REREAD).unwrap_or_else(Instant::now)),
+            last_refresh: Mutex::new(None),
             upload_dir,
             thumb_dir,
+            uploads: Default::default(),
             new_features,
             new_index: args.index.clone(),
             model: args.model.clone(),
@@ -123,8 +146,15 @@ impl AppState {
         }))
     }
 
-    /// Refuse a write without the right API key (when one is configured).
+    /// Refuse a write on a read-only replica, or without the right API key (when one is configured).
     pub fn check_write(&self, headers: &HeaderMap) -> ApiResult<()> {
+        if self.read_only {
+            return Err(ApiError::forbidden(format!(
+                "this server is a read-only replica of {} (--read-only): send writes to the server that opened it \
+                 for writing",
+                self.db.path().display()
+            )));
+        }
         let Some(key) = &self.api_key else { return Ok(()) };
         let given = headers.get("x-api-key").and_then(|v| v.to_str().ok()).or_else(|| {
             headers
@@ -207,7 +237,42 @@ impl AppState {
 
     /// True when `path` (canonical) lies under a folder thumbnails may be read from.
     pub fn thumb_allowed(&self, path: &Path) -> bool {
-        self.thumb_roots.iter().any(|r| path.starts_with(r))
+        let allowed = |roots: &[PathBuf]| roots.iter().any(|r| path.starts_with(r));
+        if allowed(&self.thumb_roots.read().expect("lock")) {
+            return true;
+        }
+        if !self.read_only {
+            return false; // only this process writes: the roots it read at startup and adds are all
+        }
+        {
+            let mut at = self.roots_read_at.lock().expect("lock");
+            if at.elapsed() < ROOTS_REREAD {
+                return false;
+            }
+            *at = Instant::now();
+        }
+        let mut roots = self.thumb_roots.write().expect("lock");
+        for r in indexed_roots(&self.db) {
+            if !roots.contains(&r) {
+                roots.push(r);
+            }
+        }
+        allowed(&roots)
+    }
+
+    /// Catch a replica up with its writer (see [`Database::refresh`]); returns how many
+    /// collections changed. Does nothing on a writable server.
+    pub fn refresh(&self) -> vecdb::Result<usize> {
+        let changed = self.db.refresh()?;
+        *self.last_refresh.lock().expect("lock") = Some(Instant::now());
+        Ok(changed)
+    }
+
+    /// Milliseconds since a replica last caught up with its writer (`None` on a writable server
+    /// or before the first refresh).
+    pub fn refresh_age_ms(&self) -> Option<u64> {
+        let at = (*self.last_refresh.lock().expect("lock"))?;
+        Some(at.elapsed().as_millis() as u64)
     }
 
     /// The configured root `path` (canonical) lies under, if any.
@@ -238,13 +303,16 @@ impl AppState {
     }
 }
 
+/// Least time between two reads of a replica's indexed roots (each reads every record's metadata).
+const ROOTS_REREAD: Duration = Duration::from_secs(5);
+
 /// Distinct `root` values stored in the database's records.
 fn indexed_roots(db: &Database) -> BTreeSet<PathBuf> {
     let mut roots = BTreeSet::new();
     for name in db.collection_names() {
         let Ok(c) = db.collection(&name) else { continue };
         for id in c.ids() {
-            if let Some(r) = c.get_metadata(id).and_then(|m| ImageMeta::from_metadata(m).root).map(PathBuf::from) {
+            if let Some(r) = c.get_metadata(id).and_then(|m| ImageMeta::from_metadata(m).root_buf()) {
                 if !roots.contains(&r) {
                     if let Ok(canon) = r.canonicalize() {
                         roots.insert(canon);

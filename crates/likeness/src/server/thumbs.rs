@@ -3,7 +3,7 @@
 //! the stored path is canonicalized (resolving `..` and symbolic links) and checked first.
 
 use std::io::Cursor;
-use std::path::{Path as FsPath, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
@@ -26,19 +26,19 @@ pub async fn handler(State(st): State<Arc<AppState>>, Path(id): Path<String>) ->
 }
 
 /// The stored path of record `id`, looked up in the default collection first, then the others.
-fn find_path(st: &AppState, id: u64) -> Option<(String, u64)> {
+fn find_path(st: &AppState, id: u64) -> Option<(PathBuf, u64)> {
     let mut names = st.db.collection_names();
     names.sort_by_key(|n| *n != st.default_collection);
     names.iter().find_map(|n| {
         let c = st.db.collection(n).ok()?;
         let m = ImageMeta::from_metadata(c.get_metadata(id)?);
-        Some((m.path?, m.mtime_ns.unwrap_or(0)))
+        Some((m.path_buf()?, m.mtime_ns.unwrap_or(0)))
     })
 }
 
 fn thumbnail(st: &AppState, id: u64) -> ApiResult<Vec<u8>> {
     let (path, mtime) = find_path(st, id).ok_or_else(|| ApiError::not_found(format!("no record with id {id}")))?;
-    let canon = FsPath::new(&path)
+    let canon = path
         .canonicalize()
         .map_err(|_| ApiError::not_found(format!("the image of record {id} is no longer on disk")))?;
     if !st.thumb_allowed(&canon) {

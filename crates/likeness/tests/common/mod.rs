@@ -2,6 +2,8 @@
 //! small image trees from the real sample photos, and making edited copies.
 #![allow(dead_code)]
 
+pub mod serve;
+
 use std::path::{Path, PathBuf};
 
 use image::{imageops, DynamicImage, ImageFormat, RgbImage};
