@@ -65,7 +65,7 @@ pub fn run(args: &Args) -> Result<()> {
         Some(p) => (p.clone(), args.collection.clone()),
         None => {
             tmp = tempfile_dir()?;
-            build_synthetic(&tmp, args)?;
+            build_synthetic(&tmp, args.records, args.dim, args.metric, &args.index, !args.json)?;
             (tmp.clone(), "bench".to_string())
         }
     };
@@ -162,23 +162,33 @@ pub fn run(args: &Args) -> Result<()> {
     Ok(())
 }
 
-fn tempfile_dir() -> Result<PathBuf> {
+/// A fresh directory under the system temp dir.
+pub(crate) fn tempfile_dir() -> Result<PathBuf> {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     let base = std::env::temp_dir().join(format!("likeness-bench-{}-{nanos}", std::process::id()));
     std::fs::create_dir_all(&base)?;
     Ok(base)
 }
 
-fn build_synthetic(dir: &std::path::Path, args: &Args) -> Result<()> {
+/// A database in `dir` with collection `bench`: `records` random `dim`-d vectors in field
+/// `vector`, ids 0.., metadata `{"label": "c<id % 10>"}`.
+pub(crate) fn build_synthetic(
+    dir: &std::path::Path,
+    records: usize,
+    dim: usize,
+    metric: Metric,
+    index: &str,
+    verbose: bool,
+) -> Result<()> {
     let db = Database::open(dir)?;
-    let schema = CollectionSchema { fields: vec![VectorField::new("vector", args.dim, args.metric, &args.index)] };
+    let schema = CollectionSchema { fields: vec![VectorField::new("vector", dim, metric, index)] };
     let c = db.create_collection("bench", schema)?;
     let start = Instant::now();
     let batch = 10_000;
     let mut done = 0;
-    while done < args.records {
-        let n = batch.min(args.records - done);
-        let m = random_normal(n, args.dim, 1000 + done as u64);
+    while done < records {
+        let n = batch.min(records - done);
+        let m = random_normal(n, dim, 1000 + done as u64);
         let recs: Vec<Record> = (0..n)
             .map(|i| {
                 Record::new((done + i) as u64)
@@ -189,14 +199,14 @@ fn build_synthetic(dir: &std::path::Path, args: &Args) -> Result<()> {
         c.insert(recs)?;
         done += n;
     }
-    if !args.json {
-        eprintln!("built {} synthetic {}-d records in {:.1} s", args.records, args.dim, start.elapsed().as_secs_f64());
+    if verbose {
+        eprintln!("built {records} synthetic {dim}-d records in {:.1} s", start.elapsed().as_secs_f64());
     }
     Ok(())
 }
 
 /// Send `total` requests over `conns` keep-alive connections; returns each request's latency.
-async fn load(addr: SocketAddr, path: &str, bodies: &[String], total: usize, conns: usize) -> Result<Vec<Duration>> {
+pub(crate) async fn load(addr: SocketAddr, path: &str, bodies: &[String], total: usize, conns: usize) -> Result<Vec<Duration>> {
     let conns = conns.max(1);
     let mut tasks = Vec::new();
     for c in 0..conns {
@@ -236,7 +246,7 @@ async fn load(addr: SocketAddr, path: &str, bodies: &[String], total: usize, con
 }
 
 /// Read one HTTP/1.1 response with a content-length; returns the status code.
-async fn read_response(s: &mut BufReader<TcpStream>) -> Result<u16> {
+pub(crate) async fn read_response(s: &mut BufReader<TcpStream>) -> Result<u16> {
     let mut line = String::new();
     s.read_line(&mut line).await?;
     let status: u16 = line.split_whitespace().nth(1).and_then(|x| x.parse().ok()).context("bad status line")?;

@@ -11,6 +11,7 @@ mod cnn;
 mod datasets;
 mod exact;
 mod http;
+mod replica;
 
 /// likeness-bench: measure likeness against peer libraries.
 #[derive(Debug, Parser)]
@@ -30,6 +31,8 @@ enum BenchCommand {
     Cnn(cnn::Args),
     /// Search latency through the HTTP API.
     Http(http::Args),
+    /// A `serve --read-only` replica beside an ingesting writer: catch-up latency and search QPS.
+    Replica(replica::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -42,5 +45,6 @@ fn main() -> anyhow::Result<()> {
         BenchCommand::Ann(a) => ann::run(a),
         BenchCommand::Cnn(a) => cnn::run(a),
         BenchCommand::Http(a) => http::run(a),
+        BenchCommand::Replica(a) => replica::run(a),
     }
 }
