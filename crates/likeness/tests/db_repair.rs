@@ -5,6 +5,7 @@
 mod common;
 
 use std::fs;
+use std::io::Write;
 
 use common::*;
 
@@ -62,4 +63,45 @@ fn a_deleted_manifest_is_refused_checked_and_repaired() {
     // repairing a healthy database changes nothing
     let rep = run_json(&["db", "repair", s(&db), "--json"]);
     assert_eq!(rep["collections"][0]["outcome"], "not needed");
+}
+
+#[test]
+fn a_torn_wal_tail_cut_on_open_is_reported_with_file_offset_and_size() {
+    use vecdb::{CollectionSchema, Database, Metric, Record, Vector};
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db");
+    {
+        let d = Database::open(&db).unwrap();
+        let c = d.create_collection("c", CollectionSchema::single("v", 2, Metric::L2, "Flat")).unwrap();
+        for i in 0..3 {
+            c.insert(vec![Record::new(i).with_vector("v", Vector::Dense(vec![i as f32, 1.0]))]).unwrap();
+        }
+    }
+    // A crash in the middle of appending a frame leaves its first bytes at the end of the log.
+    let coll = db.join("collections/c");
+    let wal = fs::read_dir(&coll)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "log"))
+        .expect("a WAL file");
+    let len = fs::metadata(&wal).unwrap().len();
+    fs::OpenOptions::new().append(true).open(&wal).unwrap().write_all(&[0x2a; 11]).unwrap();
+
+    // Reading commands leave it alone (it may be a frame being written right now) ...
+    let info = run_json(&["db", "info", s(&db), "--json"]);
+    assert_eq!(info["collections"][0]["count"], 3);
+    assert_eq!(fs::metadata(&wal).unwrap().len(), len + 11);
+    // ... the next writer cuts it and says where and how much, on stderr, by default.
+    let out = likeness().args(["db", "compact", s(&db)]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let name = wal.file_name().unwrap().to_str().unwrap();
+    assert!(
+        stderr.contains("torn WAL tail") && stderr.contains(name) && stderr.contains(&format!("offset {len}"))
+            && stderr.contains("11 bytes"),
+        "{stderr}"
+    );
+    assert_eq!(run_json(&["db", "info", s(&db), "--json"])["collections"][0]["count"], 3);
+    run_ok(&["db", "check", s(&db)]);
 }
