@@ -100,19 +100,15 @@ pub fn run(args: &Args) -> Result<()> {
     let files = tempfile_dir()?;
     let report = rt.block_on(async {
         let serve_args = likeness::server::Args {
-            db: db_path.clone(),
-            read_only: false,
-            refresh_ms: 200,
             addr: "127.0.0.1:0".parse().expect("static address"),
             api_key: None,
-            roots: vec![],
             features: "color".into(),
-            index: "Flat".into(),
             collection: collection.clone(),
             max_body: 64 * 1024 * 1024,
             files_dir: Some(files.clone()),
             snapshot_every: 0,
             model: Default::default(),
+            ..likeness::server::Args::with_db(db_path.clone())
         };
         let (tx, rx) = tokio::sync::oneshot::channel();
         let server = tokio::spawn(likeness::server::serve(serve_args, Some(tx)));
@@ -206,7 +202,13 @@ pub(crate) fn build_synthetic(
 }
 
 /// Send `total` requests over `conns` keep-alive connections; returns each request's latency.
-pub(crate) async fn load(addr: SocketAddr, path: &str, bodies: &[String], total: usize, conns: usize) -> Result<Vec<Duration>> {
+pub(crate) async fn load(
+    addr: SocketAddr,
+    path: &str,
+    bodies: &[String],
+    total: usize,
+    conns: usize,
+) -> Result<Vec<Duration>> {
     let conns = conns.max(1);
     let mut tasks = Vec::new();
     for c in 0..conns {

@@ -110,19 +110,15 @@ async fn measure(args: &Args, dir: &std::path::Path, files: &std::path::Path) ->
     let bodies: Vec<String> =
         (0..200).map(|i| json!({"vector": q.row(i), "k": args.k, "feature": "vector"}).to_string()).collect();
     let serve_args = likeness::server::Args {
-        db: dir.to_path_buf(),
         read_only: true,
         refresh_ms: args.refresh_ms,
         addr: "127.0.0.1:0".parse().expect("static address"),
         api_key: None,
-        roots: vec![],
         features: "color".into(),
-        index: "Flat".into(),
         collection: "bench".into(),
-        max_body: 64 * 1024 * 1024,
         files_dir: Some(files.to_path_buf()),
-        snapshot_every: 0,
         model: Default::default(),
+        ..likeness::server::Args::with_db(dir)
     };
     let (tx, rx) = tokio::sync::oneshot::channel();
     let server = tokio::spawn(likeness::server::serve(serve_args, Some(tx)));

@@ -87,19 +87,12 @@ pub fn run(args: &Args) -> Result<()> {
         return Ok(());
     }
     let serve_args = crate::server::Args {
-        db: args.db.clone(),
-        read_only: false,
-        refresh_ms: 200,
         addr: args.addr,
         api_key: None,
         roots: vec![root],
         features: args.features.clone(),
-        index: "Flat".into(),
-        collection: DEFAULT_COLLECTION.into(),
-        max_body: 32 * 1024 * 1024,
-        files_dir: None,
-        snapshot_every: 300,
         model: args.model.clone(),
+        ..crate::server::Args::with_db(args.db.clone())
     };
     println!("open http://{}/ in a browser (Ctrl-C stops the server)", args.addr);
     crate::server::run(&serve_args)

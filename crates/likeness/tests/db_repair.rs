@@ -98,7 +98,9 @@ fn a_torn_wal_tail_cut_on_open_is_reported_with_file_offset_and_size() {
     assert!(out.status.success(), "{stderr}");
     let name = wal.file_name().unwrap().to_str().unwrap();
     assert!(
-        stderr.contains("torn WAL tail") && stderr.contains(name) && stderr.contains(&format!("offset {len}"))
+        stderr.contains("torn WAL tail")
+            && stderr.contains(name)
+            && stderr.contains(&format!("offset {len}"))
             && stderr.contains("11 bytes"),
         "{stderr}"
     );

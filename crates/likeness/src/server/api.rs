@@ -17,6 +17,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use vecdb::{Collection, Filter, Hit, Metric, Query, SearchParams, SearchRequest, Vector};
 
+use super::admission::Ticket;
 use super::error::{ApiError, ApiResult};
 use super::state::{AppState, JobState};
 use super::uploads;
@@ -339,10 +340,15 @@ fn form_to_search_body(fields: &[(String, String)]) -> ApiResult<SearchBody> {
 }
 
 /// `POST /api/collections/{name}/search/image`: multipart `image` plus optional `k`, `threshold`,
-/// `feature`, `filter` (JSON) fields.
-pub async fn search_image(State(st): AppStateRef, Path(name): Path<String>, mp: Multipart) -> ApiResult<Json<Value>> {
+/// `feature`, `filter` (JSON) fields. Admitted through the image gate (503 when busy).
+pub async fn search_image(State(st): AppStateRef, Path(name): Path<String>, req: Request) -> ApiResult<Json<Value>> {
     let started = Instant::now();
+    let ticket = match st.admission.enter() {
+        Ok(t) => t,
+        Err(e) => return Err(refuse(req, st.max_body, e).await),
+    };
     let c = st.collection(&name)?;
+    let mp = Multipart::from_request(req, &()).await.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
     let up = read_multipart(mp).await?;
     let body = form_to_search_body(&up.fields)?;
     let spec = search_spec(&c, &body)?;
@@ -350,18 +356,35 @@ pub async fn search_image(State(st): AppStateRef, Path(name): Path<String>, mp: 
     let extractors = st.extractors(&c).await?;
     let st2 = st.clone();
     let feature = spec.feature.clone();
+    let permit = ticket.work().await?;
     let vector = tokio::task::spawn_blocking(move || -> ApiResult<Vector> {
-        // Only the searched feature's extractor runs.
+        let _permit = permit; // held until the decode is over, even if the client left
+                              // Only the searched feature's extractor runs.
         let ex = extractors
             .iter()
             .find(|e| e.name() == feature)
             .ok_or_else(|| ApiError::internal(format!("no extractor for feature '{feature}'")))?;
-        let image = extract_bytes(&bytes, FsPath::new(&file), std::slice::from_ref(ex), &st2.limits)?;
+        let image = extract_bytes(&bytes, FsPath::new(&file), std::slice::from_ref(ex), &st2.upload_limits)?;
         let f = &image.features[&feature];
         Ok(to_vector(&f.vector))
     })
     .await??;
     run_search(c, spec, Query::Vector(vector), started).await
+}
+
+/// Answer `err` to a refused request after reading and discarding its body (streaming, at most
+/// `max_body` bytes), so a client still sending gets the answer instead of a reset connection.
+async fn refuse(req: Request, max_body: usize, err: ApiError) -> ApiError {
+    use http_body_util::BodyExt;
+    let mut body = req.into_body();
+    let mut seen = 0usize;
+    while let Some(Ok(frame)) = body.frame().await {
+        seen += frame.data_ref().map_or(0, |d| d.len());
+        if seen > max_body {
+            break;
+        }
+    }
+    err
 }
 
 #[derive(Debug, Deserialize)]
@@ -379,6 +402,16 @@ pub async fn add_images(
     headers: HeaderMap,
     req: Request,
 ) -> ApiResult<Response> {
+    let ctype = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    // An upload decodes an image: it takes a place at the gate before its body is read.
+    let ticket = if ctype.starts_with("multipart/form-data") {
+        match st.admission.enter() {
+            Ok(t) => Some(t),
+            Err(e) => return Err(refuse(req, st.max_body, e).await),
+        }
+    } else {
+        None
+    };
     // Read the (size-limited) body before answering, even a 401: a client still sending its
     // upload would otherwise see a broken connection instead of the error.
     let (parts, body) = req.into_parts();
@@ -387,17 +420,16 @@ pub async fn add_images(
     })?;
     st.check_write(&headers)?;
     let req = Request::from_parts(parts, axum::body::Body::from(bytes));
-    let ctype = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if ctype.starts_with("multipart/form-data") {
+    if let Some(ticket) = ticket {
         let mp = Multipart::from_request(req, &()).await.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
-        add_upload(st, &name, mp).await
+        add_upload(st, &name, mp, ticket).await
     } else {
         let Json(body) = Json::<AddPath>::from_request(req, &()).await.map_err(json_rejection)?;
         add_path(st, &name, body.path).await
     }
 }
 
-async fn add_upload(st: Arc<AppState>, name: &str, mp: Multipart) -> ApiResult<Response> {
+async fn add_upload(st: Arc<AppState>, name: &str, mp: Multipart, ticket: Ticket) -> ApiResult<Response> {
     let up = read_multipart(mp).await?;
     let mut label = None;
     for (k, v) in &up.fields {
@@ -411,8 +443,10 @@ async fn add_upload(st: Arc<AppState>, name: &str, mp: Multipart) -> ApiResult<R
     let c = st.collection_or_create(name).await?;
     let extractors = st.extractors(&c).await?;
     let st2 = st.clone();
+    let permit = ticket.work().await?;
     let rec = tokio::task::spawn_blocking(move || -> ApiResult<Value> {
-        let mut image = extract_bytes(&bytes, FsPath::new(&file), &extractors, &st2.limits)?;
+        let _permit = permit;
+        let mut image = extract_bytes(&bytes, FsPath::new(&file), &extractors, &st2.upload_limits)?;
         let ext = match image.format.as_str() {
             "jpeg" => "jpg",
             "tiff" => "tif",
@@ -488,7 +522,9 @@ async fn add_path(st: Arc<AppState>, name: &str, path: PathBuf) -> ApiResult<Res
         return Err(ApiError::bad_request(format!("{} does not have an image file extension", path.display())));
     }
     let limits = st.limits.clone();
+    let permit = st.admission.enter()?.work().await?;
     let rec = tokio::task::spawn_blocking(move || -> ApiResult<Value> {
+        let _permit = permit;
         let meta = std::fs::metadata(&canon).map_err(|e| ApiError::not_found(e.to_string()))?;
         let (size, mtime_ns) = crate::walk::size_and_mtime(&meta);
         let mut results = extract_many(std::slice::from_ref(&canon), &extractors, &limits, &|_| {});

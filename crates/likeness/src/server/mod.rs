@@ -3,6 +3,7 @@
 //! All CPU work (decoding, feature extraction, searches, writes) runs in
 //! `spawn_blocking`, so searches keep being answered while an indexing job runs.
 
+pub mod admission;
 pub mod api;
 pub mod error;
 pub mod openapi;
@@ -61,6 +62,21 @@ pub struct Args {
     /// Largest accepted request body, in bytes.
     #[arg(long, default_value_t = 32 * 1024 * 1024)]
     pub max_body: usize,
+    /// Images decoded at once by searches by image, uploads, adds and thumbnails (default: the
+    /// number of cores). Each holds at most one full-resolution image.
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Image requests that may wait for a worker; past that the server answers 503 with
+    /// `Retry-After` at once. Bounds buffered uploads to (workers + queue) × --max-body.
+    #[arg(long, default_value_t = 16)]
+    pub queue: usize,
+    /// Longest an admitted image request waits for a worker, in seconds, before a 503.
+    #[arg(long, default_value_t = 30)]
+    pub queue_wait_s: u64,
+    /// Largest uploaded image (search by image, upload), in pixels (width × height, read from
+    /// the header before decoding). Files added from --root folders use the CLI's limit (100 million).
+    #[arg(long, default_value_t = 50_000_000)]
+    pub max_upload_pixels: u64,
     /// Where uploads and the thumbnail cache go. Default: `<DB>/likeness-files`.
     #[arg(long)]
     pub files_dir: Option<PathBuf>,
@@ -71,6 +87,21 @@ pub struct Args {
     pub snapshot_every: u64,
     #[command(flatten)]
     pub model: crate::model_args::ModelArgs,
+}
+
+impl Args {
+    /// The arguments `likeness serve --db DB` would have (every other option at its default).
+    pub fn with_db(db: impl Into<std::path::PathBuf>) -> Args {
+        #[derive(clap::Parser)]
+        struct Serve {
+            #[command(flatten)]
+            args: Args,
+        }
+        let db: std::path::PathBuf = db.into();
+        let mut args = <Serve as clap::Parser>::parse_from(["serve", "--db", "."]).args;
+        args.db = db;
+        args
+    }
 }
 
 /// The application's routes over `state`.

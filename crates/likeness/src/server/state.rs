@@ -58,8 +58,14 @@ pub struct AppState {
     pub new_index: String,
     /// Where the CNN model is and runs.
     pub model: crate::model_args::ModelArgs,
-    /// Decoder guards.
+    /// Decoder guards for files added from `--root` folders and thumbnails (the CLI's).
     pub limits: DecodeLimits,
+    /// Decoder guards for uploaded images (`--max-upload-pixels`).
+    pub upload_limits: DecodeLimits,
+    /// Admission of searches by image, uploads and adds (see [`super::admission`]).
+    pub admission: super::admission::Admission,
+    /// Admission of thumbnail generation: its own line, the same workers.
+    pub thumb_admission: super::admission::Admission,
     /// Largest accepted request body, in bytes.
     pub max_body: usize,
     extractors: Mutex<HashMap<String, Extractors>>,
@@ -123,6 +129,11 @@ impl AppState {
         let new_features = catalog::parse_feature_list(&args.features)?;
         let canonical: Vec<String> = new_features.iter().map(|f| crate::heads::canonical(f)).collect();
         catalog::check_index_arg(&args.index, &canonical)?;
+        let workers = args.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+        let admission =
+            super::admission::Admission::new(workers, args.queue, Duration::from_secs(args.queue_wait_s.max(1)));
+        // A results page asks for dozens of thumbnails at once.
+        let thumb_admission = admission.sharing_workers(args.queue.max(256));
         Ok(Arc::new(AppState {
             db,
             default_collection: args.collection.clone(),
@@ -139,6 +150,12 @@ impl AppState {
             new_index: args.index.clone(),
             model: args.model.clone(),
             limits: DecodeLimits::default(),
+            upload_limits: DecodeLimits {
+                max_pixels: args.max_upload_pixels.min(DecodeLimits::default().max_pixels),
+                ..DecodeLimits::default()
+            },
+            admission,
+            thumb_admission,
             max_body: args.max_body,
             extractors: Mutex::new(HashMap::new()),
             labels: Mutex::new(HashMap::new()),

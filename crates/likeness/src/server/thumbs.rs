@@ -18,10 +18,22 @@ use crate::image_meta::ImageMeta;
 /// Longest side of a thumbnail, in pixels.
 pub const THUMB_SIZE: u32 = 256;
 
-/// `GET /thumb/{id}`.
+/// `GET /thumb/{id}`. A cached thumbnail is answered at once; making one decodes the image and
+/// goes through the thumbnail gate (503 with `Retry-After` when busy).
 pub async fn handler(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> ApiResult<Response> {
     let id: u64 = id.trim().parse().map_err(|_| ApiError::bad_request(format!("bad id '{id}'")))?;
-    let jpeg = tokio::task::spawn_blocking(move || thumbnail(&st, id)).await??;
+    let st2 = st.clone();
+    let jpeg = match tokio::task::spawn_blocking(move || lookup(&st2, id)).await?? {
+        Lookup::Cached(bytes) => bytes,
+        Lookup::Make { source, cached } => {
+            let permit = st.thumb_admission.enter()?.work().await?;
+            tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                make(&st, &source, &cached)
+            })
+            .await??
+        }
+    };
     Ok(([(header::CONTENT_TYPE, "image/jpeg"), (header::CACHE_CONTROL, "public, max-age=3600")], jpeg).into_response())
 }
 
@@ -36,7 +48,13 @@ fn find_path(st: &AppState, id: u64) -> Option<(PathBuf, u64)> {
     })
 }
 
-fn thumbnail(st: &AppState, id: u64) -> ApiResult<Vec<u8>> {
+enum Lookup {
+    Cached(Vec<u8>),
+    Make { source: PathBuf, cached: PathBuf },
+}
+
+/// The cached thumbnail of record `id`, or the (allowed, canonical) file to make it from.
+fn lookup(st: &AppState, id: u64) -> ApiResult<Lookup> {
     let (path, mtime) = find_path(st, id).ok_or_else(|| ApiError::not_found(format!("no record with id {id}")))?;
     let canon = path
         .canonicalize()
@@ -45,11 +63,18 @@ fn thumbnail(st: &AppState, id: u64) -> ApiResult<Vec<u8>> {
         return Err(ApiError::forbidden(format!("the image of record {id} is outside the indexed folders")));
     }
     let cached: PathBuf = st.thumb_dir.join(format!("{id:016x}-{mtime:x}.jpg"));
-    if let Ok(bytes) = std::fs::read(&cached) {
-        return Ok(bytes);
+    match std::fs::read(&cached) {
+        Ok(bytes) => Ok(Lookup::Cached(bytes)),
+        Err(_) => Ok(Lookup::Make { source: canon, cached }),
     }
-    let img = features::decode::load_image(&canon, &st.limits)?;
-    let small = image::imageops::thumbnail(&img.image, fit(img.width, img.height).0, fit(img.width, img.height).1);
+}
+
+/// Decode `source`, shrink it, encode a JPEG and cache it (best effort) as `cached`.
+fn make(st: &AppState, source: &std::path::Path, cached: &std::path::Path) -> ApiResult<Vec<u8>> {
+    let img = features::decode::load_image(source, &st.limits)?;
+    let (w, h) = fit(img.width, img.height);
+    let small = image::imageops::thumbnail(&img.image, w, h);
+    drop(img);
     let mut out = Cursor::new(Vec::new());
     small
         .write_with_encoder(JpegEncoder::new_with_quality(&mut out, 82))
@@ -57,7 +82,7 @@ fn thumbnail(st: &AppState, id: u64) -> ApiResult<Vec<u8>> {
     let bytes = out.into_inner();
     let tmp = cached.with_extension(format!("tmp{}", std::process::id()));
     if std::fs::write(&tmp, &bytes).is_ok() {
-        std::fs::rename(&tmp, &cached).ok();
+        std::fs::rename(&tmp, cached).ok();
     }
     Ok(bytes)
 }
