@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod db_cmd;
 pub mod dedup_cmd;
 pub mod demo_cmd;
+pub mod error_chain;
 pub mod eval_cmd;
 pub mod heads;
 pub mod image_meta;

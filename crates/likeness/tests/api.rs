@@ -216,6 +216,15 @@ fn search_endpoints_and_errors() {
     expect(srv.search(json!({"id": cat, "k": 0})), StatusCode::BAD_REQUEST);
     expect(srv.search(json!({"id": cat, "kk": 3})), StatusCode::UNPROCESSABLE_ENTITY);
     expect(srv.search(json!({"id": cat, "filter": {"label": {"bogus": 1}}})), StatusCode::BAD_REQUEST);
+    // A filter on a field no record has is a mistake, named; one that matches nothing is an empty 200.
+    let v =
+        expect(srv.search(json!({"id": cat, "filter": {"colour": "red", "label": "cats"}})), StatusCode::BAD_REQUEST);
+    assert!(
+        v["error"].as_str().unwrap().contains("'colour'") && !v["error"].as_str().unwrap().contains("'label'"),
+        "{v}"
+    );
+    let v = expect(srv.search(json!({"id": cat, "filter": {"label": "no-such-label"}})), StatusCode::OK);
+    assert_eq!(v["results"].as_array().map(Vec::len), Some(0), "{v}");
     expect(srv.search(json!({"id": cat, "feature": "cnn"})), StatusCode::BAD_REQUEST);
     expect(srv.search(json!({"vector": [0.5, 0.5], "feature": "color"})), StatusCode::BAD_REQUEST);
     expect(srv.search(json!({"vector": [300], "feature": "phash"})), StatusCode::BAD_REQUEST);
@@ -244,6 +253,10 @@ fn search_endpoints_and_errors() {
     let form = Form::new().text("k", "3");
     let res = srv.http.post(srv.url("/api/collections/images/search/image")).multipart(form).send().unwrap();
     expect(res, StatusCode::BAD_REQUEST);
+    let form = Form::new().part("photo", Part::bytes(qbytes.clone()).file_name("cat.jpg"));
+    let res = srv.http.post(srv.url("/api/collections/images/search/image")).multipart(form).send().unwrap();
+    let v = expect(res, StatusCode::BAD_REQUEST);
+    assert!(v["error"].as_str().unwrap().contains("named 'image'"), "{v}");
     let res = srv.http.post(srv.url("/api/collections/images/search/image")).body("x").send().unwrap();
     assert!(res.status().is_client_error());
     expect(res, StatusCode::BAD_REQUEST);
@@ -387,6 +400,15 @@ fn path_adds_are_disabled_without_roots_and_writes_open_without_key() {
     let add = "/api/collections/images/images";
     expect(srv.post_json(add, &json!({"path": root.join("animals/chelsea.png")})), StatusCode::FORBIDDEN);
     expect(srv.post_json(add, &json!({"nope": 1})), StatusCode::UNPROCESSABLE_ENTITY);
+    // An image sent as the raw body, or a file in a part not named `image`: told how to send it.
+    let raw = std::fs::read(photo("rocket.jpg")).unwrap();
+    let res = srv.http.post(srv.url(add)).header("content-type", "image/jpeg").body(raw.clone()).send().unwrap();
+    let v = expect(res, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert!(v["error"].as_str().unwrap().contains("part named 'image'"), "{v}");
+    let form = Form::new().part("file", Part::bytes(raw).file_name("r.jpg"));
+    let v = expect(srv.http.post(srv.url(add)).multipart(form).send().unwrap(), StatusCode::BAD_REQUEST);
+    assert!(v["error"].as_str().unwrap().contains("named 'image'"), "{v}");
+    assert_eq!(expect(srv.get("/api/collections/images"), StatusCode::OK)["count"], 8, "nothing was added");
     // A new collection is created on the first upload, with the server's features.
     let form = Form::new().part("image", Part::bytes(std::fs::read(photo("rocket.jpg")).unwrap()).file_name("r.jpg"));
     let v = expect(

@@ -66,6 +66,30 @@ impl Filter {
         }
     }
 
+    /// The metadata fields the filter tests, each once, in order of appearance.
+    pub fn fields(&self) -> Vec<&str> {
+        fn walk<'a>(f: &'a Filter, out: &mut Vec<&'a str>) {
+            match f {
+                Filter::Eq(x, _) | Filter::In(x, _) | Filter::Prefix(x, _) | Filter::Range { field: x, .. } => {
+                    if !out.contains(&x.as_str()) {
+                        out.push(x);
+                    }
+                }
+                Filter::And(fs) | Filter::Or(fs) => fs.iter().for_each(|f| walk(f, out)),
+                Filter::Not(f) => walk(f, out),
+            }
+        }
+        let mut out = Vec::new();
+        walk(self, &mut out);
+        out
+    }
+
+    /// True when `meta` has `field` (a top-level key, or a dotted path into nested objects), as
+    /// the filter looks fields up.
+    pub fn has_field(meta: &Metadata, field: &str) -> bool {
+        lookup(meta, field).is_some()
+    }
+
     /// Parse the JSON form used by the HTTP API, e.g.
     /// `{"label": "cat"}`, `{"label": {"in": ["cat","dog"]}}`, `{"width": {"gte": 100, "lt": 500}}`,
     /// `{"path": {"prefix": "/photos/"}}`, `{"and": [...]}`, `{"or": [...]}`, `{"not": {...}}`.

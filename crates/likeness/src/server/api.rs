@@ -197,6 +197,8 @@ fn query_vector(c: &Collection, feature: &str, v: &[f64]) -> ApiResult<Vector> {
 async fn run_search(c: Arc<Collection>, spec: SearchSpec, query: Query, started: Instant) -> ApiResult<Json<Value>> {
     let feature = spec.feature.clone();
     let name = c.name().to_string();
+    let filter = spec.filter.clone();
+    let c2 = c.clone();
     let hits = tokio::task::spawn_blocking(move || -> ApiResult<Vec<Hit>> {
         let mut req = SearchRequest::new(spec.feature.clone(), query, spec.k.unwrap_or(10));
         req.k = spec.k;
@@ -207,6 +209,21 @@ async fn run_search(c: Arc<Collection>, spec: SearchSpec, query: Query, started:
         Ok(c.search(&req)?)
     })
     .await??;
+    if hits.is_empty() {
+        if let Some(filter) = filter {
+            // Nothing matched: say so when the filter names a field no record has (a typo, or
+            // the wrong collection) instead of an empty 200.
+            let c = c2.clone();
+            let missing = tokio::task::spawn_blocking(move || fields_no_record_has(&c, &filter)).await?;
+            if !missing.is_empty() {
+                return Err(ApiError::bad_request(format!(
+                    "the filter names {} no record of collection '{name}' has: {}",
+                    if missing.len() == 1 { "a field" } else { "fields" },
+                    missing.iter().map(|f| format!("'{f}'")).collect::<Vec<_>>().join(", ")
+                )));
+            }
+        }
+    }
     let results: Vec<Value> = hits.iter().map(hit_json).collect();
     Ok(Json(json!({
         "collection": name,
@@ -214,6 +231,23 @@ async fn run_search(c: Arc<Collection>, spec: SearchSpec, query: Query, started:
         "took_ms": started.elapsed().as_secs_f64() * 1000.0,
         "results": results,
     })))
+}
+
+/// The fields `filter` tests that no record of `c` has (the scan stops once all are seen).
+fn fields_no_record_has(c: &Collection, filter: &Filter) -> Vec<String> {
+    if c.count() == 0 {
+        return Vec::new();
+    }
+    let mut missing: Vec<&str> = filter.fields();
+    for id in c.ids() {
+        if missing.is_empty() {
+            break;
+        }
+        if let Some(meta) = c.get_metadata(id) {
+            missing.retain(|f| !Filter::has_field(&meta, f));
+        }
+    }
+    missing.into_iter().map(str::to_string).collect()
 }
 
 fn hit_json(h: &Hit) -> Value {
@@ -281,7 +315,12 @@ async fn read_multipart(mut mp: Multipart) -> ApiResult<Upload> {
     let mut up = Upload { image: None, fields: Vec::new() };
     while let Some(field) = mp.next_field().await.map_err(multipart_error)? {
         let name = field.name().unwrap_or("").to_string();
-        if name == "image" || name == "file" {
+        if name != "image" && field.file_name().is_some() {
+            return Err(ApiError::bad_request(format!(
+                "the image must be sent in a multipart part named 'image' (got a file in a part named '{name}')"
+            )));
+        }
+        if name == "image" {
             let file = field.file_name().unwrap_or("upload").to_string();
             let bytes = field.bytes().await.map_err(multipart_error)?;
             if up.image.is_some() {
@@ -424,6 +463,15 @@ pub async fn add_images(
         let mp = Multipart::from_request(req, &()).await.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
         add_upload(st, &name, mp, ticket).await
     } else {
+        if !ctype.starts_with("application/json") {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!(
+                    "cannot add a '{ctype}' body: send an image as multipart/form-data with a part named 'image', \
+                     or JSON {{\"path\": \"/absolute/file-or-folder\"}}"
+                ),
+            ));
+        }
         let Json(body) = Json::<AddPath>::from_request(req, &()).await.map_err(json_rejection)?;
         add_path(st, &name, body.path).await
     }
@@ -511,7 +559,7 @@ async fn add_path(st: Arc<AppState>, name: &str, path: PathBuf) -> ApiResult<Res
                 }
                 Err(e) => {
                     j.state = JobState::Failed;
-                    j.error = Some(format!("{e:#}"));
+                    j.error = Some(crate::error_chain::error_chain(&e));
                 }
             }
         });

@@ -111,7 +111,7 @@ impl From<anyhow::Error> for ApiError {
             Ok(f) => return f.into(),
             Err(e) => e,
         };
-        ApiError::internal(format!("{e:#}"))
+        ApiError::internal(crate::error_chain::error_chain(&e))
     }
 }
 

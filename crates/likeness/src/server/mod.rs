@@ -170,7 +170,7 @@ async fn refresh_loop(state: Arc<AppState>, period: std::time::Duration) {
         match tokio::task::spawn_blocking(move || st.refresh()).await {
             Ok(Ok(_)) => last_error.clear(),
             Ok(Err(e)) => {
-                let msg = format!("{e:#}");
+                let msg = e.to_string();
                 if msg != last_error {
                     tracing::warn!(error = %msg, "replica could not catch up with the writer; serving what it has");
                     last_error = msg;

@@ -50,7 +50,7 @@ pub fn document() -> Value {
                 "summary": "Search by vector or by stored id (more like this; the record itself is excluded)",
                 "parameters": [name_param()],
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SearchBody"}}}},
-                "responses": {"200": ok("Ranked hits, closest first", search_results.clone()), "400": err("Bad parameters"),
+                "responses": {"200": ok("Ranked hits, closest first", search_results.clone()), "400": err("Bad parameters, or a filter on a field no record has"),
                               "404": err("Unknown collection or id"), "413": err("Body too large"), "422": err("Malformed body")}}},
             "/api/collections/{name}/search/image": {"post": {
                 "summary": "Search by an uploaded image",
@@ -61,8 +61,9 @@ pub fn document() -> Value {
                         "feature": {"type": "string"}, "k": {"type": "integer"}, "threshold": {"type": "number"},
                         "ef": {"type": "integer"}, "nprobe": {"type": "integer"}, "checks": {"type": "integer"}, "rerank": {"type": "integer"},
                         "filter": {"type": "string", "description": "JSON filter, as in SearchBody.filter"}}}}}},
-                "responses": {"200": ok("Ranked hits, closest first", search_results), "400": err("Not an image, or bad parameters"),
-                              "404": err("Unknown collection"), "413": err("Body or image too large")}}},
+                "responses": {"200": ok("Ranked hits, closest first", search_results), "400": err("Not an image, bad parameters, or a filter on a field no record has"),
+                              "404": err("Unknown collection"), "413": err("Body or image too large"),
+                              "503": err("Busy: too many image requests (Retry-After)")}}},
             "/api/collections/{name}/images": {"post": {
                 "summary": "Add an image: an upload, or a server-side file or folder under a --root folder",
                 "description": format!("A folder starts a background indexing job (202; poll `status_url`). \
@@ -78,7 +79,8 @@ pub fn document() -> Value {
                     "202": ok("Folder indexing started", json!({"type": "object", "properties": {"job": {"type": "string"}, "status_url": {"type": "string"}}})),
                     "400": err("Not an image / bad request"), "401": err("Missing or wrong API key"),
                     "403": err("Path outside the allowed folders, path adds disabled, or a read-only replica"), "404": err("No such file"),
-                    "413": err("Body too large")}}},
+                    "413": err("Body or image too large"), "415": err("Neither multipart nor JSON"),
+                    "503": err("Busy: too many image requests (Retry-After)")}}},
             "/api/collections/{name}/records/{id}": {
                 "get": {"summary": "A stored record", "parameters": [name_param(), id_param(),
                         {"name": "vectors", "in": "query", "schema": {"type": "boolean"}, "description": "Include the vectors"}],
