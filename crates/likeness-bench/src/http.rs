@@ -102,6 +102,7 @@ pub fn run(args: &Args) -> Result<()> {
         let serve_args = likeness::server::Args {
             addr: "127.0.0.1:0".parse().expect("static address"),
             api_key: None,
+            rate_limit: 0.0, // a benchmark client is one address sending as fast as it can
             features: "color".into(),
             collection: collection.clone(),
             max_body: 64 * 1024 * 1024,

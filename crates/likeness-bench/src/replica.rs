@@ -114,6 +114,7 @@ async fn measure(args: &Args, dir: &std::path::Path, files: &std::path::Path) ->
         refresh_ms: args.refresh_ms,
         addr: "127.0.0.1:0".parse().expect("static address"),
         api_key: None,
+        rate_limit: 0.0, // a benchmark client is one address sending as fast as it can
         features: "color".into(),
         collection: "bench".into(),
         files_dir: Some(files.to_path_buf()),

@@ -95,3 +95,52 @@ fn sixty_four_searches_with_huge_images_get_200_or_503_and_memory_stays_bounded(
     let (status, _) = server.search_image("images", std::fs::read(photo(TREE[0].1)).unwrap(), "color");
     assert_eq!(status, StatusCode::OK);
 }
+
+#[test]
+fn request_rate_connections_and_time_are_capped() {
+    use std::io::{Read, Write};
+    use std::time::Duration;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("photos");
+    for (l, n) in &TREE[..2] {
+        add_photo(&root, l, n, 300);
+    }
+    let db = tmp.path().join("db");
+    run_json(&["index", s(&root), "--db", s(&db), "--features", "color", "--json"]);
+
+    // 5 requests per second, bursts of 10: the 11th at once is a 429 with Retry-After; /health stays open.
+    let server = ServeProcess::start(&db, &["--rate-limit", "5"]);
+    let statuses: Vec<StatusCode> = (0..15).map(|_| server.get("/api/collections").0).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == StatusCode::OK).count(), 10, "{statuses:?}");
+    let res = reqwest::blocking::get(format!("{}/api/collections", server.base)).unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(res.headers().contains_key("retry-after"));
+    assert!(res.text().unwrap().contains("too many requests"));
+    assert_eq!(server.get("/health").0, StatusCode::OK);
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(server.get("/api/collections").0, StatusCode::OK, "tokens come back");
+    drop(server);
+
+    // Two connections at most: a third waits until one closes.
+    let server = ServeProcess::start(&db, &["--max-connections", "2"]);
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let idle: Vec<std::net::TcpStream> = (0..2).map(|_| std::net::TcpStream::connect(&addr).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut third = std::net::TcpStream::connect(&addr).unwrap(); // the kernel queues it
+    third.set_read_timeout(Some(Duration::from_millis(700))).unwrap();
+    third.write_all(format!("GET /health HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n").as_bytes()).unwrap();
+    let mut buf = [0u8; 64];
+    assert!(third.read(&mut buf).is_err(), "a third connection was served while two were open");
+    drop(idle);
+    third.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut answer = String::new();
+    third.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    drop(server);
+
+    // A request over --request-timeout-s gets a 503 (decoding 100 million pixels takes longer).
+    let server = ServeProcess::start(&db, &["--request-timeout-s", "1", "--max-upload-pixels", "100000000"]);
+    let (status, err) = server.search_image("images", huge_png(), "color");
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{err}");
+}

@@ -6,6 +6,7 @@
 pub mod admission;
 pub mod api;
 pub mod error;
+pub mod limits;
 pub mod openapi;
 pub mod state;
 pub mod thumbs;
@@ -73,6 +74,16 @@ pub struct Args {
     /// Longest an admitted image request waits for a worker, in seconds, before a 503.
     #[arg(long, default_value_t = 30)]
     pub queue_wait_s: u64,
+    /// Most connections open at once; past it new ones wait in the kernel's accept queue.
+    #[arg(long, default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Requests per second each client address may send (bursts of twice that); past it 429
+    /// with `Retry-After`. 0: unlimited.
+    #[arg(long, default_value_t = 200.0)]
+    pub rate_limit: f64,
+    /// Longest a request may take, in seconds, before the server answers 503 (0: no limit).
+    #[arg(long, default_value_t = 120)]
+    pub request_timeout_s: u64,
     /// Largest uploaded image (search by image, upload), in pixels (width × height, read from
     /// the header before decoding). Files added from --root folders use the CLI's limit (100 million).
     #[arg(long, default_value_t = 50_000_000)]
@@ -104,8 +115,15 @@ impl Args {
     }
 }
 
-/// The application's routes over `state`.
-pub fn router(state: Arc<AppState>, max_body: usize) -> Router {
+/// The application's routes over `state`, with the limits of `args` (body size, request rate
+/// per client address, request time).
+pub fn router(state: Arc<AppState>, args: &Args) -> Router {
+    let max_body = args.max_body;
+    let limiter = Arc::new(limits::RateLimiter::new(args.rate_limit, 2.0 * args.rate_limit));
+    let timeout = match args.request_timeout_s {
+        0 => std::time::Duration::MAX,
+        s => std::time::Duration::from_secs(s),
+    };
     let api = Router::new()
         .route("/health", get(api::health))
         .route("/openapi.json", get(openapi::handler))
@@ -125,6 +143,11 @@ pub fn router(state: Arc<AppState>, max_body: usize) -> Router {
         .with_state(state);
     api.layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn_with_state(max_body, error::reject_oversized))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            timeout,
+        ))
+        .layer(axum::middleware::from_fn_with_state(limiter, limits::rate_limit))
         .layer(axum::middleware::map_response(error::json_errors))
 }
 
@@ -211,7 +234,7 @@ pub async fn serve(args: Args, ready: Option<tokio::sync::oneshot::Sender<Socket
             Err(e) => tracing::warn!(error = %e, "cannot sweep the uploads folder"),
         }
     }
-    let app = router(state.clone(), args.max_body);
+    let app = router(state.clone(), &args);
     if read_only {
         tokio::spawn(refresh_loop(state, std::time::Duration::from_millis(args.refresh_ms)));
     } else if args.snapshot_every > 0 {
@@ -233,7 +256,8 @@ pub async fn serve(args: Args, ready: Option<tokio::sync::oneshot::Sender<Socket
             std::io::stdout().flush().ok();
         }
     }
-    axum::serve(listener, app)
+    let listener = limits::CappedListener::new(listener, args.max_connections);
+    axum::serve(listener, app.into_make_service_with_connect_info::<limits::Peer>())
         .with_graceful_shutdown(async {
             let sig = crate::signals::shutdown_requested().await;
             eprintln!("likeness: {sig}: finishing requests in flight, then saving and exiting");
