@@ -438,6 +438,38 @@ fn path_adds_are_disabled_without_roots_and_writes_open_without_key() {
     assert_eq!(srv.get(&format!("/thumb/{id}")).status(), StatusCode::OK);
 }
 
+/// `--read-key`: every read needs a key (the read key, or the write key), except the health
+/// check, the OpenAPI document and the page's own files; the page's cookie works for thumbnails.
+#[test]
+fn a_read_key_guards_reads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (root, db) = indexed_tree(tmp.path());
+    let srv = Server::start(&db, &["--read-key", "r3ad", "--api-key", "wr1te"]);
+    let res = srv.get("/api/collections");
+    assert!(res.headers().contains_key("www-authenticate"));
+    let v = expect(res, StatusCode::UNAUTHORIZED);
+    assert!(v["error"].as_str().unwrap().contains("key for reads"), "{v}");
+    for open in ["/health", "/openapi.json", "/", "/app.js"] {
+        assert_eq!(srv.get(open).status(), StatusCode::OK, "{open}");
+    }
+    let with = |key: &str, path: &str| srv.http.get(srv.url(path)).header("x-api-key", key).send().unwrap();
+    expect(with("wrong", "/api/collections"), StatusCode::UNAUTHORIZED);
+    expect(with("r3ad", "/api/collections"), StatusCode::OK);
+    expect(with("wr1te", "/api/collections"), StatusCode::OK);
+    let form = Form::new()
+        .part("image", Part::bytes(std::fs::read(root.join("animals/chelsea.png")).unwrap()).file_name("c.png"))
+        .text("feature", "phash");
+    let url = srv.url("/api/collections/images/search/image");
+    let hits = expect(srv.http.post(url).bearer_auth("r3ad").multipart(form).send().unwrap(), StatusCode::OK);
+    let id = hits["results"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(srv.get(&format!("/thumb/{id}")).status(), StatusCode::UNAUTHORIZED);
+    let thumb = srv.http.get(srv.url(&format!("/thumb/{id}"))).header("cookie", "likeness_key=r3ad").send().unwrap();
+    assert_eq!(thumb.status(), StatusCode::OK);
+    // The read key does not grant writes.
+    let res = srv.http.delete(srv.url(&format!("/api/collections/images/records/{id}"))).header("x-api-key", "r3ad");
+    expect(res.send().unwrap(), StatusCode::UNAUTHORIZED);
+}
+
 /// `--snapshot-every`: the server checkpoints and saves index snapshots while it runs, so a
 /// restart after SIGKILL loads the HNSW graph instead of rebuilding it.
 #[test]

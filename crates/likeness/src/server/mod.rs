@@ -5,6 +5,7 @@
 
 pub mod admission;
 pub mod api;
+pub mod auth;
 pub mod error;
 pub mod limits;
 pub mod openapi;
@@ -46,6 +47,11 @@ pub struct Args {
     /// or `Authorization: Bearer KEY`. Default: $LIKENESS_API_KEY, else writes are open.
     #[arg(long, env = "LIKENESS_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+    /// Key required for reads too (searches, records, thumbnails; not /health or the page's own
+    /// files), sent like the API key; the API key also works for reads. The page asks for it.
+    /// Default: $LIKENESS_READ_KEY, else reads are open.
+    #[arg(long, env = "LIKENESS_READ_KEY", hide_env_values = true)]
+    pub read_key: Option<String>,
     /// Folder whose files may be added by server-side path (repeatable). Thumbnails are served
     /// only for files under these folders, the folders already indexed in the database, and uploads.
     #[arg(long = "root")]
@@ -140,6 +146,7 @@ pub fn router(state: Arc<AppState>, args: &Args) -> Router {
         .route("/app.js", get(web::script))
         .route("/app.css", get(web::style))
         .fallback(api::not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::reads))
         .with_state(state);
     api.layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn_with_state(max_body, error::reject_oversized))

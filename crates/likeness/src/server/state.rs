@@ -33,6 +33,8 @@ pub struct AppState {
     pub default_collection: String,
     /// Required for writes, when set.
     pub api_key: Option<String>,
+    /// Required for reads (the write key works too), when set.
+    pub read_key: Option<String>,
     /// Folders server-side path adds may read (canonical).
     pub path_roots: Vec<PathBuf>,
     /// True for a `--read-only` replica: every write is refused with 403.
@@ -138,6 +140,7 @@ impl AppState {
             db,
             default_collection: args.collection.clone(),
             api_key: args.api_key.clone().filter(|k| !k.is_empty()),
+            read_key: args.read_key.clone().filter(|k| !k.is_empty()),
             path_roots,
             read_only: args.read_only,
             thumb_roots: RwLock::new(thumb_roots.into_iter().collect()),
@@ -173,14 +176,8 @@ impl AppState {
             )));
         }
         let Some(key) = &self.api_key else { return Ok(()) };
-        let given = headers.get("x-api-key").and_then(|v| v.to_str().ok()).or_else(|| {
-            headers
-                .get(axum::http::header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        });
-        match given {
-            Some(g) if constant_time_eq(g.trim().as_bytes(), key.as_bytes()) => Ok(()),
+        match super::auth::presented_key(headers) {
+            Some(g) if super::auth::key_matches(&g, key) => Ok(()),
             Some(_) => Err(ApiError::new(axum::http::StatusCode::UNAUTHORIZED, "wrong API key")),
             None => Err(ApiError::new(
                 axum::http::StatusCode::UNAUTHORIZED,
@@ -340,13 +337,6 @@ fn indexed_roots(db: &Database) -> BTreeSet<PathBuf> {
         }
     }
     roots
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]

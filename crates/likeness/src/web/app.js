@@ -3,8 +3,17 @@
 const $ = (s) => document.querySelector(s);
 const state = { collections: [], query: null };
 
-async function api(path, options) {
+// A server started with --read-key answers 401 until the page presents the key: ask for it once
+// and keep it in a same-site cookie, which fetches and thumbnail <img>s then send.
+async function api(path, options, asked) {
   const res = await fetch(path, options);
+  if (res.status === 401 && !asked) {
+    const key = window.prompt("This server needs a key to search. Key:");
+    if (key) {
+      document.cookie = `likeness_key=${encodeURIComponent(key.trim())}; path=/; SameSite=Strict`;
+      return api(path, options, true);
+    }
+  }
   let body = null;
   try { body = await res.json(); } catch (_) { body = { error: res.statusText }; }
   if (!res.ok) throw new Error(body && body.error ? body.error : res.statusText);
