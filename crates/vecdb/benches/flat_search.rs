@@ -9,21 +9,12 @@
 
 use std::time::Instant;
 
+#[path = "support/npy.rs"]
+mod npy;
+
+use npy::read_npy;
 use vecdb::index::flat::FlatIndex;
 use vecdb::{Metric, SearchParams, VectorIndex, VectorRef, VectorsRef};
-
-/// Read a 2-D little-endian float32 `.npy` file (C order).
-fn read_npy(path: &str) -> (usize, usize, Vec<f32>) {
-    let raw = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    assert_eq!(&raw[..6], b"\x93NUMPY", "{path}: not an npy file");
-    let hlen = u16::from_le_bytes([raw[8], raw[9]]) as usize;
-    let header = std::str::from_utf8(&raw[10..10 + hlen]).expect("npy header");
-    assert!(header.contains("'<f4'"), "{path}: not float32");
-    let shape = header.split("'shape': (").nth(1).and_then(|s| s.split(')').next()).expect("shape");
-    let dims: Vec<usize> = shape.split(',').filter_map(|s| s.trim().parse().ok()).collect();
-    let data = raw[10 + hlen..].chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-    (dims[0], dims[1], data)
-}
 
 fn random(n: usize, seed: u64) -> Vec<f32> {
     let mut s = seed | 1;
