@@ -11,21 +11,19 @@ use std::time::Instant;
 
 #[path = "support/npy.rs"]
 mod npy;
+#[path = "../tests/common/rng.rs"]
+#[allow(dead_code)]
+mod rng;
 
 use npy::read_npy;
+use rng::XorShift64;
 use vecdb::index::flat::FlatIndex;
 use vecdb::{Metric, SearchParams, VectorIndex, VectorRef, VectorsRef};
 
+/// `n` uniform values in [-0.5, 0.5) from `seed`.
 fn random(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-        })
-        .collect()
+    let mut r = XorShift64(seed | 1);
+    (0..n).map(|_| r.centered()).collect()
 }
 
 /// CPU seconds (user + system) this process has used, from /proc (0 elsewhere).

@@ -9,6 +9,7 @@
 //! machine. The data generator is the one the recall-floor tests use (`tests/common/clustered.rs`).
 
 #[path = "../tests/common/rng.rs"]
+#[allow(dead_code)]
 mod rng;
 
 #[path = "../tests/common/clustered.rs"]

@@ -11,40 +11,22 @@ use vecdb::{Error, Metric, Neighbor, SearchParams, Vector, VectorIndex, VectorRe
 mod common;
 use common::rng::SplitMix64;
 
-/// splitmix64 with the float draws these tests use.
-struct Rng(SplitMix64);
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(SplitMix64(seed))
-    }
-    fn next(&mut self) -> u64 {
-        self.0.next_u64()
-    }
-    fn unit(&mut self) -> f32 {
-        ((self.next() >> 40) as f32 + 0.5) / (1u64 << 24) as f32
-    }
-    fn normal(&mut self) -> f32 {
-        let (u, v) = (self.unit(), self.unit());
-        (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
-    }
-}
-
 /// `n` points in `dim` dimensions around `clusters` centres; within a cluster the points
 /// spread over an 8-dimensional subspace (plus a little noise), like real embeddings whose
 /// intrinsic dimension is far below their length.
 fn clustered(n: usize, dim: usize, clusters: usize, seed: u64) -> Vec<f32> {
     const LATENT: usize = 8;
-    let mut r = Rng::new(seed);
-    let mut g = Rng::new(0xC1A5); // centres and bases are shared between calls
-    let centres: Vec<f32> = (0..clusters * dim).map(|_| g.normal() * 4.0).collect();
-    let bases: Vec<f32> = (0..clusters * LATENT * dim).map(|_| g.normal() / (LATENT as f32).sqrt()).collect();
+    let mut r = SplitMix64(seed);
+    let mut g = SplitMix64(0xC1A5); // centres and bases are shared between calls
+    let centres: Vec<f32> = (0..clusters * dim).map(|_| g.normal_f32() * 4.0).collect();
+    let bases: Vec<f32> = (0..clusters * LATENT * dim).map(|_| g.normal_f32() / (LATENT as f32).sqrt()).collect();
     let mut out = Vec::with_capacity(n * dim);
     for _ in 0..n {
-        let c = (r.next() % clusters as u64) as usize;
-        let z: Vec<f32> = (0..LATENT).map(|_| r.normal() * 2.0).collect();
+        let c = (r.next_u64() % clusters as u64) as usize;
+        let z: Vec<f32> = (0..LATENT).map(|_| r.normal_f32() * 2.0).collect();
         out.extend((0..dim).map(|j| {
             let b = &bases[(c * LATENT) * dim..];
-            centres[c * dim + j] + (0..LATENT).map(|l| z[l] * b[l * dim + j]).sum::<f32>() + 0.1 * r.normal()
+            centres[c * dim + j] + (0..LATENT).map(|l| z[l] * b[l * dim + j]).sum::<f32>() + 0.1 * r.normal_f32()
         }));
     }
     out
@@ -60,14 +42,14 @@ fn normalize_rows(v: &mut [f32], dim: usize) {
 /// Packed `bits`-bit codes: cluster centres with a few bits flipped.
 fn binary_codes(n: usize, bits: usize, seed: u64) -> Vec<u8> {
     let bytes = bits / 8;
-    let mut r = Rng::new(seed);
-    let centres: Vec<u8> = (0..16 * bytes).map(|_| r.next() as u8).collect();
+    let mut r = SplitMix64(seed);
+    let centres: Vec<u8> = (0..16 * bytes).map(|_| r.next_u64() as u8).collect();
     let mut out = Vec::with_capacity(n * bytes);
     for _ in 0..n {
-        let c = (r.next() % 16) as usize;
+        let c = (r.next_u64() % 16) as usize;
         let mut row = centres[c * bytes..(c + 1) * bytes].to_vec();
         for _ in 0..bits / 8 {
-            let b = (r.next() % bits as u64) as usize;
+            let b = (r.next_u64() % bits as u64) as usize;
             row[b / 8] ^= 1 << (b % 8);
         }
         out.extend(row);
@@ -269,8 +251,8 @@ fn corrupt_files_give_typed_errors() {
 fn parallel_builds_find_every_stored_vector() {
     let (n, dim) = (4_000, 32);
     for seed in 0..24 {
-        let mut r = Rng::new(seed);
-        let data: Vec<f32> = (0..n * dim).map(|_| r.unit() - 0.5).collect();
+        let mut r = SplitMix64(seed);
+        let data: Vec<f32> = (0..n * dim).map(|_| r.unit_f32() - 0.5).collect();
         let mut ix = HnswIndex::new(dim, Metric::L2, 16, 200);
         ix.add(&(0..n as u64).collect::<Vec<_>>(), VectorsRef::Dense(&data)).unwrap();
         let unreached: Vec<usize> = (0..n)

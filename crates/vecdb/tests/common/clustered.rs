@@ -9,24 +9,6 @@ use vecdb::{Metric, Neighbor, SearchParams, VectorIndex, VectorRef, VectorsRef};
 
 use super::rng::SplitMix64;
 
-/// splitmix64 + Box–Muller: deterministic test data without extra dependencies.
-pub struct Gen(SplitMix64);
-impl Gen {
-    pub fn new(seed: u64) -> Gen {
-        Gen(SplitMix64(seed))
-    }
-    pub fn u64(&mut self) -> u64 {
-        self.0.next_u64()
-    }
-    pub fn unit(&mut self) -> f64 {
-        (self.u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    pub fn gauss(&mut self) -> f32 {
-        let (u1, u2) = (self.unit().max(1e-300), self.unit());
-        ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
-    }
-}
-
 pub struct Data {
     pub dim: usize,
     pub base: Vec<f32>,
@@ -51,12 +33,12 @@ impl Data {
 /// `n` base + `nq` query points around `clusters` Gaussian centers in a `latent`-dimensional
 /// subspace mapped linearly into `dim` dimensions (plus a little isotropic noise).
 pub fn clustered(n: usize, nq: usize, dim: usize, latent: usize, clusters: usize, seed: u64, unit: bool) -> Data {
-    let mut g = Gen::new(seed);
+    let mut g = SplitMix64(seed);
     let map: Vec<f32> = (0..latent * dim).map(|_| g.gauss() / (latent as f32).sqrt()).collect();
     let spread: f32 = std::env::var("ANN_SPREAD").ok().and_then(|s| s.parse().ok()).unwrap_or(1.0);
     let centers: Vec<f32> = (0..clusters * latent).map(|_| g.gauss()).collect();
-    let point = |g: &mut Gen| {
-        let c = (g.u64() % clusters as u64) as usize;
+    let point = |g: &mut SplitMix64| {
+        let c = (g.next_u64() % clusters as u64) as usize;
         let z: Vec<f32> = (0..latent).map(|j| centers[c * latent + j] + g.gauss() * spread).collect();
         let mut x: Vec<f32> =
             (0..dim).map(|i| (0..latent).map(|j| z[j] * map[j * dim + i]).sum::<f32>() + g.gauss() * 0.01).collect();
