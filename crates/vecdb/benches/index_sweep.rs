@@ -3,8 +3,9 @@
 //! and build time, as Markdown table rows on stdout.
 //!
 //! ```text
-//! cargo bench -p vecdb --bench index_sweep
+//! cargo bench -p vecdb --bench index_sweep [-- SPEC_PART...]
 //! ```
+//! With arguments, only the specs containing one of them run (e.g. `-- HNSW KDForest`).
 //! Latency is single-threaded (queries run one after another) and only indicative on a shared
 //! machine. The data generator is the one the recall-floor tests use (`tests/common/clustered.rs`).
 
