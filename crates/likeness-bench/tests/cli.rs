@@ -1,39 +1,15 @@
 //! The `likeness-bench` binary: every benchmark has `--help`, and the two that need no peer
 //! library (`cnn` without PyTorch, `http`) print their `--json` reports.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::Value;
-
-/// The test data directory (`$LIKENESS_TEST_DATA`, else `<workspace>/data`).
-fn data_dir() -> PathBuf {
-    let d = std::env::var_os("LIKENESS_TEST_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data"));
-    assert!(
-        d.join("photos/chelsea.png").is_file(),
-        "test data missing at {}: run scripts/fetch-test-data.sh (or set LIKENESS_TEST_DATA)",
-        d.display()
-    );
-    d
-}
-
-/// The directory holding the CNN model for tests (`$LIKENESS_MODEL_DIR`, else `<data>/models`).
-fn model_dir() -> PathBuf {
-    std::env::var_os("LIKENESS_MODEL_DIR").map(PathBuf::from).unwrap_or_else(|| data_dir().join("models"))
-}
+use testdata::{data_dir, model_dir};
 
 /// Run `likeness-bench` with `args`, require success, and return stdout.
 fn run_ok(args: &[&str]) -> String {
     let out = assert_cmd::Command::new(env!("CARGO_BIN_EXE_likeness-bench")).args(args).output().expect("run");
-    assert!(
-        out.status.success(),
-        "likeness-bench {args:?} failed ({}):\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8 stdout")
+    testdata::success_stdout(&format!("likeness-bench {args:?}"), &out)
 }
 
 /// Run `likeness-bench` with `args`, require success, and parse stdout as JSON.

@@ -6,13 +6,22 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use common::*;
 use serde_json::Value;
 
 fn results(v: &Value) -> &Vec<Value> {
     v["results"].as_array().expect("results array")
+}
+
+/// A temporary directory with the sample photo tree (`photo_tree`) in `photos/`: the directory
+/// (deleted when dropped) and the tree's root.
+fn temp_photo_tree() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("photos");
+    photo_tree(&root);
+    (tmp, root)
 }
 
 #[test]
@@ -71,9 +80,7 @@ fn index_is_incremental_and_prunes_deleted_files() {
 
 #[test]
 fn search_ranks_the_original_first_for_edited_copies() {
-    let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("photos");
-    photo_tree(&root);
+    let (tmp, root) = temp_photo_tree();
     let db = tmp.path().join("db");
     run_json(&["index", s(&root), "--db", s(&db), "--features", "color,phash", "--json"]);
     let queries = tmp.path().join("queries");
@@ -114,9 +121,7 @@ fn search_ranks_the_original_first_for_edited_copies() {
 
 #[test]
 fn range_search_filters_and_more_like_this() {
-    let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("photos");
-    photo_tree(&root);
+    let (tmp, root) = temp_photo_tree();
     // Two planted copies of the cat.
     edited_copy(&photo("chelsea.png"), "q30", &root.join("animals/chelsea_q30.jpg"));
     edited_copy(&photo("chelsea.png"), "half", &root.join("animals/chelsea_half.png"));
@@ -171,11 +176,18 @@ fn range_search_filters_and_more_like_this() {
     assert!(e.contains("missing.png"), "{e}");
 }
 
+/// The groups of a `dedup --json` report, as sets of file names.
+fn dedup_groups(report: &Value) -> Vec<BTreeSet<String>> {
+    let groups = report["groups"].as_array().expect("groups array");
+    groups
+        .iter()
+        .map(|g| g["paths"].as_array().unwrap().iter().map(|p| file_name(p.as_str().unwrap())).collect())
+        .collect()
+}
+
 #[test]
 fn dedup_finds_planted_duplicates() {
-    let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("photos");
-    photo_tree(&root);
+    let (tmp, root) = temp_photo_tree();
     let planted =
         [("chelsea.png", "animals"), ("coffee.png", "objects"), ("astronaut.png", "people"), ("rocket.jpg", "objects")];
     let mut expected: Vec<BTreeSet<String>> = Vec::new();
@@ -194,12 +206,7 @@ fn dedup_finds_planted_duplicates() {
     let db = tmp.path().join("db");
     run_json(&["index", s(&root), "--db", s(&db), "--features", "color,phash", "--json"]);
     let out = run_json(&["dedup", "--db", s(&db), "--feature", "phash", "--json"]);
-    let groups: Vec<BTreeSet<String>> = out["groups"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|g| g["paths"].as_array().unwrap().iter().map(|p| file_name(p.as_str().unwrap())).collect())
-        .collect();
+    let groups = dedup_groups(&out);
     for e in &expected {
         assert!(groups.contains(e), "expected group {e:?} in {groups:?}");
     }
@@ -381,9 +388,7 @@ fn cnn_search_tags_and_dedup() {
         // product would download it on first use, which a test should not do silently.
         panic!("CNN model missing in {}: run `likeness model fetch` (scripts/test.sh does)", model_dir().display());
     }
-    let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("photos");
-    photo_tree(&root);
+    let (tmp, root) = temp_photo_tree();
     edited_copy(&photo("coffee.png"), "crop90", &root.join("objects/coffee_crop90.png"));
     let db = tmp.path().join("db");
     let report = run_json(&["index", s(&root), "--db", s(&db), "--features", "cnn,phash", "--json"]);
@@ -435,12 +440,7 @@ fn cnn_search_tags_and_dedup() {
 
     let out = run_json(&["dedup", "--db", s(&db), "--json"]);
     assert_eq!(out["feature"], "cnn");
-    let groups: Vec<BTreeSet<String>> = out["groups"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|g| g["paths"].as_array().unwrap().iter().map(|p| file_name(p.as_str().unwrap())).collect())
-        .collect();
+    let groups = dedup_groups(&out);
     let want: BTreeSet<String> = ["coffee.png", "coffee_crop90.png"].map(String::from).into();
     assert_eq!(groups, vec![want]);
 }
@@ -497,11 +497,15 @@ fn stats(v: &mut [f64]) -> String {
     )
 }
 
-/// How the default `dedup` thresholds were chosen (docs/app.md): distances from each sample
-/// photo to its edited copies vs to every other photo, and between emoji skin-tone variants.
-/// Run: `cargo test -p likeness --profile test --test cli -- --ignored calibrate --nocapture`.
+/// How the default `dedup` thresholds were chosen (docs/app.md), and that they still hold:
+/// distances from each sample photo to its edited copies vs to the nearest other photo, and
+/// between emoji skin-tone variants. Asserts, for every feature with a default threshold, that
+/// the copies the docs promise to group (all four edits for `cnn`; all but the 90% crop for the
+/// hashes) are within it and that no two distinct photos are, except the stereo pair
+/// `motorcycle_left`/`motorcycle_right` (one scene) for `cnn` and `phash`.
+/// The distributions for the table in docs/app.md:
+/// `cargo test --workspace --profile test --test cli calibrate -- --nocapture`.
 #[test]
-#[ignore]
 fn calibrate_dedup_thresholds() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().canonicalize().unwrap().join("cal");
@@ -576,6 +580,7 @@ fn calibrate_dedup_thresholds() {
         let out = run_json(&a);
         let mut per_edit: BTreeMap<String, Vec<f64>> = Default::default();
         let mut distinct = Vec::new();
+        let mut nearest_distinct: Vec<(String, String, f64)> = Vec::new();
         let mut skin = Vec::new();
         let mut emoji_distinct = Vec::new();
         for (i, q) in out.as_array().unwrap().iter().enumerate() {
@@ -599,7 +604,15 @@ fn calibrate_dedup_thresholds() {
                     let p = r["path"].as_str().unwrap();
                     !p.contains("/emoji/") && !file_name(p).starts_with(&format!("{stem}__"))
                 });
-                distinct.extend(nearest.map(|r| r["distance"].as_f64().unwrap()));
+                if let Some(r) = nearest {
+                    let d = r["distance"].as_f64().unwrap();
+                    distinct.push(d);
+                    nearest_distinct.push((
+                        file_name(orig.to_str().unwrap()),
+                        file_name(r["path"].as_str().unwrap()),
+                        d,
+                    ));
+                }
             } else {
                 let (b, vars) = &emoji[i - originals.len()];
                 for v in vars {
@@ -620,6 +633,30 @@ fn calibrate_dedup_thresholds() {
         eprintln!("  nearest distinct photo {}", stats(&mut distinct));
         eprintln!("  emoji skin-tone variant {}", stats(&mut skin));
         eprintln!("  nearest other emoji     {}", stats(&mut emoji_distinct));
+
+        // The default threshold groups the promised copies and no distinct photos.
+        let t = f64::from(likeness::dedup_cmd::default_threshold(feature).unwrap_or(f32::INFINITY));
+        if t.is_infinite() {
+            continue; // colour: no default, --threshold is required
+        }
+        let grouped: &[&str] = if feature == "cnn" { EDITS } else { &["q30", "half", "bright"] };
+        for e in grouped {
+            let v = &per_edit[*e];
+            assert_eq!(v.len(), originals.len(), "{feature}: a {e} copy missing from the top 400");
+            let worst = v.iter().copied().fold(0.0, f64::max);
+            assert!(worst <= t, "{feature}: a {e} copy is {worst} away, over the default {t}");
+        }
+        assert_eq!(nearest_distinct.len(), originals.len(), "{feature}: every photo has a nearest distinct one");
+        // A photo or an edited copy of it (`<stem>__<edit>.<ext>`), by the original's stem.
+        let origin = |name: &str| name.split("__").next().unwrap().split('.').next().unwrap().to_string();
+        let stereo = ["motorcycle_left", "motorcycle_right"];
+        for (a, b, d) in &nearest_distinct {
+            let stereo_pair = stereo.contains(&origin(a).as_str()) && stereo.contains(&origin(b).as_str());
+            assert!(
+                d > &t || (stereo_pair && feature != "dhash"),
+                "{feature}: distinct {a} and {b} are {d} apart, within {t}"
+            );
+        }
     }
 }
 
@@ -637,9 +674,7 @@ fn field_indexes(db: &Path, c: &str) -> BTreeMap<String, String> {
 
 #[test]
 fn approximate_indexes_per_feature_set_index_and_search_knobs() {
-    let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("photos");
-    photo_tree(&root);
+    let (tmp, root) = temp_photo_tree();
     let q = tmp.path().join("coffee_q30.jpg");
     edited_copy(&photo("coffee.png"), "q30", &q);
     let db = tmp.path().join("db");

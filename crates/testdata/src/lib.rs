@@ -60,3 +60,30 @@ pub fn cnn_model_present() -> bool {
         .map(|rd| rd.filter_map(|e| e.ok()).any(|e| e.path().extension().is_some_and(|x| x == "safetensors")))
         .unwrap_or(false)
 }
+
+/// What a finished command wrote to stdout, when it succeeded (the tests' `run_ok`).
+///
+/// # Panics
+/// When it failed, naming `what` (e.g. the command line) with the exit status, stdout and stderr;
+/// or when stdout is not UTF-8.
+#[track_caller]
+pub fn success_stdout(what: &str, out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).expect("utf-8 stdout")
+}
+
+/// What a finished command wrote to stderr, when it failed (the tests' `run_err`).
+///
+/// # Panics
+/// When it succeeded, naming `what` with its stdout.
+#[track_caller]
+pub fn failure_stderr(what: &str, out: &std::process::Output) -> String {
+    assert!(!out.status.success(), "{what} should fail but succeeded:\n{}", String::from_utf8_lossy(&out.stdout));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}

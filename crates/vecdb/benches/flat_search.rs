@@ -9,32 +9,21 @@
 
 use std::time::Instant;
 
+#[path = "support/npy.rs"]
+mod npy;
+#[path = "../tests/common/rng.rs"]
+#[allow(dead_code)]
+mod rng;
+
+use npy::read_npy;
+use rng::XorShift64;
 use vecdb::index::flat::FlatIndex;
 use vecdb::{Metric, SearchParams, VectorIndex, VectorRef, VectorsRef};
 
-/// Read a 2-D little-endian float32 `.npy` file (C order).
-fn read_npy(path: &str) -> (usize, usize, Vec<f32>) {
-    let raw = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    assert_eq!(&raw[..6], b"\x93NUMPY", "{path}: not an npy file");
-    let hlen = u16::from_le_bytes([raw[8], raw[9]]) as usize;
-    let header = std::str::from_utf8(&raw[10..10 + hlen]).expect("npy header");
-    assert!(header.contains("'<f4'"), "{path}: not float32");
-    let shape = header.split("'shape': (").nth(1).and_then(|s| s.split(')').next()).expect("shape");
-    let dims: Vec<usize> = shape.split(',').filter_map(|s| s.trim().parse().ok()).collect();
-    let data = raw[10 + hlen..].chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-    (dims[0], dims[1], data)
-}
-
+/// `n` uniform values in [-0.5, 0.5) from `seed`.
 fn random(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-        })
-        .collect()
+    let mut r = XorShift64(seed | 1);
+    (0..n).map(|_| r.centered()).collect()
 }
 
 /// CPU seconds (user + system) this process has used, from /proc (0 elsewhere).

@@ -8,41 +8,25 @@ use vecdb::index::hnsw::HnswIndex;
 use vecdb::index::{build_index, load_index};
 use vecdb::{Error, Metric, Neighbor, SearchParams, Vector, VectorIndex, VectorRef, VectorsRef};
 
-/// splitmix64: small, deterministic, good enough for test data.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn unit(&mut self) -> f32 {
-        ((self.next() >> 40) as f32 + 0.5) / (1u64 << 24) as f32
-    }
-    fn normal(&mut self) -> f32 {
-        let (u, v) = (self.unit(), self.unit());
-        (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
-    }
-}
+mod common;
+use common::rng::SplitMix64;
 
 /// `n` points in `dim` dimensions around `clusters` centres; within a cluster the points
 /// spread over an 8-dimensional subspace (plus a little noise), like real embeddings whose
 /// intrinsic dimension is far below their length.
 fn clustered(n: usize, dim: usize, clusters: usize, seed: u64) -> Vec<f32> {
     const LATENT: usize = 8;
-    let mut r = Rng(seed);
-    let mut g = Rng(0xC1A5); // centres and bases are shared between calls
-    let centres: Vec<f32> = (0..clusters * dim).map(|_| g.normal() * 4.0).collect();
-    let bases: Vec<f32> = (0..clusters * LATENT * dim).map(|_| g.normal() / (LATENT as f32).sqrt()).collect();
+    let mut r = SplitMix64(seed);
+    let mut g = SplitMix64(0xC1A5); // centres and bases are shared between calls
+    let centres: Vec<f32> = (0..clusters * dim).map(|_| g.normal_f32() * 4.0).collect();
+    let bases: Vec<f32> = (0..clusters * LATENT * dim).map(|_| g.normal_f32() / (LATENT as f32).sqrt()).collect();
     let mut out = Vec::with_capacity(n * dim);
     for _ in 0..n {
-        let c = (r.next() % clusters as u64) as usize;
-        let z: Vec<f32> = (0..LATENT).map(|_| r.normal() * 2.0).collect();
+        let c = (r.next_u64() % clusters as u64) as usize;
+        let z: Vec<f32> = (0..LATENT).map(|_| r.normal_f32() * 2.0).collect();
         out.extend((0..dim).map(|j| {
             let b = &bases[(c * LATENT) * dim..];
-            centres[c * dim + j] + (0..LATENT).map(|l| z[l] * b[l * dim + j]).sum::<f32>() + 0.1 * r.normal()
+            centres[c * dim + j] + (0..LATENT).map(|l| z[l] * b[l * dim + j]).sum::<f32>() + 0.1 * r.normal_f32()
         }));
     }
     out
@@ -58,14 +42,14 @@ fn normalize_rows(v: &mut [f32], dim: usize) {
 /// Packed `bits`-bit codes: cluster centres with a few bits flipped.
 fn binary_codes(n: usize, bits: usize, seed: u64) -> Vec<u8> {
     let bytes = bits / 8;
-    let mut r = Rng(seed);
-    let centres: Vec<u8> = (0..16 * bytes).map(|_| r.next() as u8).collect();
+    let mut r = SplitMix64(seed);
+    let centres: Vec<u8> = (0..16 * bytes).map(|_| r.next_u64() as u8).collect();
     let mut out = Vec::with_capacity(n * bytes);
     for _ in 0..n {
-        let c = (r.next() % 16) as usize;
+        let c = (r.next_u64() % 16) as usize;
         let mut row = centres[c * bytes..(c + 1) * bytes].to_vec();
         for _ in 0..bits / 8 {
-            let b = (r.next() % bits as u64) as usize;
+            let b = (r.next_u64() % bits as u64) as usize;
             row[b / 8] ^= 1 << (b % 8);
         }
         out.extend(row);
@@ -267,8 +251,8 @@ fn corrupt_files_give_typed_errors() {
 fn parallel_builds_find_every_stored_vector() {
     let (n, dim) = (4_000, 32);
     for seed in 0..24 {
-        let mut r = Rng(seed);
-        let data: Vec<f32> = (0..n * dim).map(|_| r.unit() - 0.5).collect();
+        let mut r = SplitMix64(seed);
+        let data: Vec<f32> = (0..n * dim).map(|_| r.unit_f32() - 0.5).collect();
         let mut ix = HnswIndex::new(dim, Metric::L2, 16, 200);
         ix.add(&(0..n as u64).collect::<Vec<_>>(), VectorsRef::Dense(&data)).unwrap();
         let unreached: Vec<usize> = (0..n)
@@ -470,60 +454,6 @@ fn memory_is_reported() {
     let per = (idx.memory_bytes() - empty) as f64 / n as f64;
     // vectors (256 B) + level-0 links (132 B) + id + a little
     assert!(per >= (dim * 4 + 33 * 4) as f64 && per <= (dim * 4 + 33 * 4 + 80) as f64, "{per} bytes per vector");
-}
-
-/// A 2-D little-endian float32 `.npy` file (what `likeness-bench ann` and numpy write).
-fn read_npy(path: &std::path::Path) -> (usize, usize, Vec<f32>) {
-    let b = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let hlen = u16::from_le_bytes([b[8], b[9]]) as usize;
-    let header = std::str::from_utf8(&b[10..10 + hlen]).unwrap();
-    assert!(header.contains("'<f4'") && header.contains("False"), "{header}");
-    let shape = &header[header.find('(').unwrap() + 1..header.find(')').unwrap()];
-    let dims: Vec<usize> = shape.split(',').filter_map(|s| s.trim().parse().ok()).collect();
-    let data = b[10 + hlen..].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-    (dims[0], dims[1], data)
-}
-
-/// Speed on real data, outside CI: `HNSW_BENCH_DIR` holds base.npy, queries.npy and gt.npy
-/// (ids as floats), e.g. the files `likeness-bench ann` caches. Prints build time, memory
-/// and single-thread QPS / recall@10 per ef.
-#[test]
-#[ignore]
-fn speed_on_npy_dataset() {
-    let Some(dir) = std::env::var_os("HNSW_BENCH_DIR").map(std::path::PathBuf::from) else {
-        panic!("set HNSW_BENCH_DIR to a directory with base.npy, queries.npy and gt.npy");
-    };
-    let (n, dim, base) = read_npy(&dir.join("base.npy"));
-    let (nq, _, queries) = read_npy(&dir.join("queries.npy"));
-    let (_, gk, gt) = read_npy(&dir.join("gt.npy"));
-    let nq = nq.min(std::env::var("HNSW_BENCH_QUERIES").ok().and_then(|s| s.parse().ok()).unwrap_or(nq));
-    let m: usize = std::env::var("HNSW_BENCH_M").ok().and_then(|s| s.parse().ok()).unwrap_or(16);
-    let ids: Vec<u64> = (0..n as u64).collect();
-    let mut idx = HnswIndex::new(dim, Metric::L2, m, 200);
-    let t = std::time::Instant::now();
-    idx.add(&ids, VectorsRef::Dense(&base)).unwrap();
-    eprintln!(
-        "HNSW{m}: build {:.2} s, {:.0} B/vector",
-        t.elapsed().as_secs_f64(),
-        idx.memory_bytes() as f64 / n as f64
-    );
-    let mut best = 0.0f64;
-    for e in [10, 20, 40, 80, 160] {
-        let t = std::time::Instant::now();
-        let found: Vec<Vec<Neighbor>> = (0..nq)
-            .map(|i| idx.search(VectorRef::Dense(&queries[i * dim..(i + 1) * dim]), 10, &ef(e), None).unwrap())
-            .collect();
-        let qps = nq as f64 / t.elapsed().as_secs_f64();
-        let hits: usize = found
-            .iter()
-            .enumerate()
-            .map(|(i, f)| f.iter().filter(|nb| gt[i * gk..i * gk + 10].contains(&(nb.id as f32))).count())
-            .sum();
-        let r = hits as f64 / (10 * nq) as f64;
-        best = best.max(r);
-        eprintln!("ef={e:4} recall@10 {r:.4} QPS {qps:.0}");
-    }
-    assert!(best >= 0.9, "best recall {best}");
 }
 
 #[test]

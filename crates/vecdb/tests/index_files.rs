@@ -13,29 +13,15 @@ use vecdb::{
     VectorField, VectorIndex, VectorRef, VectorsRef,
 };
 
+mod common;
+use common::rng::XorShift64;
+
 const DIM: usize = 16;
 const N: u64 = 600;
 
-/// xorshift64: deterministic data and damage positions.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn unit(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 /// Unit vectors (so that every metric, cosine included, gets valid input).
-fn dense(n: usize, rng: &mut Rng) -> Vec<f32> {
-    let mut v: Vec<f32> = (0..n * DIM).map(|_| rng.unit()).collect();
+fn dense(n: usize, rng: &mut XorShift64) -> Vec<f32> {
+    let mut v: Vec<f32> = (0..n * DIM).map(|_| rng.centered()).collect();
     for row in v.chunks_exact_mut(DIM) {
         let norm = row.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-6);
         row.iter_mut().for_each(|x| *x /= norm);
@@ -44,11 +30,11 @@ fn dense(n: usize, rng: &mut Rng) -> Vec<f32> {
 }
 
 /// An index of `spec`, trained, holding `N` vectors less a few removed ones.
-fn built(spec: &str, metric: Metric, rng: &mut Rng) -> Box<dyn VectorIndex> {
+fn built(spec: &str, metric: Metric, rng: &mut XorShift64) -> Box<dyn VectorIndex> {
     let mut index = build_index(spec, if metric == Metric::Hamming { 64 } else { DIM }, metric).expect(spec);
     let ids: Vec<u64> = (0..N).collect();
     if metric == Metric::Hamming {
-        let bits: Vec<u8> = (0..N as usize * 8).map(|_| rng.next() as u8).collect();
+        let bits: Vec<u8> = (0..N as usize * 8).map(|_| rng.next_u64() as u8).collect();
         index.add(&ids, VectorsRef::Binary(&bits)).expect(spec);
     } else {
         let data = dense(N as usize, rng);
@@ -107,7 +93,7 @@ fn assert_corrupt(dir: &Path, file: &Path, what: &str) {
 
 #[test]
 fn every_damaged_index_file_is_reported_as_corrupt_naming_it() {
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut rng = XorShift64(0x9E37_79B9_7F4A_7C15);
     for &(spec, metric) in SPECS {
         let index = built(spec, metric, &mut rng);
         let dir = tempfile::tempdir().unwrap();
@@ -158,7 +144,7 @@ fn a_collection_rebuilds_an_index_whose_snapshot_is_damaged() {
     let tmp = tempfile::tempdir().unwrap();
     let dbdir = tmp.path().join("db");
     let coll = dbdir.join("collections/c");
-    let mut rng = Rng(7);
+    let mut rng = XorShift64(7);
     let data = dense(N as usize, &mut rng);
     let schema = CollectionSchema { fields: vec![VectorField::new("v", DIM, Metric::L2, "HNSW8")] };
     {

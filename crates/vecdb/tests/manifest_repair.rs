@@ -2,7 +2,6 @@
 //! not re-created, not overwritten), `check` reports it, and `repair` rebuilds it from the files
 //! that verify. Also: `check` verifies every checksum and writes nothing.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -10,6 +9,9 @@ use serde_json::json;
 use vecdb::check::{check_database, Status};
 use vecdb::repair::{repair_database, RepairOptions, QUARANTINE_DIR};
 use vecdb::{CollectionSchema, Database, Error, Metric, Record, Vector};
+
+mod common;
+use common::{snapshot_files, wal_file};
 
 fn rec(id: u64) -> Record {
     Record::new(id)
@@ -23,23 +25,6 @@ fn schema(index: &str) -> CollectionSchema {
 
 fn coll_dir(db: &Path) -> PathBuf {
     db.join("collections").join("c")
-}
-
-/// Every file under `dir` with its bytes.
-fn snapshot_files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.insert(p.clone(), fs::read(&p).unwrap());
-            }
-        }
-    }
-    out
 }
 
 fn ids(db: &Path) -> Vec<u64> {
@@ -257,11 +242,7 @@ fn check_verifies_every_file_and_writes_nothing() {
 fn check_tells_a_torn_tail_from_damage_in_the_middle() {
     let dir = three_generation_db("check_tells_a_torn_tail_from_damage_in_the_middle", "Flat");
     let cdir = coll_dir(dir.path());
-    let wal = fs::read_dir(&cdir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|e| e == "log"))
-        .unwrap();
+    let wal = wal_file(&cdir);
     let good = fs::read(&wal).unwrap();
     // torn tail: the last frame cut short
     fs::write(&wal, &good[..good.len() - 3]).unwrap();
@@ -304,11 +285,7 @@ fn unfinished_creates_are_cleaned_but_foreign_directories_are_left() {
 fn a_newer_wal_with_records_is_never_deleted() {
     let dir = three_generation_db("a_newer_wal_with_records_is_never_deleted", "Flat");
     let cdir = coll_dir(dir.path());
-    let wal = fs::read_dir(&cdir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|e| e == "log"))
-        .unwrap();
+    let wal = wal_file(&cdir);
     let name = wal.file_name().unwrap().to_str().unwrap().to_string();
     let gen: u64 = name.trim_start_matches("wal-").trim_end_matches(".log").parse().unwrap();
     // rewrite the header's generation as gen + 5: a log the MANIFEST does not know, with frames
@@ -329,11 +306,7 @@ fn a_newer_wal_with_records_is_never_deleted() {
 fn logs_and_segments_of_the_previous_format_still_open() {
     let dir = three_generation_db("logs_and_segments_of_the_previous_format_still_open", "Flat");
     let cdir = coll_dir(dir.path());
-    let wal = fs::read_dir(&cdir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|e| e == "log"))
-        .unwrap();
+    let wal = wal_file(&cdir);
     // turn the WAL header into a "VDBWAL01" one (magic | gen | crc), frames unchanged
     let data = fs::read(&wal).unwrap();
     let slen = u32::from_le_bytes(data[16..20].try_into().unwrap()) as usize;

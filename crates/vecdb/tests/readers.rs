@@ -3,15 +3,17 @@
 //! new and dropped collections; several reader processes follow one ingesting writer process
 //! and never see a torn batch or miss an acknowledged record after a refresh.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use vecdb::{CollectionSchema, Database, Error, Metric, Query, Record, SearchRequest, Vector};
+
+mod common;
+use common::{snapshot_files, wal_file};
 
 const BATCH: u64 = 50;
 
@@ -26,22 +28,6 @@ fn batch(b: u64) -> Vec<Record> {
 }
 fn schema(index: &str) -> CollectionSchema {
     CollectionSchema::single("v", 8, Metric::L2, index)
-}
-
-fn snapshot_files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.insert(p.clone(), fs::read(&p).unwrap());
-            }
-        }
-    }
-    out
 }
 
 fn nearest(c: &vecdb::Collection, id: u64) -> u64 {
@@ -62,11 +48,7 @@ fn a_read_only_open_writes_nothing_even_with_a_torn_tail_and_strays() {
     let cdir = dir.path().join("collections/c");
     // a stray temporary, and a torn tail after the last frame
     fs::write(cdir.join("seg-00000009.seg.tmp"), b"half a segment").unwrap();
-    let wal = fs::read_dir(&cdir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|e| e == "log"))
-        .unwrap();
+    let wal = wal_file(&cdir);
     {
         let db = Database::open(dir.path()).unwrap();
         db.collection("c").unwrap().insert(batch(2)).unwrap();

@@ -10,19 +10,15 @@ use vecdb::{
     CollectionSchema, Database, IndexOrigin, Metric, Query, Record, SearchParams, SearchRequest, Vector, VectorField,
 };
 
+mod common;
+use common::rng::XorShift64;
+
 const DIM: usize = 32;
 
 /// A deterministic vector per (id, version): upserts change the version.
 fn vec_of(id: u64, version: u64) -> Vec<f32> {
-    let mut s = id.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ version.wrapping_mul(0xD1B5_4A32_D192_ED03) | 1;
-    (0..DIM)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-        })
-        .collect()
+    let mut r = XorShift64(id.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ version.wrapping_mul(0xD1B5_4A32_D192_ED03) | 1);
+    (0..DIM).map(|_| r.centered()).collect()
 }
 
 fn records(ids: impl Iterator<Item = u64>, version: u64) -> Vec<Record> {

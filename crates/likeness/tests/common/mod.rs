@@ -30,14 +30,7 @@ pub fn likeness() -> assert_cmd::Command {
 /// Run `likeness` with `args`, require success, and return stdout.
 pub fn run_ok(args: &[&str]) -> String {
     let out = likeness().args(args).output().expect("run likeness");
-    assert!(
-        out.status.success(),
-        "likeness {args:?} failed ({}):\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8 stdout")
+    testdata::success_stdout(&format!("likeness {args:?}"), &out)
 }
 
 /// Run `likeness` with `args`, require success, and parse stdout as JSON.
@@ -49,12 +42,7 @@ pub fn run_json(args: &[&str]) -> Value {
 /// Run `likeness` with `args`, require failure, and return stderr.
 pub fn run_err(args: &[&str]) -> String {
     let out = likeness().args(args).output().expect("run likeness");
-    assert!(
-        !out.status.success(),
-        "likeness {args:?} should fail but succeeded:\n{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    testdata::failure_stderr(&format!("likeness {args:?}"), &out)
 }
 
 /// A path as &str.
