@@ -90,6 +90,26 @@ impl Filter {
         lookup(meta, field).is_some()
     }
 
+    /// The fields this filter tests that none of `metas` has: a typo or the wrong collection,
+    /// worth an error rather than an empty result. Stops reading `metas` once every field was
+    /// seen; with no metadata at all, nothing is reported.
+    pub fn missing_fields(&self, metas: impl IntoIterator<Item = Metadata>) -> Vec<&str> {
+        let mut missing = self.fields();
+        let mut any = false;
+        for meta in metas {
+            any = true;
+            missing.retain(|f| !Filter::has_field(&meta, f));
+            if missing.is_empty() {
+                break;
+            }
+        }
+        if any {
+            missing
+        } else {
+            Vec::new()
+        }
+    }
+
     /// Parse the JSON form used by the HTTP API, e.g.
     /// `{"label": "cat"}`, `{"label": {"in": ["cat","dog"]}}`, `{"width": {"gte": 100, "lt": 500}}`,
     /// `{"path": {"prefix": "/photos/"}}`, `{"and": [...]}`, `{"or": [...]}`, `{"not": {...}}`.
@@ -116,17 +136,14 @@ impl Filter {
         Ok(if parts.len() == 1 { parts.pop().expect("one part") } else { Filter::And(parts) })
     }
 
-    /// Parse the CLI form: `label=cat`, `label!=cat`, `label in cat,dog`, `width>=100`, `width<500`,
-    /// `path^=/photos/`; several expressions joined with ` and `. Values that look like
-    /// numbers or `true`/`false` are typed as such (`"…"` quotes force a string); numbers
-    /// and numeric strings compare equal when their values are equal.
+    /// Parse the CLI form: conditions `label=cat` (or `==`), `label!=cat`, `label in cat,dog`,
+    /// `label not in cat`, `width>=100`, `width<500`, `path^=/photos/`, combined with `and`,
+    /// `or`, `not` and parentheses (`and` binds tighter than `or`). Values that look like numbers
+    /// or `true`/`false` are typed as such (`"…"` quotes force a string and allow spaces);
+    /// numbers and numeric strings compare equal when their values are equal. A syntax error
+    /// is [`Error::InvalidFilter`] with the expression and a caret under the spot.
     pub fn parse(expr: &str) -> Result<Filter> {
-        let expr = expr.trim();
-        if expr.is_empty() {
-            return Err(bad("empty filter expression".into()));
-        }
-        let mut parts = split_and(expr).into_iter().map(parse_one).collect::<Result<Vec<_>>>()?;
-        Ok(if parts.len() == 1 { parts.pop().expect("one part") } else { Filter::And(parts) })
+        crate::filter_parse::parse(expr)
     }
 }
 
@@ -246,117 +263,4 @@ fn field_from_json(field: &str, val: &Value) -> Result<Filter> {
         Value::Null => Err(bad(format!("field '{field}': null is not a filter value"))),
         scalar => Ok(Filter::Eq(field.to_string(), scalar.clone())),
     }
-}
-
-/// Split on the word `and` (case-insensitive, surrounded by whitespace) outside quotes.
-fn split_and(expr: &str) -> Vec<&str> {
-    let mut parts = Vec::new();
-    let bytes = expr.as_bytes();
-    let (mut start, mut i, mut in_quote) = (0, 0, false);
-    while i < bytes.len() {
-        let c = bytes[i];
-        if c == b'"' {
-            in_quote = !in_quote;
-        } else if !in_quote
-            && c.is_ascii_whitespace()
-            && bytes.len() >= i + 4
-            && bytes[i + 1..i + 4].eq_ignore_ascii_case(b"and")
-            && (bytes.len() == i + 4 || bytes[i + 4].is_ascii_whitespace())
-        {
-            parts.push(&expr[start..i]);
-            i += 4;
-            start = i + 1;
-        }
-        i += 1;
-    }
-    parts.push(&expr[start.min(expr.len())..]);
-    parts
-}
-
-fn parse_value(raw: &str) -> Value {
-    let t = raw.trim();
-    if t.len() >= 2 && t.starts_with('"') && t.ends_with('"') {
-        return Value::String(t[1..t.len() - 1].to_string());
-    }
-    match t {
-        "true" => return Value::Bool(true),
-        "false" => return Value::Bool(false),
-        _ => {}
-    }
-    if let Ok(i) = t.parse::<i64>() {
-        return Value::from(i);
-    }
-    if let Ok(f) = t.parse::<f64>() {
-        if f.is_finite() {
-            return Value::from(f);
-        }
-    }
-    Value::String(t.to_string())
-}
-
-fn check_field(field: &str, expr: &str) -> Result<String> {
-    let f = field.trim();
-    if f.is_empty() || f.contains(char::is_whitespace) || f.contains(['=', '<', '>', '!', '^', '"']) {
-        return Err(bad(format!("bad field name in '{expr}'")));
-    }
-    Ok(f.to_string())
-}
-
-fn parse_one(expr: &str) -> Result<Filter> {
-    let e = expr.trim();
-    if e.is_empty() {
-        return Err(bad("empty expression around 'and'".into()));
-    }
-    // `field in a,b,c` / `field not in a,b`
-    let lower = e.to_ascii_lowercase();
-    for (kw, negate) in [(" not in ", true), (" in ", false)] {
-        if let Some(pos) = lower.find(kw).filter(|&p| !e[..p].contains(['=', '<', '>', '!', '^'])) {
-            let field = check_field(&e[..pos], e)?;
-            let list = &e[pos + kw.len()..];
-            let vals: Vec<Value> = list.split(',').map(parse_value).collect();
-            if vals.iter().any(|v| v.as_str() == Some("")) {
-                return Err(bad(format!("empty value in list '{}'", list.trim())));
-            }
-            let f = Filter::In(field, vals);
-            return Ok(if negate { Filter::Not(Box::new(f)) } else { f });
-        }
-    }
-    // the leftmost operator; at the same position the two-character one
-    let found = ["!=", ">=", "<=", "^=", "=", ">", "<"]
-        .iter()
-        .filter_map(|op| e.find(op).map(|p| (p, *op)))
-        .min_by_key(|&(p, op)| (p, usize::MAX - op.len()));
-    if let Some((pos, op)) = found {
-        let field = check_field(&e[..pos], e)?;
-        let raw = e[pos + op.len()..].trim();
-        if raw.is_empty() {
-            return Err(bad(format!("missing value in '{e}'")));
-        }
-        let num = || {
-            raw.parse::<f64>()
-                .ok()
-                .filter(|n| n.is_finite())
-                .ok_or_else(|| bad(format!("'{op}' needs a number in '{e}', got '{raw}'")))
-        };
-        let range = |min, max, min_exclusive, max_exclusive| Filter::Range {
-            field: field.clone(),
-            min,
-            max,
-            min_exclusive,
-            max_exclusive,
-        };
-        return Ok(match op {
-            "=" => Filter::Eq(field, parse_value(raw)),
-            "!=" => Filter::Not(Box::new(Filter::Eq(field, parse_value(raw)))),
-            "^=" => match parse_value(raw) {
-                Value::String(s) => Filter::Prefix(field, s),
-                _ => Filter::Prefix(field, raw.to_string()),
-            },
-            ">=" => range(Some(num()?), None, false, false),
-            ">" => range(Some(num()?), None, true, false),
-            "<=" => range(None, Some(num()?), false, false),
-            _ => range(None, Some(num()?), false, true),
-        });
-    }
-    Err(bad(format!("no operator in '{e}' (use =, !=, <, <=, >, >=, ^= or 'in')")))
 }

@@ -24,6 +24,7 @@ pub mod schema;
 pub mod search;
 pub mod vector;
 
+mod filter_parse;
 mod fsutil;
 mod lock;
 mod manifest;

@@ -84,6 +84,11 @@ fn cli_filters_match() {
         ("exif.camera=X100", true, false),
         ("LABEL=cat", false, false), // field names are case-sensitive
         ("label=cat AND width=640", true, false),
+        ("label=cat or width>1000", true, true),
+        ("label==dog", false, true),
+        ("not (label=cat or label=dog)", false, false),
+        ("(label=cat or label=bird) and not width>1000", true, false),
+        ("label=bird OR (ok=false AND width>=1600)", false, true),
     ];
     for (expr, want_cat, want_dog) in cases {
         let f = Filter::parse(expr).unwrap_or_else(|e| panic!("{expr}: {e}"));
@@ -134,7 +139,21 @@ fn json_forms_parse_and_match() {
 
 #[test]
 fn bad_filters_are_invalid_filter_errors() {
-    for expr in ["", "label", "=cat", "width>=abc", "width<", "label in ", "a b=c", "label=cat and", "x<NaN"] {
+    for expr in [
+        "",
+        "label",
+        "=cat",
+        "width>=abc",
+        "width<",
+        "label in ",
+        "a b=c",
+        "label=cat and",
+        "x<NaN",
+        "label=nature,width>=2000",
+        "label=hot dog",
+        "(label=cat",
+        "label=cat or",
+    ] {
         match Filter::parse(expr) {
             Err(Error::InvalidFilter(msg)) => assert!(!msg.is_empty()),
             other => panic!("{expr:?}: expected InvalidFilter, got {other:?}"),

@@ -235,19 +235,11 @@ async fn run_search(c: Arc<Collection>, spec: SearchSpec, query: Query, started:
 
 /// The fields `filter` tests that no record of `c` has (the scan stops once all are seen).
 fn fields_no_record_has(c: &Collection, filter: &Filter) -> Vec<String> {
-    if c.count() == 0 {
-        return Vec::new();
-    }
-    let mut missing: Vec<&str> = filter.fields();
-    for id in c.ids() {
-        if missing.is_empty() {
-            break;
-        }
-        if let Some(meta) = c.get_metadata(id) {
-            missing.retain(|f| !Filter::has_field(&meta, f));
-        }
-    }
-    missing.into_iter().map(str::to_string).collect()
+    filter
+        .missing_fields(c.ids().into_iter().filter_map(|id| c.get_metadata(id)))
+        .into_iter()
+        .map(str::to_string)
+        .collect()
 }
 
 fn hit_json(h: &Hit) -> Value {
