@@ -5,9 +5,13 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-bash scripts/setup-system.sh
-bash scripts/fetch-test-data.sh
+command -v cargo >/dev/null || { echo "needs a Rust toolchain (https://rustup.rs), then run this again" >&2; exit 1; }
+bash scripts/setup-system.sh --demo
+bash scripts/fetch-test-data.sh --photos
+echo "building likeness (release; the first build takes 10-20 minutes on 2 cores)"
 cargo build --release --locked -p likeness
+# Wherever cargo put it ($CARGO_TARGET_DIR, a workspace setting, ./target).
+target=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 serve=--no-serve
 [[ "${1:-}" == "--serve" ]] && serve=""
-exec ./target/release/likeness demo --photos data/photos --db data/demo-db $serve
+exec "$target/release/likeness" demo --photos data/photos --db data/demo-db $serve

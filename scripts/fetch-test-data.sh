@@ -3,7 +3,7 @@
 #   data/photos/     scikit-image sample photos (PyPI wheel) + mate-backgrounds nature photos (Debian)
 #   data/emoji/      emoji-datasource-google 64px PNGs + emoji.json (npm)
 #   data/fashion-mnist -> /usr/share/datasets/fashion-mnist (Debian)
-# Idempotent: finished steps are skipped.
+# Idempotent: finished steps are skipped. `--photos` stops after data/photos (what the demo needs).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 data="$root/data"
@@ -25,6 +25,10 @@ if [[ ! -e "$data/photos/mate" ]]; then
   test -d /usr/share/backgrounds/mate/nature || { echo "run scripts/setup-system.sh first (mate-backgrounds)" >&2; exit 1; }
   mkdir -p "$data/photos/mate"
   cp /usr/share/backgrounds/mate/nature/*.jpg "$data/photos/mate/" 2>/dev/null || cp /usr/share/backgrounds/mate/nature/* "$data/photos/mate/"
+fi
+if [[ "${1:-}" == "--photos" ]]; then
+  echo "sample photos ready in $data/photos"
+  exit 0
 fi
 if [[ ! -f "$data/emoji/emoji.json" ]]; then
   (cd "$tmp" && npm pack -q emoji-datasource-google@16.0.0 >/dev/null && tar xzf emoji-datasource-google-16.0.0.tgz)

@@ -43,6 +43,16 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // `likeness db info DB | head -2`: a closed pipe ends a printing command quietly, as for
+    // any Unix tool, instead of a panic in println! (Rust ignores SIGPIPE by default). The
+    // server keeps ignoring it: a client hanging up must never end it.
+    #[cfg(unix)]
+    if !matches!(cli.command, Command::Serve(_) | Command::Demo(_)) {
+        // SAFETY: restores the default disposition of SIGPIPE before any thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     likeness::init_tracing();
     match run(&cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
