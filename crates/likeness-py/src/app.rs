@@ -58,6 +58,15 @@ impl DbArg {
     }
 }
 
+/// `value` as plain Python objects, exactly as `json.loads` reads the CLI's `--json` output
+/// (through its JSON: an f32 distance of 0.16 is the float 0.16, not 0.1599999964...).
+fn to_python<'py>(py: Python<'py>, value: &impl serde_core::Serialize) -> PyResult<Bound<'py, PyAny>> {
+    let json = serde_json::to_string(value).map_err(|e| class_err(ErrorClass::Base, e.to_string()))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&json).map_err(|e| class_err(ErrorClass::Base, e.to_string()))?;
+    Ok(pythonize::pythonize(py, &value)?)
+}
+
 /// The Python exception of an error of the likeness library: the class of the first typed
 /// cause in its chain (a vecdb or features error, a query image), `likeness.Error` otherwise;
 /// the message is the whole chain, as the CLI prints it.
@@ -251,7 +260,7 @@ pub fn index_folder<'py>(
     if let Some(e) = watch.take_error() {
         return Err(e);
     }
-    Ok(pythonize::pythonize(py, &report)?)
+    to_python(py, &report)
 }
 
 /// Search a collection with query images, exactly as ``likeness search`` does.
@@ -341,9 +350,9 @@ pub fn search_images<'py>(
         search_cmd::search_images(&db, &queries, &settings).map_err(app_error)
     })?;
     if many {
-        Ok(pythonize::pythonize(py, &out)?)
+        to_python(py, &out)
     } else {
-        Ok(pythonize::pythonize(py, &out.into_iter().next())?)
+        to_python(py, &out.into_iter().next())
     }
 }
 
@@ -398,5 +407,5 @@ pub fn dedup<'py>(
         return Err(e);
     }
     let report = report.ok_or_else(|| class_err(ErrorClass::Base, "dedup interrupted"))?;
-    Ok(pythonize::pythonize(py, &report)?)
+    to_python(py, &report)
 }

@@ -57,6 +57,7 @@ def test_index_folder_then_search_images_same_as_cli(cli, tmp_path, photos):
         out = json.loads(cli("search", *queries, "--db", db, "--feature", "color", "-k", 6, "--json"))
         py = likeness.search_images(db, queries, feature="color", k=6)
         assert isinstance(py, list) and len(py) == 3
+        assert py == out  # exactly what json.loads makes of the CLI's output
         for p, c in zip(py, out):
             assert (p["query"], p["feature"]) == (c["query"], c["feature"])
             _same_results(p["results"], c["results"])
@@ -128,7 +129,7 @@ def test_dedup_same_as_cli(cli, tmp_path, photos):
     calls = []
     py = likeness.dedup(db_path, progress=lambda done, total: calls.append((done, total)))
     out = json.loads(cli("dedup", "--db", db_path, "--json"))
-    assert (py["feature"], py["threshold"], py["records"]) == (out["feature"], out["threshold"], out["records"])
+    assert py == out
     assert py["feature"] == "phash" and py["threshold"] == 12.0 and py["records"] == 14
     assert [(g["ids"], g["paths"]) for g in py["groups"]] == [(g["ids"], g["paths"]) for g in out["groups"]]
     assert [g["max_distance"] for g in py["groups"]] == pytest.approx([g["max_distance"] for g in out["groups"]])
