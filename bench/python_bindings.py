@@ -14,7 +14,8 @@ Per index (HNSW16 and HNSW16,SQ8; M = 16, efConstruction = 200, k = 10, 60k x 78
   (the Collection's search_batch timed inside the process); 1 thread = `likeness bench ann
   --threads 1` (the bare index, all queries in one call on a 1-thread pool: no Python, no
   collection, no per-call cost at all).
-Also `Embedder.embed` images/s against `likeness index` on the same files (--images DIR).
+Also `Embedder.embed` images/s (files, and the same files' bytes in memory) against `likeness index`
+on the same files (--images DIR).
 Needs: the likeness wheel (scripts/python.sh, LIKENESS_PY_PROFILE=release), numpy, hnswlib, faiss-cpu.
 """
 
@@ -154,6 +155,12 @@ def bench_embed(images_dir, cli, model_dir, limit, tmp):
     res = emb.embed(paths)
     py_s = time.perf_counter() - t
     out = {"images": len(paths), "errors": len(res.errors), "python_images_per_s": len(paths) / py_s}
+    # In-memory inputs (the encoded bytes) go through the same batched pipeline.
+    blobs = [pathlib.Path(p).read_bytes() for p in paths]
+    t = time.perf_counter()
+    res = emb.embed(blobs)
+    out["python_bytes_images_per_s"] = len(blobs) / (time.perf_counter() - t)
+    out["bytes_errors"] = len(res.errors)
     if cli:
         env = dict(os.environ, LIKENESS_MODEL_DIR=str(model_dir))
         t = time.perf_counter()
