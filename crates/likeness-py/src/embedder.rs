@@ -186,7 +186,8 @@ impl PyEmbedder {
     ///     item (zeros where an item failed) and the failures as ``errors`` — one bad image
     ///     does not fail the batch.
     ///
-    /// Runs without the GIL, on all cores.
+    /// Runs without the GIL, on all cores: every kind of item goes through the CLI's pipeline
+    /// (decoded in parallel, the CNN in batches, the other extractors image-parallel).
     fn embed<'py>(&self, py: Python<'py>, images: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
         let batch = images.is_instance_of::<PyList>() || images.is_instance_of::<PyTuple>();
         let inputs: Vec<ImageInput> = if batch {

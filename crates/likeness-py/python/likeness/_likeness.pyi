@@ -170,7 +170,11 @@ class Embedder:
     @overload
     def embed(self, images: Union[List[ImageInput], Tuple[ImageInput, ...]]) -> Embeddings: ...
     @overload
-    def embed(self, images: ImageInput) -> Dict[str, VectorArray]: ...
+    def embed(self, images: ImageInput) -> Dict[str, VectorArray]:
+        """Embed one image (``{feature: vector}``; a bad image raises ``ImageError``) or a list
+        (:class:`Embeddings`; a bad item is reported in ``errors``, not raised). Paths, bytes,
+        HxWx3 uint8 arrays and PIL images all go through the CLI's pipeline: decoded in
+        parallel, the CNN in batches, without the GIL."""
 
 # --- The CLI's commands as functions (same library code, same results) -----------------------
 
