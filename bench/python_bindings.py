@@ -11,10 +11,11 @@ Per index (HNSW16 and HNSW16,SQ8; M = 16, efConstruction = 200, k = 10, 60k x 78
   hnswlib: `knn_query(q, num_threads=1)`, FAISS: `index.search(q[None])` with 1 OpenMP thread);
 * batch QPS: one call for all queries on all cores;
 * the Rust figures of the same build: batch = `likeness vectors search --json` on the same database
-  (the Collection's search_batch timed inside the process); 1 thread = `likeness bench ann
-  --threads 1` (the bare index, all queries in one call on a 1-thread pool: no Python, no
-  collection, no per-call cost at all).
-Also `Embedder.embed` images/s against `likeness index` on the same files (--images DIR).
+  (the Collection's search_batch timed inside the process); 1 thread = `likeness-bench ann
+  --threads 1` (--bench-cli, default: beside --cli; the bare index, all queries in one call on a
+  1-thread pool: no Python, no collection, no per-call cost at all).
+Also `Embedder.embed` images/s (files, and the same files' bytes in memory) against `likeness index`
+on the same files (--images DIR).
 Needs: the likeness wheel (scripts/python.sh, LIKENESS_PY_PROFILE=release), numpy, hnswlib, faiss-cpu.
 """
 
@@ -89,10 +90,10 @@ def bench_likeness(spec, base, queries, efs, passes, tmp, cli):
     return out
 
 
-def bench_rust_single(cli, specs, efs, nq, passes):
-    """One-thread QPS of the Rust index (no Python, no collection) from `likeness bench ann`: all
+def bench_rust_single(bench_cli, specs, efs, nq, passes):
+    """One-thread QPS of the Rust index (no Python, no collection) from `likeness-bench ann`: all
     queries in one batched call on a 1-thread pool."""
-    r = subprocess.run([cli, "bench", "ann", "--dataset", "fashion-mnist", "--index", ";".join(specs),
+    r = subprocess.run([bench_cli, "ann", "--dataset", "fashion-mnist", "--index", ";".join(specs),
                         "--ef", ",".join(map(str, efs)), "--threads", "1", "--queries", str(nq),
                         "--passes", str(passes), "--peers", "none", "--json"],
                        capture_output=True, text=True, check=True)
@@ -154,6 +155,12 @@ def bench_embed(images_dir, cli, model_dir, limit, tmp):
     res = emb.embed(paths)
     py_s = time.perf_counter() - t
     out = {"images": len(paths), "errors": len(res.errors), "python_images_per_s": len(paths) / py_s}
+    # In-memory inputs (the encoded bytes) go through the same batched pipeline.
+    blobs = [pathlib.Path(p).read_bytes() for p in paths]
+    t = time.perf_counter()
+    res = emb.embed(blobs)
+    out["python_bytes_images_per_s"] = len(blobs) / (time.perf_counter() - t)
+    out["bytes_errors"] = len(res.errors)
     if cli:
         env = dict(os.environ, LIKENESS_MODEL_DIR=str(model_dir))
         t = time.perf_counter()
@@ -167,6 +174,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="data/fashion-mnist")
     ap.add_argument("--cli", help="the likeness binary of the same build (Rust figures)")
+    ap.add_argument("--bench-cli", help="the likeness-bench binary (default: beside --cli)")
     ap.add_argument("--ef", default="20,80")
     ap.add_argument("--queries", type=int, default=10_000)
     ap.add_argument("--passes", type=int, default=3)
@@ -189,8 +197,12 @@ def main():
             results[("faiss", spec)] = bench_faiss(spec, base, queries, efs, a.passes)
         results[("hnswlib", "HNSW16")] = bench_hnswlib(base, queries, efs, a.passes)
         rust_single = {}
-        if a.cli:
-            rust_single = bench_rust_single(a.cli, ["HNSW16", "HNSW16,SQ8"], efs, len(queries), a.passes)
+        bench_cli = a.bench_cli or (a.cli and str(pathlib.Path(a.cli).with_name("likeness-bench")))
+        if bench_cli:
+            try:
+                rust_single = bench_rust_single(bench_cli, ["HNSW16", "HNSW16,SQ8"], efs, len(queries), a.passes)
+            except (OSError, subprocess.CalledProcessError) as e:
+                print(f"Rust 1-thread figures skipped: {e}", file=sys.stderr, flush=True)
         for (lib, spec), r in results.items():
             for ef in efs:
                 row = {"lib": lib, "index": spec, "ef": ef, "build_s": round(r["build_s"], 2),

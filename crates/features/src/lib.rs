@@ -24,7 +24,9 @@ pub use decode::{decode_bytes, is_image_path, load_image, DecodeLimits, DecodedI
 pub use error::{FeatureError, Result};
 pub use extractor::{DistanceKind, Embedding, FeatureExtractor, Features, Tag};
 pub use metrics::{leave_one_out, query_vs_gallery, RetrievalMetrics};
-pub use pipeline::{extract_bytes, extract_image, extract_many, extract_path, ImageRecord, Progress};
+pub use pipeline::{
+    extract_bytes, extract_image, extract_inputs, extract_many, extract_path, ImageInput, ImageRecord, Progress,
+};
 pub use registry::{build_extractor, build_extractors, ExtractorOptions, DEFAULT_FEATURES};
 pub mod cnn;
 pub mod head;

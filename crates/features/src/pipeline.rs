@@ -12,6 +12,9 @@
 //! [`extract_path`], [`extract_bytes`] or [`extract_image`], which apply the same reduction, so
 //! query vectors match indexed ones exactly.
 //!
+//! [`extract_inputs`] runs the same pipeline over in-memory inputs too (encoded bytes, decoded
+//! pixels: [`ImageInput`]).
+//!
 //! A file that fails (decode error, or an extractor error or panic on it) yields an `Err` in
 //! its slot; the others go on.
 
@@ -138,6 +141,54 @@ fn chunk_size(extractors: &[Box<dyn FeatureExtractor>]) -> usize {
     want.div_ceil(batch).max(1) * batch
 }
 
+/// One image for [`extract_inputs`]: a file, an encoded file in memory, or decoded pixels.
+#[derive(Debug, Clone)]
+pub enum ImageInput {
+    /// A file, decoded on the pipeline's threads.
+    Path(PathBuf),
+    /// An encoded file in memory (e.g. an upload); `name` stands for it in records and errors.
+    Bytes {
+        /// The encoded file.
+        bytes: Vec<u8>,
+        /// Its name in records and errors.
+        name: PathBuf,
+    },
+    /// Decoded RGB pixels (format `"array"`); `name` stands for them in records and errors.
+    Pixels {
+        /// The pixels.
+        image: RgbImage,
+        /// Their name in records and errors.
+        name: PathBuf,
+    },
+}
+
+impl ImageInput {
+    /// The path or name the record and errors of this input carry.
+    pub fn name(&self) -> &Path {
+        match self {
+            ImageInput::Path(p) => p,
+            ImageInput::Bytes { name, .. } | ImageInput::Pixels { name, .. } => name,
+        }
+    }
+
+    /// Decode (files, bytes) and reduce to the working image.
+    fn decode(self, limits: &DecodeLimits) -> Result<DecodedImage> {
+        let mut decoded = match self {
+            ImageInput::Path(p) => load_image(&p, limits)?,
+            ImageInput::Bytes { bytes, name } => decode_bytes(&bytes, &name, limits)?,
+            ImageInput::Pixels { image, name } => {
+                let (width, height) = image.dimensions();
+                if width == 0 || height == 0 {
+                    return Err(FeatureError::TooSmall { path: name, width, height });
+                }
+                DecodedImage { image, width, height, format: "array".into() }
+            }
+        };
+        decoded.image = working_image(decoded.image);
+        Ok(decoded)
+    }
+}
+
 /// Decode and extract features of `paths` in parallel, in bounded memory. The result has one
 /// entry per path, in input order; failures are per file. `on_progress` is called on the
 /// calling thread after each chunk.
@@ -147,32 +198,42 @@ pub fn extract_many(
     limits: &DecodeLimits,
     on_progress: &(dyn Fn(Progress) + Sync),
 ) -> Vec<Result<ImageRecord, FeatureError>> {
-    let total = paths.len();
+    extract_inputs(paths.iter().cloned().map(ImageInput::Path).collect(), extractors, limits, on_progress)
+}
+
+/// [`extract_many`] over any mix of files, encoded bytes and decoded pixels: the same chunked
+/// pipeline (parallel decoding of one chunk while the previous one is extracted, the CNN in
+/// batches of its batch size, the other extractors image-parallel on every core). One entry
+/// per input, in input order; failures are per input.
+pub fn extract_inputs(
+    inputs: Vec<ImageInput>,
+    extractors: &[Box<dyn FeatureExtractor>],
+    limits: &DecodeLimits,
+    on_progress: &(dyn Fn(Progress) + Sync),
+) -> Vec<Result<ImageRecord, FeatureError>> {
+    let total = inputs.len();
     let chunk = chunk_size(extractors);
     let mut results: Vec<Result<ImageRecord>> = Vec::with_capacity(total);
     let mut failed = 0;
     std::thread::scope(|scope| {
-        let (tx, rx) = mpsc::sync_channel::<Vec<Result<DecodedImage>>>(1);
+        type Decoded = (Vec<PathBuf>, Vec<Result<DecodedImage>>);
+        let (tx, rx) = mpsc::sync_channel::<Decoded>(1);
         scope.spawn(move || {
-            for part in paths.chunks(chunk) {
-                let decoded: Vec<Result<DecodedImage>> = part
-                    .par_iter()
-                    .map(|p| {
-                        load_image(p, limits).map(|mut d| {
-                            d.image = working_image(d.image);
-                            d
-                        })
-                    })
-                    .collect();
-                if tx.send(decoded).is_err() {
+            let mut rest = inputs.into_iter();
+            loop {
+                let part: Vec<ImageInput> = rest.by_ref().take(chunk).collect();
+                if part.is_empty() {
+                    break;
+                }
+                let names = part.iter().map(|i| i.name().to_path_buf()).collect();
+                let decoded = part.into_par_iter().map(|i| i.decode(limits)).collect();
+                if tx.send((names, decoded)).is_err() {
                     break;
                 }
             }
         });
-        for decoded in rx {
-            let start = results.len();
-            let part = &paths[start..start + decoded.len()];
-            for r in extract_chunk(part, decoded, extractors) {
+        for (names, decoded) in rx {
+            for r in extract_chunk(&names, decoded, extractors) {
                 failed += usize::from(r.is_err());
                 results.push(r);
             }

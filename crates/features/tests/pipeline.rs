@@ -5,9 +5,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use features::decode::DecodeLimits;
-use features::pipeline::{extract_path, Progress};
+use features::pipeline::{extract_path, ImageInput, Progress};
 use features::registry::{build_extractors, ExtractorOptions};
-use features::{extract_many, DistanceKind, Embedding, FeatureError, FeatureExtractor, Features, Result};
+use features::{
+    extract_inputs, extract_many, DistanceKind, Embedding, FeatureError, FeatureExtractor, Features, Result,
+};
 use image::RgbImage;
 use testdata::{data_dir, model_dir};
 
@@ -197,4 +199,53 @@ fn cnn_batches_through_the_pipeline_match_single_images() {
         assert_eq!(v.len(), 1280);
         assert_eq!(rec.features["cnn"].tags.len(), single.features["cnn"].tags.len());
     }
+}
+
+#[test]
+fn in_memory_inputs_batch_like_files() {
+    // Encoded bytes and decoded pixels go through the same chunked pipeline as files: the
+    // batching extractor sees batches of its batch size, bad items fail alone, order is kept,
+    // and every vector equals the file's.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut inputs = Vec::new();
+    let mut expected = Vec::new();
+    for i in 0..30u32 {
+        let img = RgbImage::from_pixel(8 + i, 6, image::Rgb([i as u8, 3 * i as u8, 50]));
+        let p = tmp.path().join(format!("img{i:02}.png"));
+        img.save(&p).unwrap();
+        let name = PathBuf::from(format!("<item {i}>"));
+        inputs.push(match i % 3 {
+            0 => ImageInput::Path(p),
+            1 => ImageInput::Bytes { bytes: std::fs::read(&p).unwrap(), name },
+            _ => ImageInput::Pixels { image: img, name },
+        });
+        expected.push(Some(vec![i as f32, 3.0 * i as f32, 50.0]));
+    }
+    inputs[4] = ImageInput::Bytes { bytes: b"not an image".to_vec(), name: "<bad bytes>".into() };
+    inputs[8] = ImageInput::Pixels { image: RgbImage::new(0, 0), name: "<empty pixels>".into() };
+    expected[4] = None;
+    expected[8] = None;
+    let names: Vec<PathBuf> = inputs.iter().map(|i| i.name().to_path_buf()).collect();
+    let batches = Arc::new(Mutex::new(Vec::new()));
+    let extractors: Vec<Box<dyn FeatureExtractor>> = vec![Box::new(MeanColor { batches: Arc::clone(&batches) })];
+    let last = Mutex::new(Progress::default());
+    let results = extract_inputs(inputs, &extractors, &DecodeLimits::default(), &|p| *last.lock().unwrap() = p);
+    assert_eq!(results.len(), 30);
+    for (i, ((r, want), name)) in results.iter().zip(&expected).zip(&names).enumerate() {
+        match (r, want) {
+            (Ok(rec), Some(want)) => {
+                assert_eq!(&rec.path, name);
+                assert_eq!(rec.format, if i % 3 == 2 { "array" } else { "png" });
+                let Embedding::Dense(v) = &rec.features["mean"].vector else { panic!() };
+                assert_eq!(v, want, "item {i}");
+            }
+            (Err(e), None) => assert_eq!(e.path(), Some(name.as_path()), "item {i}: {e}"),
+            (r, _) => panic!("item {i}: {r:?}"),
+        }
+    }
+    assert_eq!(*last.lock().unwrap(), Progress { done: 30, total: 30, failed: 2 });
+    let batches = batches.lock().unwrap();
+    assert!(batches.iter().all(|&b| (1..=3).contains(&b)), "{batches:?}");
+    assert!(batches.iter().filter(|&&b| b == 3).count() >= 8, "in-memory items are batched: {batches:?}");
+    assert_eq!(batches.iter().sum::<usize>(), 28);
 }

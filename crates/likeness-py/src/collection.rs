@@ -41,6 +41,21 @@ impl PyCollection {
     pub fn open(&self) -> PyResult<Arc<Collection>> {
         Ok(self.db.collection(&self.name)?)
     }
+
+    /// `insert` / `upsert`: the records are read with the GIL held (numpy buffers are only read
+    /// while Python guarantees they stay alive), then `op` writes them without it.
+    fn write(
+        &self,
+        py: Python<'_>,
+        ids: &Bound<'_, PyAny>,
+        vectors: &Bound<'_, PyAny>,
+        metadata: Option<&Bound<'_, PyAny>>,
+        op: fn(&Collection, Vec<Record>) -> vecdb::Result<()>,
+    ) -> PyResult<()> {
+        let coll = self.open()?;
+        let records = read_batch(&coll, ids, vectors, metadata)?.records();
+        without_gil(py, move || op(&coll, records).map_err(BindError::from))
+    }
 }
 
 /// The records of an `insert`/`upsert` call, read from Python before the GIL is released.
@@ -198,11 +213,7 @@ impl PyCollection {
         vectors: &Bound<'_, PyAny>,
         metadata: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        let coll = self.open()?;
-        // Vectors are copied into the records with the GIL held (numpy buffers are only
-        // read while Python guarantees they stay alive); the write itself runs without it.
-        let records = read_batch(&coll, ids, vectors, metadata)?.records();
-        without_gil(py, move || coll.insert(records).map_err(BindError::from))
+        self.write(py, ids, vectors, metadata, Collection::insert)
     }
 
     /// Insert or replace records (same arguments as :meth:`insert`); within one call a later
@@ -215,9 +226,7 @@ impl PyCollection {
         vectors: &Bound<'_, PyAny>,
         metadata: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        let coll = self.open()?;
-        let records = read_batch(&coll, ids, vectors, metadata)?.records();
-        without_gil(py, move || coll.upsert(records).map_err(BindError::from))
+        self.write(py, ids, vectors, metadata, Collection::upsert)
     }
 
     /// Delete records by id (an ``int`` or a sequence); returns how many existed.

@@ -281,6 +281,13 @@ impl PyDatabase {
     }
 }
 
+impl PyDatabase {
+    /// The shared state behind this object and its collections.
+    pub fn state(&self) -> &Arc<DbState> {
+        &self.state
+    }
+}
+
 /// Raise `NotFoundError` for an unknown field name of `coll`.
 pub fn check_field<'c>(coll: &'c Collection, field: &str) -> PyResult<&'c vecdb::VectorField> {
     coll.schema().fields.iter().find(|f| f.name == field).ok_or_else(|| {

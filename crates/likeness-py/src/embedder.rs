@@ -2,38 +2,30 @@
 //! the same extractors, preprocessing and parallel pipeline as the CLI.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use features::decode::DecodeLimits;
-use features::pipeline::{extract_bytes, extract_image, extract_many, extract_path, ImageRecord};
+use features::pipeline::{extract_inputs, ImageInput, ImageRecord};
 use features::{DistanceKind, Embedding, ExtractorOptions, FeatureError, FeatureExtractor};
 use image::RgbImage;
 use numpy::ndarray::Array2;
 use numpy::{IntoPyArray, PyArrayDyn, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyMemoryView, PyString, PyTuple};
-use rayon::prelude::*;
 
 use crate::database::PyVectorField;
 use crate::errors::{class_err, type_error, without_gil, BindError, ErrorClass};
 use crate::metadata::type_name;
 
-/// One image to embed, read from Python before the GIL is released.
-enum Input {
-    /// A file.
-    Path(PathBuf),
-    /// An encoded file in memory.
-    Bytes(Vec<u8>),
-    /// Decoded RGB pixels.
-    Pixels(RgbImage),
-}
-
-/// Read one item: a path (str / os.PathLike), bytes, an HxWx3 uint8 array or a PIL image.
-fn read_input(item: &Bound<'_, PyAny>) -> PyResult<Input> {
+/// Read item `index` (before the GIL is released): a path (str / os.PathLike), bytes, an
+/// HxWx3 uint8 array or a PIL image. In-memory items are named `<bytes item N>` /
+/// `<array item N>` in errors.
+fn read_input(item: &Bound<'_, PyAny>, index: usize) -> PyResult<ImageInput> {
     if item.is_instance_of::<PyString>() || item.hasattr("__fspath__")? {
-        return Ok(Input::Path(item.extract::<PathBuf>()?));
+        return Ok(ImageInput::Path(item.extract::<PathBuf>()?));
     }
+    let pixels = |image: RgbImage| ImageInput::Pixels { image, name: PathBuf::from(format!("<array item {index}>")) };
     if item.is_instance_of::<PyBytes>() || item.is_instance_of::<PyByteArray>() || item.is_instance_of::<PyMemoryView>()
     {
         let bytes = match item.cast::<PyBytes>() {
@@ -41,16 +33,16 @@ fn read_input(item: &Bound<'_, PyAny>) -> PyResult<Input> {
             // bytearray / memoryview: one copy through bytes(item)
             Err(_) => item.py().get_type::<PyBytes>().call1((item,))?.cast_into::<PyBytes>()?.as_bytes().to_vec(),
         };
-        return Ok(Input::Bytes(bytes));
+        return Ok(ImageInput::Bytes { bytes, name: PathBuf::from(format!("<bytes item {index}>")) });
     }
     if item.cast::<PyUntypedArray>().is_ok() {
-        return pixels_from_array(item).map(Input::Pixels);
+        return pixels_from_array(item).map(pixels);
     }
     if is_pil_image(item) {
         // PIL: convert to RGB, then read its pixels through numpy's array interface.
         let rgb = item.call_method1("convert", ("RGB",))?;
         let arr = item.py().import("numpy")?.call_method1("asarray", (rgb,))?;
-        return pixels_from_array(&arr).map(Input::Pixels);
+        return pixels_from_array(&arr).map(pixels);
     }
     Err(type_error(format!(
         "an image is a path (str or os.PathLike), bytes, a numpy uint8 array of shape (height, width, 3) \
@@ -95,41 +87,6 @@ fn pixels_from_array(obj: &Bound<'_, PyAny>) -> PyResult<RgbImage> {
 
 /// The embedding of one input: the pipeline's record (features, size, format).
 type Embedded = Result<ImageRecord, FeatureError>;
-
-/// Embed every input: files through the CLI's pipeline ([`extract_many`]: parallel decoding in
-/// bounded memory, batched CNN), in-memory items in parallel, one at a time each.
-fn embed_all(inputs: Vec<Input>, extractors: &[Box<dyn FeatureExtractor>], limits: &DecodeLimits) -> Vec<Embedded> {
-    let all_paths = inputs.iter().all(|i| matches!(i, Input::Path(_)));
-    if all_paths && inputs.len() > 1 {
-        let paths: Vec<PathBuf> = inputs
-            .into_iter()
-            .map(|i| match i {
-                Input::Path(p) => p,
-                _ => unreachable!("checked: all paths"),
-            })
-            .collect();
-        return extract_many(&paths, extractors, limits, &|_| {});
-    }
-    inputs
-        .into_par_iter()
-        .enumerate()
-        .map(|(i, input)| match input {
-            Input::Path(p) => extract_path(&p, extractors, limits),
-            Input::Bytes(b) => extract_bytes(&b, Path::new(&format!("<bytes item {i}>")), extractors, limits),
-            Input::Pixels(image) => {
-                let (width, height) = image.dimensions();
-                let name = PathBuf::from(format!("<array item {i}>"));
-                extract_image(image, &name, extractors).map(|features| ImageRecord {
-                    path: name,
-                    width,
-                    height,
-                    format: "array".into(),
-                    features,
-                })
-            }
-        })
-        .collect()
-}
 
 /// The metric name of an extractor's distance.
 fn metric_name(kind: DistanceKind) -> &'static str {
@@ -229,17 +186,20 @@ impl PyEmbedder {
     ///     item (zeros where an item failed) and the failures as ``errors`` — one bad image
     ///     does not fail the batch.
     ///
-    /// Runs without the GIL, on all cores.
+    /// Runs without the GIL, on all cores: every kind of item goes through the CLI's pipeline
+    /// (decoded in parallel, the CNN in batches, the other extractors image-parallel).
     fn embed<'py>(&self, py: Python<'py>, images: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
         let batch = images.is_instance_of::<PyList>() || images.is_instance_of::<PyTuple>();
-        let inputs: Vec<Input> = if batch {
-            images.try_iter()?.map(|item| read_input(&item?)).collect::<PyResult<_>>()?
+        let inputs: Vec<ImageInput> = if batch {
+            images.try_iter()?.enumerate().map(|(i, item)| read_input(&item?, i)).collect::<PyResult<_>>()?
         } else {
-            vec![read_input(images)?]
+            vec![read_input(images, 0)?]
         };
         let extractors = self.extractors.clone();
         let limits = self.limits.clone();
-        let results = without_gil(py, move || Ok(embed_all(inputs, &extractors, &limits)))?;
+        // Every kind of input through the CLI's pipeline: decoding in parallel, the CNN in
+        // batches, the other extractors on every core.
+        let results = without_gil(py, move || Ok(extract_inputs(inputs, &extractors, &limits, &|_| {})))?;
         if batch {
             Ok(Bound::new(py, Embeddings::build(py, &self.extractors, results)?)?.into_any())
         } else {

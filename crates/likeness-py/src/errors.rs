@@ -96,7 +96,7 @@ impl From<BindError> for PyErr {
 }
 
 /// The Python class of a vecdb error.
-fn db_class(e: &vecdb::Error) -> ErrorClass {
+pub(crate) fn db_class(e: &vecdb::Error) -> ErrorClass {
     use vecdb::Error as E;
     match e {
         E::Locked(_) => ErrorClass::Locked,
@@ -120,7 +120,7 @@ fn db_class(e: &vecdb::Error) -> ErrorClass {
 }
 
 /// The Python class of a features error: anything about one image is an `ImageError`.
-fn feature_class(e: &FeatureError) -> ErrorClass {
+pub(crate) fn feature_class(e: &FeatureError) -> ErrorClass {
     match e {
         FeatureError::InvalidArgument(_) => ErrorClass::InvalidArgument,
         FeatureError::ModelMissing(_)

@@ -2,7 +2,8 @@
 //!
 //! The Python package `likeness` (module `likeness._likeness`, re-exported by
 //! `python/likeness/__init__.py`): the vector database ([`database`], [`collection`],
-//! [`search`]) and the image embedder ([`embedder`]) with numpy in and out.
+//! [`search`]), the image embedder ([`embedder`]) with numpy in and out, and the CLI's
+//! `index`, `search` and `dedup` as functions ([`app`]).
 //!
 //! Heavy work (search, insert, embedding, index builds, close) runs without the GIL and
 //! every entry point is guarded: errors become the exception hierarchy of
@@ -12,6 +13,7 @@
 
 use pyo3::prelude::*;
 
+pub mod app;
 pub mod arrays;
 pub mod collection;
 pub mod database;
@@ -34,5 +36,8 @@ fn _likeness(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<search::SearchResults>()?;
     m.add_class::<embedder::PyEmbedder>()?;
     m.add_class::<embedder::Embeddings>()?;
+    m.add_function(wrap_pyfunction!(app::index_folder, m)?)?;
+    m.add_function(wrap_pyfunction!(app::search_images, m)?)?;
+    m.add_function(wrap_pyfunction!(app::dedup, m)?)?;
     Ok(())
 }

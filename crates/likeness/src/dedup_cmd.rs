@@ -5,11 +5,14 @@
 //! more images are the groups. The default thresholds were calibrated on edited copies
 //! (JPEG q=30, half size, 90% crop, +25% brightness) of the sample photos against distinct
 //! photos and emoji skin-tone variants; see docs/app.md.
+//!
+//! [`dedup`] is the command without its printing, for the Python package and other callers.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use vecdb::{Database, Query, SearchRequest};
@@ -51,6 +54,42 @@ pub fn default_threshold(feature: &str) -> Option<f32> {
         _ => None,
     }
 }
+
+/// The library form of `likeness dedup`'s options (everything but the database).
+#[derive(Debug, Clone)]
+pub struct DedupSettings {
+    /// Collection name.
+    pub collection: String,
+    /// Feature to compare (default: cnn when present, else phash, else the first feature).
+    pub feature: Option<String>,
+    /// Largest distance within a group (default: [`default_threshold`] of the feature).
+    pub threshold: Option<f32>,
+}
+
+impl Default for DedupSettings {
+    fn default() -> Self {
+        DedupSettings { collection: DEFAULT_COLLECTION.to_string(), feature: None, threshold: None }
+    }
+}
+
+/// Progress of [`find_groups`]: records range-searched so far.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct DedupProgress {
+    /// Records searched.
+    pub done: usize,
+    /// Records in the collection.
+    pub total: usize,
+}
+
+/// [`find_groups`] was stopped before the end.
+#[derive(Debug, thiserror::Error)]
+#[error("dedup interrupted")]
+pub struct Interrupted;
+
+/// The threshold is missing (the feature has no calibrated default) or not a finite number.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ThresholdError(String);
 
 /// One group of near duplicates.
 #[derive(Debug, Clone, Serialize)]
@@ -100,21 +139,28 @@ impl UnionFind {
     }
 }
 
-/// Find the groups of records within `threshold` of each other on `feature`.
+/// Find the groups of records within `threshold` of each other on `feature`. `on_progress` is
+/// called after each batch of range searches; once `stop` is set, the run ends with
+/// [`Interrupted`] after the batch in flight.
 pub fn find_groups(
     coll: &vecdb::Collection,
     feature: &str,
     threshold: f32,
-    show_progress: bool,
+    on_progress: &(dyn Fn(DedupProgress) + Sync),
+    stop: &AtomicBool,
 ) -> Result<DedupReport> {
     let mut ids = coll.ids();
     ids.sort_unstable();
     let index: std::collections::HashMap<u64, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
     let mut uf = UnionFind::new(ids.len());
     let mut link_dist: BTreeMap<(usize, usize), f32> = BTreeMap::new();
-    let bar = if show_progress { ProgressBar::new(ids.len() as u64) } else { ProgressBar::hidden() };
-    bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} records  eta {eta}").expect("static template"));
+    let total = ids.len();
+    let mut done = 0;
+    on_progress(DedupProgress { done, total });
     for chunk in ids.chunks(512) {
+        if stop.load(Ordering::SeqCst) {
+            return Err(Interrupted.into());
+        }
         let reqs: Vec<SearchRequest> = chunk
             .iter()
             .map(|id| {
@@ -138,9 +184,9 @@ pub fn find_groups(
                 link_dist.entry(key).or_insert(h.distance);
             }
         }
-        bar.inc(chunk.len() as u64);
+        done += chunk.len();
+        on_progress(DedupProgress { done, total });
     }
-    bar.finish_and_clear();
     let mut members: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
     for i in 0..ids.len() {
         let r = uf.find(i);
@@ -178,12 +224,17 @@ pub fn find_groups(
     Ok(DedupReport { feature: feature.to_string(), threshold, records: ids.len(), groups })
 }
 
-/// Run `likeness dedup`.
-pub fn run(args: &Args) -> Result<()> {
-    let db = Database::open_read_only(&args.db)?;
-    let coll = catalog::open_collection(&db, &args.collection)?;
+/// What `likeness dedup` does once the database is open: choose the feature and threshold
+/// (the calibrated default unless given), then [`find_groups`].
+pub fn dedup(
+    db: &Database,
+    settings: &DedupSettings,
+    on_progress: &(dyn Fn(DedupProgress) + Sync),
+    stop: &AtomicBool,
+) -> Result<DedupReport> {
+    let coll = catalog::open_collection(db, &settings.collection)?;
     let names = catalog::field_names(&coll);
-    let feature = match &args.feature {
+    let feature = match &settings.feature {
         Some(f) => catalog::choose_feature(&coll, Some(f))?,
         None => ["cnn", "phash"]
             .iter()
@@ -191,12 +242,30 @@ pub fn run(args: &Args) -> Result<()> {
             .map(|s| s.to_string())
             .map_or_else(|| catalog::choose_feature(&coll, None), Ok)?,
     };
-    let threshold = match args.threshold.or_else(|| default_threshold(&feature)) {
+    let threshold = match settings.threshold.or_else(|| default_threshold(&feature)) {
         Some(t) if t.is_finite() => t,
-        Some(t) => bail!("--threshold must be a finite number, got {t}"),
-        None => bail!("feature '{feature}' has no calibrated default threshold: give --threshold"),
+        Some(t) => return Err(ThresholdError(format!("--threshold must be a finite number, got {t}")).into()),
+        None => {
+            let msg = format!("feature '{feature}' has no calibrated default threshold: give --threshold");
+            return Err(ThresholdError(msg).into());
+        }
     };
-    let report = find_groups(&coll, &feature, threshold, !args.json)?;
+    find_groups(&coll, &feature, threshold, on_progress, stop)
+}
+
+/// Run `likeness dedup`.
+pub fn run(args: &Args) -> Result<()> {
+    let db = Database::open_read_only(&args.db)?;
+    let settings =
+        DedupSettings { collection: args.collection.clone(), feature: args.feature.clone(), threshold: args.threshold };
+    let bar = if args.json { ProgressBar::hidden() } else { ProgressBar::new(0) };
+    bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} records  eta {eta}").expect("static template"));
+    let on_progress = |p: DedupProgress| {
+        bar.set_length(p.total as u64);
+        bar.set_position(p.done as u64);
+    };
+    let report = dedup(&db, &settings, &on_progress, &AtomicBool::new(false))?;
+    bar.finish_and_clear();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());

@@ -47,15 +47,81 @@ pub struct Args {
     pub json: bool,
 }
 
-/// Run `likeness index`.
-pub fn run(args: &Args) -> Result<()> {
-    let roots = args.dirs.iter().map(|d| canonical_dir(d)).collect::<Result<Vec<_>>>()?;
-    let db = Database::open(&args.db)?;
-    let (coll, extractors) = open_or_create(&db, &args.collection, args.features.as_deref(), &args.index, &args.model)?;
-    let mut opts = IndexOptions { prune: args.prune, chunk: args.batch, ..Default::default() };
+/// The library form of `likeness index`'s options (everything but the folders and the database).
+#[derive(Debug, Clone)]
+pub struct IndexSettings {
+    /// Collection name (default [`DEFAULT_COLLECTION`]).
+    pub collection: String,
+    /// Comma-separated features for a new collection (default cnn,color,phash); an existing
+    /// collection keeps its own, and giving others is an error.
+    pub features: Option<String>,
+    /// Index of a new collection's fields (see `likeness index --index`).
+    pub index: String,
+    /// Remove records of files under the folders that no longer exist.
+    pub prune: bool,
+    /// Files embedded per durable batch.
+    pub batch: usize,
+    /// Where the CNN model is and where it runs.
+    pub model: crate::model_args::ModelArgs,
+}
+
+impl Default for IndexSettings {
+    fn default() -> Self {
+        IndexSettings {
+            collection: DEFAULT_COLLECTION.to_string(),
+            features: None,
+            index: "Flat".to_string(),
+            prune: false,
+            batch: IndexOptions::default().chunk,
+            model: Default::default(),
+        }
+    }
+}
+
+impl From<&Args> for IndexSettings {
+    fn from(a: &Args) -> Self {
+        IndexSettings {
+            collection: a.collection.clone(),
+            features: a.features.clone(),
+            index: a.index.clone(),
+            prune: a.prune,
+            batch: a.batch,
+            model: a.model.clone(),
+        }
+    }
+}
+
+/// The folders to index, canonical (an error names a folder that is missing or not a folder).
+pub fn canonical_roots(dirs: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    dirs.iter().map(|d| canonical_dir(d)).collect()
+}
+
+/// What `likeness index` does once the database is open: open the collection (or create it
+/// with the features and index asked for), then bring it up to date with the image files under
+/// `dirs` (never entering the database directory itself). Progress goes to `on_progress`; once
+/// `stop` is set, the batch in flight is stored and the report says `interrupted`.
+pub fn index_folders(
+    db: &Database,
+    dirs: &[PathBuf],
+    settings: &IndexSettings,
+    on_progress: &(dyn Fn(IndexProgress) + Sync),
+    stop: &AtomicBool,
+) -> Result<IndexReport> {
+    let roots = canonical_roots(dirs)?;
+    let (coll, extractors) =
+        open_or_create(db, &settings.collection, settings.features.as_deref(), &settings.index, &settings.model)?;
+    let mut opts = IndexOptions { prune: settings.prune, chunk: settings.batch, ..Default::default() };
     if let Ok(dbdir) = db.path().canonicalize() {
         opts.exclude.push(dbdir);
     }
+    index_roots(&coll, &extractors, &roots, &opts, on_progress, stop)
+}
+
+/// Run `likeness index`.
+pub fn run(args: &Args) -> Result<()> {
+    // The folders are checked before the database directory is created.
+    canonical_roots(&args.dirs)?;
+    let db = Database::open(&args.db)?;
 
     let stop = Arc::new(AtomicBool::new(false));
     install_interrupt_handler(stop.clone());
@@ -71,7 +137,7 @@ pub fn run(args: &Args) -> Result<()> {
             bar.set_message(format!("{} failed", p.failed));
         }
     };
-    let report = index_roots(&coll, &extractors, &roots, &opts, &on_progress, &stop)?;
+    let report = index_folders(&db, &args.dirs, &IndexSettings::from(args), &on_progress, &stop)?;
     bar.finish_and_clear();
     print_report(&report, &args.collection, &args.db, args.json)?;
     if report.interrupted {

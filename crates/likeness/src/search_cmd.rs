@@ -1,4 +1,6 @@
 //! `likeness search IMAGE... --db DB`: the stored images most like each query image.
+//!
+//! [`search_images`] is the command without its printing, for the Python package and other callers.
 
 use std::path::PathBuf;
 
@@ -6,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use features::decode::DecodeLimits;
 use features::pipeline::extract_many;
 use serde::Serialize;
-use vecdb::{Database, Filter, Hit, Query, SearchRequest};
+use vecdb::{Database, Filter, Hit, Query, SearchParams, SearchRequest};
 
 use crate::catalog::{self, to_vector, DEFAULT_COLLECTION};
 use crate::image_meta::ImageMeta;
@@ -67,11 +69,124 @@ impl From<&Hit> for ResultRow {
 }
 
 /// Results of one query.
-#[derive(Debug, Serialize)]
-struct QueryResults {
-    query: String,
-    feature: String,
-    results: Vec<ResultRow>,
+#[derive(Debug, Clone, Serialize)]
+pub struct QueryResults {
+    /// The query: the image's path as given, or `id N`.
+    pub query: String,
+    /// The feature searched.
+    pub feature: String,
+    /// The hits, closest first.
+    pub results: Vec<ResultRow>,
+}
+
+/// What to search for.
+#[derive(Debug, Clone)]
+pub enum Queries {
+    /// Query image files (several = one batch search).
+    Images(Vec<PathBuf>),
+    /// Stored records ("more like this"; each record itself is excluded).
+    Ids(Vec<u64>),
+}
+
+/// The library form of `likeness search`'s options (everything but the queries and the database).
+#[derive(Debug, Clone)]
+pub struct SearchSettings {
+    /// Collection name.
+    pub collection: String,
+    /// Results per query (default 10; with a threshold, unlimited unless given). Must be at least 1.
+    pub k: Option<usize>,
+    /// Range search: every result with distance <= threshold.
+    pub threshold: Option<f32>,
+    /// Metadata filter, e.g. `label=cat and width>=500`.
+    pub filter: Option<String>,
+    /// Feature to search by (default: cnn when present, else the collection's first).
+    pub feature: Option<String>,
+    /// Index knobs (ef, nprobe, ...).
+    pub params: SearchParams,
+    /// Where the CNN model is and where it runs.
+    pub model: crate::model_args::ModelArgs,
+}
+
+impl Default for SearchSettings {
+    fn default() -> Self {
+        SearchSettings {
+            collection: DEFAULT_COLLECTION.to_string(),
+            k: None,
+            threshold: None,
+            filter: None,
+            feature: None,
+            params: SearchParams::default(),
+            model: Default::default(),
+        }
+    }
+}
+
+/// A query image that could not be read or embedded.
+#[derive(Debug, thiserror::Error)]
+#[error("query image {0}")]
+pub struct QueryImageError(pub features::FeatureError);
+
+/// What `likeness search` does once the database is open: embed the query images with the
+/// collection's extractor for the chosen feature (trained heads resolve to the copy in the
+/// database) and search them as one batch. A query image that fails is an error
+/// ([`QueryImageError`]), as in the CLI.
+pub fn search_images(db: &Database, queries: &Queries, settings: &SearchSettings) -> Result<Vec<QueryResults>> {
+    let coll = catalog::open_collection(db, &settings.collection)?;
+    let feature = catalog::choose_feature(&coll, settings.feature.as_deref())?;
+    let filter = settings
+        .filter
+        .as_deref()
+        .map(|f| Filter::parse(f).with_context(|| format!("bad --filter '{f}'")))
+        .transpose()?;
+    let k = match (settings.k, settings.threshold) {
+        (Some(0), _) => bail!("-k must be at least 1"),
+        (k, Some(_)) => k,
+        (k, None) => Some(k.unwrap_or(10)),
+    };
+
+    let (labels, queries): (Vec<String>, Vec<Query>) = match queries {
+        Queries::Ids(ids) => ids.iter().map(|id| (format!("id {id}"), Query::Id(*id))).unzip(),
+        Queries::Images(images) => {
+            let extractors =
+                catalog::build_extractors(std::slice::from_ref(&feature), &settings.model, Some(db.path()))?;
+            let results = extract_many(images, &extractors, &DecodeLimits::default(), &|_| {});
+            let mut out = Vec::new();
+            for (path, r) in images.iter().zip(results) {
+                let rec = r.map_err(QueryImageError)?;
+                let f = rec
+                    .features
+                    .get(&feature)
+                    .with_context(|| format!("extractor did not produce feature '{feature}'"))?;
+                out.push((path.display().to_string(), Query::Vector(to_vector(&f.vector))));
+            }
+            out.into_iter().unzip()
+        }
+    };
+    let reqs: Vec<SearchRequest> = queries
+        .into_iter()
+        .map(|q| {
+            let mut r = SearchRequest::new(feature.clone(), q, k.unwrap_or(usize::MAX));
+            r.k = k;
+            r.threshold = settings.threshold;
+            r.filter = filter.clone();
+            r.params = settings.params.clone();
+            r
+        })
+        .collect();
+    let hits = match reqs.len() {
+        0 => Vec::new(),
+        1 => vec![coll.search(&reqs[0])?],
+        _ => coll.search_batch(&reqs)?,
+    };
+    Ok(labels
+        .into_iter()
+        .zip(hits)
+        .map(|(query, hits)| QueryResults {
+            query,
+            feature: feature.clone(),
+            results: hits.iter().map(ResultRow::from).collect(),
+        })
+        .collect())
 }
 
 /// Run `likeness search`.
@@ -80,52 +195,17 @@ pub fn run(args: &Args) -> Result<()> {
         bail!("give one or more query images, or --id N");
     }
     let db = Database::open_read_only(&args.db)?;
-    let coll = catalog::open_collection(&db, &args.collection)?;
-    let feature = catalog::choose_feature(&coll, args.feature.as_deref())?;
-    let filter =
-        args.filter.as_deref().map(|f| Filter::parse(f).with_context(|| format!("bad --filter '{f}'"))).transpose()?;
-    let k = match (args.k, args.threshold) {
-        (Some(0), _) => bail!("-k must be at least 1"),
-        (k, Some(_)) => k,
-        (k, None) => Some(k.unwrap_or(10)),
+    let queries = if args.id.is_empty() { Queries::Images(args.images.clone()) } else { Queries::Ids(args.id.clone()) };
+    let settings = SearchSettings {
+        collection: args.collection.clone(),
+        k: args.k,
+        threshold: args.threshold,
+        filter: args.filter.clone(),
+        feature: args.feature.clone(),
+        params: args.knobs.params(),
+        model: args.model.clone(),
     };
-
-    let (labels, queries): (Vec<String>, Vec<Query>) = if !args.id.is_empty() {
-        args.id.iter().map(|id| (format!("id {id}"), Query::Id(*id))).unzip()
-    } else {
-        let extractors = catalog::build_extractors(std::slice::from_ref(&feature), &args.model, Some(db.path()))?;
-        let results = extract_many(&args.images, &extractors, &DecodeLimits::default(), &|_| {});
-        let mut out = Vec::new();
-        for (path, r) in args.images.iter().zip(results) {
-            let rec = r.map_err(|e| anyhow::anyhow!("query image {}", e))?;
-            let f =
-                rec.features.get(&feature).with_context(|| format!("extractor did not produce feature '{feature}'"))?;
-            out.push((path.display().to_string(), Query::Vector(to_vector(&f.vector))));
-        }
-        out.into_iter().unzip()
-    };
-    let params = args.knobs.params();
-    let reqs: Vec<SearchRequest> = queries
-        .into_iter()
-        .map(|q| {
-            let mut r = SearchRequest::new(feature.clone(), q, k.unwrap_or(usize::MAX));
-            r.k = k;
-            r.threshold = args.threshold;
-            r.filter = filter.clone();
-            r.params = params.clone();
-            r
-        })
-        .collect();
-    let hits = if reqs.len() == 1 { vec![coll.search(&reqs[0])?] } else { coll.search_batch(&reqs)? };
-    let out: Vec<QueryResults> = labels
-        .into_iter()
-        .zip(hits)
-        .map(|(query, hits)| QueryResults {
-            query,
-            feature: feature.clone(),
-            results: hits.iter().map(ResultRow::from).collect(),
-        })
-        .collect();
+    let out = search_images(&db, &queries, &settings)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {

@@ -5,6 +5,9 @@
   metadata filters, batch search on all cores without the GIL.
 * :class:`Embedder`: images (paths, bytes, numpy arrays, PIL images) to feature vectors,
   exactly as ``likeness index`` computes them.
+* :func:`index_folder`, :func:`search_images`, :func:`dedup`: the ``likeness index``,
+  ``search`` and ``dedup`` commands as functions (the same code: the same results on the
+  same database), returning plain Python objects.
 * Exceptions: :class:`Error` and its subclasses.
 
 Example::
@@ -38,6 +41,9 @@ from ._likeness import (
     SearchResults,
     VectorField,
     __version__,
+    dedup,
+    index_folder,
+    search_images,
 )
 
 __all__ = [
@@ -58,4 +64,7 @@ __all__ = [
     "SearchResults",
     "VectorField",
     "__version__",
+    "dedup",
+    "index_folder",
+    "search_images",
 ]

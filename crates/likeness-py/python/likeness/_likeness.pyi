@@ -1,7 +1,7 @@
 """Type stubs of the native module ``likeness._likeness`` (import ``likeness`` instead)."""
 
 import os
-from typing import Any, Dict, Iterator, List, Literal, Mapping, Optional, Sequence, Tuple, Union, overload
+from typing import Any, Callable, Dict, Iterator, List, Literal, Mapping, Optional, Sequence, Tuple, TypedDict, Union, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -170,4 +170,142 @@ class Embedder:
     @overload
     def embed(self, images: Union[List[ImageInput], Tuple[ImageInput, ...]]) -> Embeddings: ...
     @overload
-    def embed(self, images: ImageInput) -> Dict[str, VectorArray]: ...
+    def embed(self, images: ImageInput) -> Dict[str, VectorArray]:
+        """Embed one image (``{feature: vector}``; a bad image raises ``ImageError``) or a list
+        (:class:`Embeddings`; a bad item is reported in ``errors``, not raised). Paths, bytes,
+        HxWx3 uint8 arrays and PIL images all go through the CLI's pipeline: decoded in
+        parallel, the CNN in batches, without the GIL."""
+
+# --- The CLI's commands as functions (same library code, same results) -----------------------
+
+PathLike = Union[str, "os.PathLike[str]"]
+DbArg = Union[Database, PathLike]
+Progress = Callable[[int, int], Any]
+
+class FailedFile(TypedDict):
+    path: str
+    reason: str
+
+class IndexReport(TypedDict):
+    """The report of ``likeness index --json``."""
+
+    found: int
+    added: int
+    updated: int
+    unchanged: int
+    pruned: int
+    failed: List[FailedFile]
+    interrupted: bool
+    seconds: float
+    images_per_second: float
+
+class Hit(TypedDict):
+    id: int
+    distance: float
+    path: Optional[str]
+    label: Optional[str]
+
+class QueryResults(TypedDict):
+    """One query's results, as in ``likeness search --json``."""
+
+    query: str
+    feature: str
+    results: List[Hit]
+
+class DuplicateGroup(TypedDict):
+    ids: List[int]
+    paths: List[str]
+    max_distance: float
+
+class DedupReport(TypedDict):
+    """The report of ``likeness dedup --json``."""
+
+    feature: str
+    threshold: float
+    records: int
+    groups: List[DuplicateGroup]
+
+def index_folder(
+    folder: Union[PathLike, Sequence[PathLike]],
+    db: DbArg,
+    *,
+    collection: str = "images",
+    features: Optional[Union[str, Sequence[str]]] = None,
+    index: str = "Flat",
+    prune: bool = False,
+    batch: int = 128,
+    model_dir: Optional[PathLike] = None,
+    device: str = "cpu",
+    progress: Optional[Progress] = None,
+) -> IndexReport:
+    """Index the images under a folder into a collection, exactly as ``likeness index`` does
+    (incremental; bad files are reported in ``failed`` and skipped; runs without the GIL;
+    Ctrl-C raises ``KeyboardInterrupt`` after storing the batch in flight)."""
+
+@overload
+def search_images(
+    db: DbArg,
+    images: PathLike,
+    *,
+    k: Optional[int] = None,
+    threshold: Optional[float] = None,
+    filter: Optional[str] = None,
+    feature: Optional[str] = None,
+    collection: str = "images",
+    ids: None = None,
+    ef: Optional[int] = None,
+    nprobe: Optional[int] = None,
+    checks: Optional[int] = None,
+    rerank: Optional[int] = None,
+    model_dir: Optional[PathLike] = None,
+    device: str = "cpu",
+) -> QueryResults: ...
+@overload
+def search_images(
+    db: DbArg,
+    images: Union[List[PathLike], Tuple[PathLike, ...]],
+    *,
+    k: Optional[int] = None,
+    threshold: Optional[float] = None,
+    filter: Optional[str] = None,
+    feature: Optional[str] = None,
+    collection: str = "images",
+    ids: None = None,
+    ef: Optional[int] = None,
+    nprobe: Optional[int] = None,
+    checks: Optional[int] = None,
+    rerank: Optional[int] = None,
+    model_dir: Optional[PathLike] = None,
+    device: str = "cpu",
+) -> List[QueryResults]: ...
+@overload
+def search_images(
+    db: DbArg,
+    images: None = None,
+    *,
+    k: Optional[int] = None,
+    threshold: Optional[float] = None,
+    filter: Optional[str] = None,
+    feature: Optional[str] = None,
+    collection: str = "images",
+    ids: Union[int, Sequence[int]],
+    ef: Optional[int] = None,
+    nprobe: Optional[int] = None,
+    checks: Optional[int] = None,
+    rerank: Optional[int] = None,
+    model_dir: Optional[PathLike] = None,
+    device: str = "cpu",
+) -> Union[QueryResults, List[QueryResults]]:
+    """Search a collection with query images (or stored ids), exactly as ``likeness search``
+    does; one query gives one ``QueryResults``, a list gives a list."""
+
+def dedup(
+    db: DbArg,
+    *,
+    collection: str = "images",
+    feature: Optional[str] = None,
+    threshold: Optional[float] = None,
+    progress: Optional[Progress] = None,
+) -> DedupReport:
+    """Groups of near-duplicate images, exactly as ``likeness dedup`` finds them (default
+    threshold: the feature's calibrated one)."""
