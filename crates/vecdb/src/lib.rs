@@ -27,6 +27,7 @@ pub mod vector;
 mod fsutil;
 mod lock;
 mod manifest;
+mod resident;
 mod segment;
 mod wal;
 
