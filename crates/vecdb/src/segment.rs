@@ -32,7 +32,6 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use memmap2::Mmap;
 use serde::{Deserialize, Serialize};
@@ -43,7 +42,6 @@ use crate::fsutil::{corrupt, Reader};
 use crate::schema::CollectionSchema;
 use crate::vector::Element;
 use crate::vector::{VectorRef, VectorsRef};
-use rayon::prelude::*;
 
 /// Magic of segments written before the info section existed (still read).
 const MAGIC_V1: &[u8; 8] = b"VDBSEG01";
@@ -168,6 +166,19 @@ pub(crate) fn write_segment(
     tombstones: &[u64],
     info: &SegmentInfo,
 ) -> Result<u64> {
+    write_segment_as(Format::V3, path, seq, schema, src, tombstones, info)
+}
+
+/// [`write_segment`] in a given format (the older ones for tests that older files still open).
+fn write_segment_as(
+    format: Format,
+    path: &Path,
+    seq: u64,
+    schema: &CollectionSchema,
+    src: &dyn SegmentSource,
+    tombstones: &[u64],
+    info: &SegmentInfo,
+) -> Result<u64> {
     let tmp = path.with_extension("seg.tmp");
     let io = |e| Error::io(&tmp, e);
     let file = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp).map_err(io)?;
@@ -179,7 +190,12 @@ pub(crate) fn write_segment(
         blocks: vec![],
         cur: None,
     };
-    w.write(MAGIC).map_err(io)?;
+    w.write(match format {
+        Format::V1 => MAGIC_V1,
+        Format::V2 => MAGIC_V2,
+        Format::V3 => MAGIC,
+    })
+    .map_err(io)?;
     // ids
     w.begin().map_err(io)?;
     for i in 0..n {
@@ -188,7 +204,7 @@ pub(crate) fn write_segment(
     w.end();
     // vectors, one section per field
     for f in 0..schema.fields.len() {
-        w.begin_aligned(COLUMN_ALIGN).map_err(io)?;
+        w.begin_aligned(if format == Format::V3 { COLUMN_ALIGN } else { ALIGN }).map_err(io)?;
         for i in 0..n {
             match src.vector(i, f) {
                 VectorRef::Dense(x) => w.write(bytemuck::cast_slice(x)).map_err(io)?,
@@ -214,14 +230,18 @@ pub(crate) fn write_segment(
     w.begin().map_err(io)?;
     w.write(bytemuck::cast_slice(tombstones)).map_err(io)?;
     w.end();
-    w.begin().map_err(io)?;
-    w.write(&serde_json::to_vec(info).map_err(|e| Error::Metadata(e.to_string()))?).map_err(io)?;
-    w.end();
-    // per-block checks of every section above
-    let blocks = std::mem::take(&mut w.blocks);
-    w.begin().map_err(io)?;
-    w.write(bytemuck::cast_slice(&blocks)).map_err(io)?;
-    w.end();
+    if format >= Format::V2 {
+        w.begin().map_err(io)?;
+        w.write(&serde_json::to_vec(info).map_err(|e| Error::Metadata(e.to_string()))?).map_err(io)?;
+        w.end();
+    }
+    if format == Format::V3 {
+        // per-block checks of every section above
+        let blocks = std::mem::take(&mut w.blocks);
+        w.begin().map_err(io)?;
+        w.write(bytemuck::cast_slice(&blocks)).map_err(io)?;
+        w.end();
+    }
     // footer
     let mut footer = Vec::new();
     footer.extend_from_slice(&seq.to_le_bytes());
@@ -260,8 +280,6 @@ pub(crate) struct Segment {
     sections: Vec<(usize, usize, u32)>,
     /// (element, dim, bytes per vector) per field.
     fields: Vec<(Element, usize, usize)>,
-    /// Every row's metadata, decoded the first time a filter needs it.
-    metas: OnceLock<Vec<Metadata>>,
 }
 
 /// The parsed, checksum-verified footer of a segment file.
@@ -433,15 +451,7 @@ impl Segment {
             let want: usize = sections[..n_fields + 5].iter().map(|&(_, l, _)| blocks_of(l)).sum();
             expect(n_fields + 5, want * 4, "checks")?;
         }
-        let seg = Segment {
-            path: path.to_path_buf(),
-            map,
-            format: footer.format,
-            n_rows,
-            sections,
-            fields,
-            metas: OnceLock::new(),
-        };
+        let seg = Segment { path: path.to_path_buf(), map, format: footer.format, n_rows, sections, fields };
         if seg.format != Format::V3 {
             seg.check_meta_index()?;
         }
@@ -552,18 +562,125 @@ impl Segment {
         serde_json::from_slice(self.metadata_json(row)?)
             .map_err(|e| corrupt(&self.path, format!("metadata of row {row} is not JSON: {e}")))
     }
-    /// Every row's parsed metadata, decoded (in parallel) on the first call and kept: filters
-    /// test many rows, and parsing each one per query would cost more than the memory.
-    pub(crate) fn all_metadata(&self) -> Result<&[Metadata]> {
-        if let Some(m) = self.metas.get() {
-            return Ok(m);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metric::Metric;
+    use crate::schema::VectorField;
+    use crate::vector::Vector;
+
+    struct Rows(Vec<(u64, Vec<Vector>, Metadata)>);
+
+    impl SegmentSource for Rows {
+        fn rows(&self) -> usize {
+            self.0.len()
         }
-        let metas: Vec<Metadata> = (0..self.n_rows).into_par_iter().map(|r| self.metadata(r)).collect::<Result<_>>()?;
-        Ok(self.metas.get_or_init(|| metas))
+        fn id(&self, i: usize) -> u64 {
+            self.0[i].0
+        }
+        fn vector(&self, i: usize, f: usize) -> VectorRef<'_> {
+            self.0[i].1[f].as_ref()
+        }
+        fn metadata_json(&self, i: usize, out: &mut Vec<u8>) -> Result<()> {
+            serde_json::to_writer(out, &self.0[i].2).map_err(|e| Error::Metadata(e.to_string()))
+        }
     }
-    /// Heap bytes of the decoded metadata kept by [`Segment::all_metadata`] (an estimate: the
-    /// maps themselves, not their contents).
-    pub(crate) fn metadata_heap_bytes(&self) -> usize {
-        self.metas.get().map_or(0, |m| m.capacity() * std::mem::size_of::<Metadata>())
+
+    fn schema() -> CollectionSchema {
+        CollectionSchema {
+            fields: vec![
+                VectorField::new("d", 300, Metric::L2, "Flat"),
+                VectorField::new("b", 24, Metric::Hamming, "Flat"),
+            ],
+        }
+    }
+
+    /// Rows big enough for the dense column to span several check blocks.
+    fn rows(n: u64) -> Rows {
+        Rows(
+            (0..n)
+                .map(|id| {
+                    let d: Vec<f32> = (0..300).map(|j| (id * 300 + j) as f32 * 0.25).collect();
+                    let b = vec![id as u8, (id >> 8) as u8, 7];
+                    let mut m = Metadata::new();
+                    m.insert("id".into(), serde_json::json!(id));
+                    (id * 3, vec![Vector::Dense(d), Vector::Binary(b)], m)
+                })
+                .collect(),
+        )
+    }
+
+    fn write(dir: &Path, format: Format, src: &Rows) -> PathBuf {
+        let path = dir.join(segment_file_name(5));
+        let info = SegmentInfo { schema: schema(), wal_gen: 2, compacted: false };
+        write_segment_as(format, &path, 5, &schema(), src, &[1, 4], &info).unwrap();
+        path
+    }
+
+    #[test]
+    fn every_format_opens_and_reads_the_same_rows_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = rows(2000); // 2.4 MB of dense vectors: three check blocks
+        for format in [Format::V1, Format::V2, Format::V3] {
+            let path = write(dir.path(), format, &src);
+            let seg = Segment::open_verified(&path, 5, &schema()).unwrap();
+            assert_eq!(seg.format, format);
+            assert_eq!(seg.rows(), 2000);
+            assert_eq!(seg.tombstones(), &[1, 4]);
+            for (row, (id, vs, meta)) in src.0.iter().enumerate().step_by(37) {
+                assert_eq!(seg.ids()[row], *id);
+                assert_eq!(seg.vector(0, row), vs[0].as_ref());
+                assert_eq!(seg.vector(1, row), vs[1].as_ref());
+                assert_eq!(&seg.metadata(row).unwrap(), meta);
+            }
+            let VectorsRef::Dense(col) = seg.column(0) else { panic!("dense column") };
+            assert_eq!(col.len(), 2000 * 300);
+            if format == Format::V3 {
+                let (off, _, _) = seg.sections[1];
+                assert_eq!(off % COLUMN_ALIGN as usize, 0, "the column starts on a page");
+            }
+        }
+    }
+
+    #[test]
+    fn a_damaged_vector_block_is_found_by_verify_not_by_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), Format::V3, &rows(2000));
+        let (col_off, col_len) = {
+            let seg = Segment::open(&path, 5, &schema()).unwrap();
+            (seg.sections[1].0, seg.sections[1].1)
+        };
+        let mut bytes = fs::read(&path).unwrap();
+        let at = col_off + col_len - 10; // the last (short) block of the dense column
+        bytes[at] ^= 1;
+        fs::write(&path, &bytes).unwrap();
+        let seg = Segment::open(&path, 5, &schema()).expect("open reads no vector block");
+        match seg.verify() {
+            Err(Error::Corrupt { reason, .. }) => assert!(reason.contains("section 1 block 2"), "{reason}"),
+            other => panic!("verify: {other:?}"),
+        }
+        assert!(Segment::open_verified(&path, 5, &schema()).is_err());
+        // an old-format file is verified whole at open
+        let path = write(dir.path(), Format::V2, &rows(50));
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[64 + 50 * 8 + 100] ^= 1;
+        fs::write(&path, &bytes).unwrap();
+        assert!(matches!(Segment::open(&path, 5, &schema()), Err(Error::Corrupt { .. })));
+    }
+
+    #[test]
+    fn resident_bytes_are_at_most_the_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), Format::V3, &rows(2000));
+        let seg = Segment::open(&path, 5, &schema()).unwrap();
+        let VectorsRef::Dense(col) = seg.column(0) else { panic!() };
+        let sum: f32 = col.iter().sum(); // touch every page
+        assert!(sum > 0.0);
+        let r = seg.column_resident_bytes(0);
+        assert!(r <= seg.column_bytes(0));
+        #[cfg(target_os = "linux")]
+        assert_eq!(r, seg.column_bytes(0), "a column just read is resident");
     }
 }

@@ -1,6 +1,8 @@
 //! Reads: get, scan, search (top-k, range, filtered, "more like this"), batch search, stats.
 //! Each read holds the state's read lock, so it sees one consistent snapshot.
 
+use std::sync::OnceLock;
+
 use rayon::prelude::*;
 
 use super::state::Buf;
@@ -87,13 +89,23 @@ impl Collection {
             Query::Id(id) => (st.vector(*id, f).ok_or(Error::NotFound(*id))?.to_owned(), Some(*id)),
         };
         let filter = req.filter.as_ref();
-        if filter.is_some() {
-            st.prepare_filter()?;
-        }
-        let pred = |id: u64| exclude != Some(id) && filter.is_none_or(|flt| st.matches(id, flt));
+        // The first metadata that cannot be read fails the search (after it ends).
+        let unreadable: OnceLock<Error> = OnceLock::new();
+        let pred = |id: u64| {
+            exclude != Some(id)
+                && filter.is_none_or(|flt| {
+                    st.matches(id, flt).unwrap_or_else(|e| {
+                        let _ = unreadable.set(e);
+                        false
+                    })
+                })
+        };
         let pred_ref: Option<IdFilter<'_>> = if exclude.is_some() || filter.is_some() { Some(&pred) } else { None };
         let q = query.as_ref();
         let neighbors = st.search_field(field, f, q, req.k, req.threshold, &req.params, pred_ref)?;
+        if let Some(e) = unreadable.into_inner() {
+            return Err(e);
+        }
         st.hits(neighbors, schema, req)
     }
 

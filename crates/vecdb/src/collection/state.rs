@@ -38,6 +38,46 @@ pub(super) enum Loc {
     Seg(u32, u32),
 }
 
+/// Hashing of record ids for the id map: a keyed bijective mix of the `u64` (the splitmix64
+/// finalizer over `id ^ key`, `key` random per map), several times faster than SipHash on the
+/// million inserts of an open and on the lookups of a scan, and not predictable from outside.
+#[derive(Clone)]
+pub(super) struct IdHash(u64);
+
+impl IdHash {
+    pub(super) fn new() -> IdHash {
+        use std::hash::BuildHasher;
+        IdHash(std::collections::hash_map::RandomState::new().hash_one(0x5EED_u64))
+    }
+}
+
+impl std::hash::BuildHasher for IdHash {
+    type Hasher = IdHasher;
+    fn build_hasher(&self) -> IdHasher {
+        IdHasher(self.0)
+    }
+}
+
+/// The hasher of [`IdHash`].
+pub(super) struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ b as u64).rotate_left(8).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u64(&mut self, id: u64) {
+        self.0 ^= id;
+    }
+}
+
 /// Where a live record is. Its metadata is in the memtable or, for a record in a segment, read
 /// from the segment when asked for (nothing per record is decoded at open).
 pub(super) struct Slot {
@@ -67,7 +107,7 @@ pub(super) struct FieldIndex {
 /// The in-memory view readers share.
 pub(super) struct State {
     pub(super) segments: Vec<Arc<Segment>>,
-    pub(super) slots: HashMap<u64, Slot>,
+    pub(super) slots: HashMap<u64, Slot, IdHash>,
     pub(super) memtable: HashMap<u64, MemRec>,
     /// Ids deleted since the last checkpoint (written into the next segment).
     pub(super) tombstones: Vec<u64>,
@@ -334,10 +374,12 @@ impl State {
         let metric = schema.field_index(&req.field).ok().map(|f| schema.fields[f].metric);
         let mut out = Vec::with_capacity(neighbors.len());
         for n in neighbors {
-            let metadata = match (req.include_metadata, self.metadata(n.id)) {
-                (_, None) => continue,
-                (true, Some(m)) => Some(m?),
-                (false, Some(_)) => None,
+            if !self.slots.contains_key(&n.id) {
+                continue;
+            }
+            let metadata = match req.include_metadata {
+                true => self.metadata(n.id).transpose()?,
+                false => None,
             };
             out.push(Hit {
                 id: n.id,
@@ -349,14 +391,12 @@ impl State {
         Ok(out)
     }
 
-    /// Heap bytes of the per-record bookkeeping: the id map (hash table buckets), the memtable's
-    /// entries and metadata maps, segment metadata decoded for filters (maps, not their contents).
+    /// Heap bytes of the per-record bookkeeping: the id map (hash table buckets) and the
+    /// memtable's entries (not the contents of their metadata maps).
     pub(super) fn records_heap_bytes(&self) -> usize {
         let slot = std::mem::size_of::<(u64, Slot)>() + 1;
         let mem = std::mem::size_of::<(u64, MemRec)>() + 1;
-        self.slots.capacity() * slot
-            + self.memtable.capacity() * mem
-            + self.segments.iter().map(|s| s.metadata_heap_bytes()).sum::<usize>()
+        self.slots.capacity() * slot + self.memtable.capacity() * mem
     }
 
     /// The metadata of live record `id` (parsed from its segment for a record stored there).
@@ -367,17 +407,15 @@ impl State {
         })
     }
 
-    /// Decode (once) the metadata of every segment, so that [`State::matches`] can test it.
-    pub(super) fn prepare_filter(&self) -> Result<()> {
-        self.segments.iter().try_for_each(|s| s.all_metadata().map(|_| ()))
-    }
-
-    /// True when live record `id`'s metadata matches `flt` (after [`State::prepare_filter`]).
-    pub(super) fn matches(&self, id: u64, flt: &Filter) -> bool {
+    /// True when live record `id`'s metadata matches `flt`. A sealed record's metadata is parsed
+    /// from the mapping: a search calls this only for rows that would enter its result, so a
+    /// filter costs a few thousand parses per query instead of every record's metadata kept
+    /// decoded on the heap (hundreds of bytes per record even for one key).
+    pub(super) fn matches(&self, id: u64, flt: &Filter) -> Result<bool> {
         match self.slots.get(&id).map(|s| s.loc) {
-            Some(Loc::Mem) => self.memtable.get(&id).is_some_and(|m| flt.matches(&m.meta)),
-            Some(Loc::Seg(s, r)) => self.segments[s as usize].all_metadata().is_ok_and(|m| flt.matches(&m[r as usize])),
-            None => false,
+            Some(Loc::Mem) => Ok(self.memtable.get(&id).is_some_and(|m| flt.matches(&m.meta))),
+            Some(Loc::Seg(s, r)) => Ok(flt.matches(&self.segments[s as usize].metadata(r as usize)?)),
+            None => Ok(false),
         }
     }
 
@@ -538,7 +576,7 @@ impl State {
     pub(super) fn empty() -> State {
         State {
             segments: Vec::new(),
-            slots: HashMap::new(),
+            slots: HashMap::with_hasher(IdHash::new()),
             memtable: HashMap::new(),
             tombstones: Vec::new(),
             seg_live: 0,
@@ -569,7 +607,9 @@ impl State {
         update_index: bool,
     ) -> Result<()> {
         let si = self.segments.len() as u32;
-        let rows: HashSet<u64> = seg.ids().iter().copied().collect();
+        // Only a segment that deletes something needs its ids as a set.
+        let rows: HashSet<u64> =
+            if seg.tombstones().is_empty() { HashSet::new() } else { seg.ids().iter().copied().collect() };
         let mut gone = Vec::new();
         for &t in seg.tombstones() {
             if rows.contains(&t) {
