@@ -588,8 +588,15 @@ impl State {
     /// (no WAL, no indexes yet).
     pub(super) fn load_segments(dir: &Path, manifest: &Manifest) -> Result<State> {
         let mut st = State::empty();
-        for &seq in &manifest.segments {
-            let seg = Segment::open(&dir.join(segment_file_name(seq)), seq, &manifest.schema)?;
+        // Segments are mapped and checked in parallel; the id map is sized once for all their
+        // rows (growing it segment by segment rehashes every id about once more).
+        let segs: Vec<Segment> = manifest
+            .segments
+            .par_iter()
+            .map(|&seq| Segment::open(&dir.join(segment_file_name(seq)), seq, &manifest.schema))
+            .collect::<Result<_>>()?;
+        st.slots.reserve(segs.iter().map(|s| s.rows()).sum());
+        for seg in segs {
             st.apply_segment(Arc::new(seg), &manifest.schema, false)?;
         }
         Ok(st)
@@ -637,7 +644,9 @@ impl State {
             if !matches!(old, Some(Slot { loc: Loc::Seg(..), .. })) {
                 self.seg_live += 1;
             }
-            self.memtable.remove(&id);
+            if !self.memtable.is_empty() {
+                self.memtable.remove(&id);
+            }
             if update_index && !unchanged {
                 changed.push(row);
             }
