@@ -10,7 +10,8 @@ use vecdb::Database;
 /// `likeness db ...` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum DbCommand {
-    /// Collections, record counts, vector fields (dimension, metric, index) and disk size.
+    /// Collections, record counts, vector fields (dimension, metric, index), disk size, and per field
+    /// the vector bytes on disk, resident (page cache) and on the heap.
     Info(InfoArgs),
     /// Rebuild one field's index with another factory spec (e.g. Flat → HNSW16,SQ8) from the
     /// stored vectors: nothing is re-embedded; the choice is saved with the collection.
@@ -282,13 +283,17 @@ fn info(args: &InfoArgs) -> Result<()> {
             .fields
             .iter()
             .map(|f| {
+                let (disk, resident, heap) = f.per_vector(s.count);
                 json!({"name": f.name, "dim": f.dim, "metric": f.metric.to_string(), "index": f.index,
-                       "memory_bytes": f.memory_bytes, "origin": f.origin})
+                       "memory_bytes": f.memory_bytes, "origin": f.origin,
+                       "disk_bytes": f.disk_bytes, "resident_bytes": f.resident_bytes, "heap_bytes": f.heap_bytes,
+                       "per_vector": {"disk_bytes": disk, "resident_bytes": resident, "heap_bytes": heap}})
             })
             .collect();
         collections.push(json!({
             "name": name, "count": s.count, "deleted": s.deleted, "disk_bytes": s.disk_bytes,
-            "segments": s.segments, "wal_bytes": s.wal_bytes, "fields": fields,
+            "segments": s.segments, "wal_bytes": s.wal_bytes, "records_heap_bytes": s.records_heap_bytes,
+            "fields": fields,
         }));
     }
     let total = dir_size(db.path());
@@ -300,17 +305,19 @@ fn info(args: &InfoArgs) -> Result<()> {
     println!("database {} ({} on disk, {} collections)", db.path().display(), human_bytes(total), collections.len());
     for c in &collections {
         println!(
-            "collection '{}': {} records ({} deleted), {} on disk, {} segments, WAL {}",
+            "collection '{}': {} records ({} deleted), {} on disk, {} segments, WAL {}, record map {} on the heap",
             c["name"].as_str().unwrap_or("?"),
             c["count"],
             c["deleted"],
             human_bytes(c["disk_bytes"].as_u64().unwrap_or(0)),
             c["segments"],
             human_bytes(c["wal_bytes"].as_u64().unwrap_or(0)),
+            human_bytes(c["records_heap_bytes"].as_u64().unwrap_or(0)),
         );
         for f in c["fields"].as_array().into_iter().flatten() {
             let origin = match f["origin"]["kind"].as_str() {
                 Some("snapshot") => format!("loaded from snapshot (+{} caught up)", f["origin"]["caught_up"]),
+                _ if f["index"].as_str() == Some("Flat") => "scans the mapped segments in place".to_string(),
                 _ => "built on open".to_string(),
             };
             println!(
@@ -320,6 +327,16 @@ fn info(args: &InfoArgs) -> Result<()> {
                 f["metric"].as_str().unwrap_or("?"),
                 f["index"].as_str().unwrap_or("?"),
                 human_bytes(f["memory_bytes"].as_u64().unwrap_or(0)),
+            );
+            let pv = &f["per_vector"];
+            println!(
+                "        vectors: {} on disk, {} resident (page cache), {} on the heap; per vector {:.1} / {:.1} / {:.1} B",
+                human_bytes(f["disk_bytes"].as_u64().unwrap_or(0)),
+                human_bytes(f["resident_bytes"].as_u64().unwrap_or(0)),
+                human_bytes(f["heap_bytes"].as_u64().unwrap_or(0)),
+                pv["disk_bytes"].as_f64().unwrap_or(0.0),
+                pv["resident_bytes"].as_f64().unwrap_or(0.0),
+                pv["heap_bytes"].as_f64().unwrap_or(0.0),
             );
         }
     }

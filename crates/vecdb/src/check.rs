@@ -170,7 +170,7 @@ fn check_collection(dir: &Path) -> Result<Vec<FileCheck>> {
     )];
     for &seq in &m.segments {
         let name = segment_file_name(seq);
-        let r = Segment::open(&dir.join(&name), seq, &m.schema)
+        let r = Segment::open_verified(&dir.join(&name), seq, &m.schema)
             .map(|s| format!("{} row(s), {} tombstone(s)", s.rows(), s.tombstones().len()))
             .map_err(damaged);
         out.push(finding(name, "segment", r));
@@ -258,7 +258,7 @@ fn check_unlisted(dir: &Path, m: Option<&Manifest>) -> Result<Vec<FileCheck>> {
                 Err(e) => Err(damaged(e)),
                 Ok((seq, info)) => {
                     let schema = info.as_ref().map(|i| i.schema.clone()).or_else(|| m.map(|m| m.schema.clone()));
-                    let verified = schema.map(|s| Segment::open(&path, seq, &s).map(|s| s.rows()));
+                    let verified = schema.map(|s| Segment::open_verified(&path, seq, &s).map(|s| s.rows()));
                     match (verified, m) {
                         (Some(Err(e)), _) => Err(damaged(e)),
                         (Some(Ok(rows)), Some(_)) => Err((

@@ -28,6 +28,7 @@ mod filter_parse;
 mod fsutil;
 mod lock;
 mod manifest;
+mod resident;
 mod segment;
 mod wal;
 

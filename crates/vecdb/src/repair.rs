@@ -180,7 +180,7 @@ fn repair_collection_dir(name: &str, dir: &Path, opts: &RepairOptions) -> Result
     let mut verified: BTreeMap<u64, (FoundSegment, usize)> = BTreeMap::new();
     let mut damaged_segments = set_aside.iter().filter(|(n, _)| n.starts_with("seg-")).count();
     for s in segs {
-        match Segment::open(&dir.join(&s.name), s.seq, &schema) {
+        match Segment::open_verified(&dir.join(&s.name), s.seq, &schema) {
             Ok(seg) => {
                 verified.insert(s.seq, (s, seg.rows()));
             }

@@ -104,8 +104,16 @@ pub struct FieldStats {
     pub metric: Metric,
     /// The index's own description (e.g. `"Flat"`, `"HNSW32"`).
     pub index: String,
-    /// Memory the index holds, in bytes.
+    /// Memory the index holds, in bytes (for a `Flat` field: only the memtable's vectors, the
+    /// stored rows are searched in place).
     pub memory_bytes: usize,
+    /// Bytes of this field's vector columns in the segment files.
+    pub disk_bytes: u64,
+    /// Bytes of those columns resident in memory now (page cache the kernel can drop and
+    /// re-read; `mincore`).
+    pub resident_bytes: u64,
+    /// Bytes this field holds on the heap: its index plus the memtable's vectors of the field.
+    pub heap_bytes: u64,
     /// Where the index came from when the collection was opened (or last rebuilt).
     pub origin: IndexOrigin,
 }
@@ -125,6 +133,18 @@ pub enum IndexOrigin {
     },
 }
 
+impl FieldStats {
+    /// Bytes on disk, resident and on the heap per live record (`count` of the collection), in
+    /// that order; zeros for an empty collection.
+    pub fn per_vector(&self, count: usize) -> (f64, f64, f64) {
+        if count == 0 {
+            return (0.0, 0.0, 0.0);
+        }
+        let n = count as f64;
+        (self.disk_bytes as f64 / n, self.resident_bytes as f64 / n, self.heap_bytes as f64 / n)
+    }
+}
+
 /// Figures about a collection.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CollectionStats {
@@ -138,6 +158,9 @@ pub struct CollectionStats {
     pub segments: usize,
     /// Bytes in the write-ahead log.
     pub wal_bytes: u64,
+    /// Heap bytes of the per-record bookkeeping shared by the fields: the id → row map, the
+    /// memtable's metadata, and segment metadata decoded for filters.
+    pub records_heap_bytes: u64,
     /// Per vector field.
     pub fields: Vec<FieldStats>,
 }

@@ -6,24 +6,23 @@
 use std::sync::Arc;
 
 use super::snapshot::SNAPSHOT_COPY_MAX_BYTES;
-use super::state::{Loc, State};
+use super::state::{Loc, MemRec, State};
 use super::{poisoned_error, Collection, Writer};
-use crate::error::Result;
-use crate::filter::Metadata;
+use crate::error::{Error, Result};
 use crate::fsutil::{remove_if_exists, sync_dir};
 use crate::segment::{segment_file_name, write_segment, Segment, SegmentInfo, SegmentSource};
-use crate::vector::{Vector, VectorRef};
+use crate::vector::VectorRef;
 use crate::wal::{wal_file_name, Wal};
 
 /// Rows for a new segment: a sorted list of ids read from the state.
 struct StateRows<'a> {
     ids: Vec<u64>,
     /// Where each row's vectors and metadata are, resolved once.
-    rows: Vec<(RowRef<'a>, &'a Metadata)>,
+    rows: Vec<RowRef<'a>>,
 }
 
 enum RowRef<'a> {
-    Mem(&'a [Vector]),
+    Mem(&'a MemRec),
     Seg(&'a Segment, usize),
 }
 
@@ -34,11 +33,10 @@ impl<'a> StateRows<'a> {
             .iter()
             .map(|id| {
                 let slot = &st.slots[id];
-                let r = match slot.loc {
+                match slot.loc {
                     Loc::Mem => RowRef::Mem(&st.memtable[id]),
                     Loc::Seg(s, r) => RowRef::Seg(&st.segments[s as usize], r as usize),
-                };
-                (r, &slot.meta)
+                }
             })
             .collect();
         StateRows { ids, rows }
@@ -53,13 +51,19 @@ impl SegmentSource for StateRows<'_> {
         self.ids[i]
     }
     fn vector(&self, i: usize, f: usize) -> VectorRef<'_> {
-        match self.rows[i].0 {
-            RowRef::Mem(v) => v[f].as_ref(),
+        match self.rows[i] {
+            RowRef::Mem(m) => m.vectors[f].as_ref(),
             RowRef::Seg(seg, r) => seg.vector(f, r),
         }
     }
-    fn metadata(&self, i: usize) -> &Metadata {
-        self.rows[i].1
+    fn metadata_json(&self, i: usize, out: &mut Vec<u8>) -> Result<()> {
+        match self.rows[i] {
+            RowRef::Mem(m) => serde_json::to_writer(out, &m.meta).map_err(|e| Error::Metadata(e.to_string())),
+            RowRef::Seg(seg, r) => {
+                out.extend_from_slice(seg.metadata_json(r)?);
+                Ok(())
+            }
+        }
     }
 }
 
@@ -186,6 +190,7 @@ impl Collection {
             st.segments.push(seg);
             st.memtable.clear();
             st.tombstones.clear();
+            st.reset_stored(&schema);
         }
         remove_if_exists(old_wal.path())?;
         for s in replaced {

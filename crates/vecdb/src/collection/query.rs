@@ -1,6 +1,8 @@
 //! Reads: get, scan, search (top-k, range, filtered, "more like this"), batch search, stats.
 //! Each read holds the state's read lock, so it sees one consistent snapshot.
 
+use std::sync::OnceLock;
+
 use rayon::prelude::*;
 
 use super::state::Buf;
@@ -16,16 +18,23 @@ impl Collection {
     pub fn get(&self, id: u64) -> Result<Option<Record>> {
         self.check_alive()?;
         let st = self.state.read();
-        let Some(slot) = st.slots.get(&id) else {
+        let Some(metadata) = st.metadata(id) else {
             return Ok(None);
         };
         let vectors = st.vectors_map(id, self.schema()).expect("live record has all vectors");
-        Ok(Some(Record { id, vectors, metadata: slot.meta.clone() }))
+        Ok(Some(Record { id, vectors, metadata: metadata? }))
     }
 
-    /// The metadata of this id, if stored.
+    /// The metadata of this id, if stored (`None` too, with a warning logged, when its segment's
+    /// metadata is damaged: [`Collection::get`] reports that as an error).
     pub fn get_metadata(&self, id: u64) -> Option<Metadata> {
-        self.state.read().slots.get(&id).map(|s| s.meta.clone())
+        match self.state.read().metadata(id)? {
+            Ok(m) => Some(m),
+            Err(e) => {
+                tracing::warn!(collection = %self.name, id, error = %e, "metadata unreadable");
+                None
+            }
+        }
     }
 
     /// Number of live records.
@@ -50,13 +59,13 @@ impl Collection {
             let recs: Vec<Record> = {
                 let st = self.state.read();
                 let schema = self.schema();
-                chunk
-                    .iter()
-                    .filter_map(|&id| {
-                        let slot = st.slots.get(&id)?;
-                        Some(Record { id, vectors: st.vectors_map(id, schema)?, metadata: slot.meta.clone() })
-                    })
-                    .collect()
+                let mut recs = Vec::with_capacity(chunk.len());
+                for &id in chunk {
+                    if let (Some(metadata), Some(vectors)) = (st.metadata(id), st.vectors_map(id, schema)) {
+                        recs.push(Record { id, vectors, metadata: metadata? });
+                    }
+                }
+                recs
             };
             recs.iter().for_each(&mut f);
         }
@@ -80,27 +89,24 @@ impl Collection {
             Query::Id(id) => (st.vector(*id, f).ok_or(Error::NotFound(*id))?.to_owned(), Some(*id)),
         };
         let filter = req.filter.as_ref();
+        // The first metadata that cannot be read fails the search (after it ends).
+        let unreadable: OnceLock<Error> = OnceLock::new();
         let pred = |id: u64| {
-            exclude != Some(id) && filter.is_none_or(|flt| st.slots.get(&id).is_some_and(|s| flt.matches(&s.meta)))
+            exclude != Some(id)
+                && filter.is_none_or(|flt| {
+                    st.matches(id, flt).unwrap_or_else(|e| {
+                        let _ = unreadable.set(e);
+                        false
+                    })
+                })
         };
         let pred_ref: Option<IdFilter<'_>> = if exclude.is_some() || filter.is_some() { Some(&pred) } else { None };
-        let fi = &st.indexes[f];
         let q = query.as_ref();
-        let neighbors = match (req.k, req.threshold) {
-            (None, None) => {
-                return Err(Error::InvalidArgument("a search needs k, a threshold, or both".into()));
-            }
-            (Some(0), _) => Vec::new(),
-            _ if !fi.ready => st.exact_search(field, f, q, req.k, req.threshold, pred_ref)?,
-            (Some(k), None) => fi.index.search(q, k, &req.params, pred_ref)?,
-            (Some(k), Some(t)) => {
-                let mut v = fi.index.search(q, k, &req.params, pred_ref)?;
-                v.retain(|n| n.distance <= t);
-                v
-            }
-            (None, Some(t)) => fi.index.range_search(q, t, &req.params, pred_ref)?,
-        };
-        Ok(st.hits(neighbors, schema, req))
+        let neighbors = st.search_field(field, f, q, req.k, req.threshold, &req.params, pred_ref)?;
+        if let Some(e) = unreadable.into_inner() {
+            return Err(e);
+        }
+        st.hits(neighbors, schema, req)
     }
 
     /// Run many searches in parallel; results in request order. Plain top-k
@@ -140,8 +146,18 @@ impl Collection {
             return reqs.par_iter().map(|r| self.search(r)).collect();
         }
         let k = first.k.expect("batchable requests have k");
-        let results = fi.index.search_batch(buf.as_ref(), k, &first.params, None)?;
-        Ok(results.into_iter().zip(reqs).map(|(n, r)| st.hits(n, schema, r)).collect())
+        let results = if fi.stored {
+            match st.search_batch_stored(field, f, buf.as_ref(), k, &first.params)? {
+                Some(r) => r,
+                None => {
+                    drop(st);
+                    return reqs.par_iter().map(|r| self.search(r)).collect();
+                }
+            }
+        } else {
+            fi.index.search_batch(buf.as_ref(), k, &first.params, None)?
+        };
+        results.into_iter().zip(reqs).map(|(n, r)| st.hits(n, schema, r)).collect()
     }
 
     /// Counts, disk usage and per-field index figures.
@@ -162,11 +178,13 @@ impl Collection {
             disk_bytes,
             segments: st.segments.len(),
             wal_bytes,
+            records_heap_bytes: st.records_heap_bytes() as u64,
             fields: schema
                 .fields
                 .iter()
                 .zip(&st.indexes)
-                .map(|(field, fi)| FieldStats {
+                .enumerate()
+                .map(|(f, (field, fi))| FieldStats {
                     name: field.name.clone(),
                     dim: field.dim,
                     metric: field.metric,
@@ -176,6 +194,9 @@ impl Collection {
                         format!("{} (untrained: exact scan)", fi.index.description())
                     },
                     memory_bytes: fi.index.memory_bytes(),
+                    disk_bytes: st.segments.iter().map(|s| s.column_bytes(f) as u64).sum(),
+                    resident_bytes: st.segments.iter().map(|s| s.column_resident_bytes(f) as u64).sum(),
+                    heap_bytes: (fi.index.memory_bytes() + st.memtable.len() * field.bytes_per_vector()) as u64,
                     origin: fi.origin,
                 })
                 .collect(),

@@ -146,6 +146,12 @@ impl State {
             return None;
         }
         tracing::debug!(field = %field.name, since_segment = since, "index snapshot loaded and brought up to date");
-        Some(FieldIndex { index, ready: true, tried_at: self.slots.len(), origin: IndexOrigin::Snapshot { caught_up } })
+        Some(FieldIndex {
+            index,
+            ready: true,
+            tried_at: self.slots.len(),
+            origin: IndexOrigin::Snapshot { caught_up },
+            stored: false,
+        })
     }
 }

@@ -9,10 +9,13 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
-use crate::error::Result;
-use crate::filter::Metadata;
-use crate::index::{build_index, IdFilter, Neighbor, VectorIndex};
+use crate::error::{Error, Result};
+use crate::filter::{Filter, Metadata};
+use crate::index::flat::{gemm_margin, rescore, with_threads, FlatIndex, FlatRows};
+use crate::index::topk::{sort_neighbors, TopK};
+use crate::index::{build_index, IdFilter, Neighbor, SearchParams, VectorIndex};
 use crate::manifest::Manifest;
+use crate::metric::Metric;
 use crate::schema::{CollectionSchema, VectorField};
 use crate::search::{Hit, IndexOrigin, SearchRequest};
 use crate::segment::{segment_file_name, Segment};
@@ -23,6 +26,8 @@ use crate::wal::{PutRec, WalOp};
 const BUILD_CHUNK: usize = 16_384;
 /// Most vectors used to train an index that needs training.
 const TRAIN_SAMPLE: usize = 100_000;
+/// Batches with fewer queries than this on a stored field are run as independent searches.
+const GEMM_MIN_QUERIES: usize = 8;
 
 /// Where a live record's vectors are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,8 +38,55 @@ pub(super) enum Loc {
     Seg(u32, u32),
 }
 
+/// Hashing of record ids for the id map: a keyed bijective mix of the `u64` (the splitmix64
+/// finalizer over `id ^ key`, `key` random per map), several times faster than SipHash on the
+/// million inserts of an open and on the lookups of a scan, and not predictable from outside.
+#[derive(Clone)]
+pub(super) struct IdHash(u64);
+
+impl IdHash {
+    pub(super) fn new() -> IdHash {
+        use std::hash::BuildHasher;
+        IdHash(std::collections::hash_map::RandomState::new().hash_one(0x5EED_u64))
+    }
+}
+
+impl std::hash::BuildHasher for IdHash {
+    type Hasher = IdHasher;
+    fn build_hasher(&self) -> IdHasher {
+        IdHasher(self.0)
+    }
+}
+
+/// The hasher of [`IdHash`].
+pub(super) struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ b as u64).rotate_left(8).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u64(&mut self, id: u64) {
+        self.0 ^= id;
+    }
+}
+
+/// Where a live record is. Its metadata is in the memtable or, for a record in a segment, read
+/// from the segment when asked for (nothing per record is decoded at open).
 pub(super) struct Slot {
     pub(super) loc: Loc,
+}
+
+/// A record in the memtable: its vectors (one per field) and metadata.
+pub(super) struct MemRec {
+    pub(super) vectors: Vec<Vector>,
     pub(super) meta: Metadata,
 }
 
@@ -47,13 +99,16 @@ pub(super) struct FieldIndex {
     pub(super) tried_at: usize,
     /// Built here, or loaded from a snapshot.
     pub(super) origin: IndexOrigin,
+    /// True for a `Flat` field: searches scan the stored rows in place (segment columns, mapped)
+    /// and `index` holds only the memtable's vectors.
+    pub(super) stored: bool,
 }
 
 /// The in-memory view readers share.
 pub(super) struct State {
     pub(super) segments: Vec<Arc<Segment>>,
-    pub(super) slots: HashMap<u64, Slot>,
-    pub(super) memtable: HashMap<u64, Vec<Vector>>,
+    pub(super) slots: HashMap<u64, Slot, IdHash>,
+    pub(super) memtable: HashMap<u64, MemRec>,
     /// Ids deleted since the last checkpoint (written into the next segment).
     pub(super) tombstones: Vec<u64>,
     /// Live records whose vectors are in a segment.
@@ -98,7 +153,7 @@ impl Buf {
 impl State {
     pub(super) fn vector(&self, id: u64, f: usize) -> Option<VectorRef<'_>> {
         match self.slots.get(&id)?.loc {
-            Loc::Mem => self.memtable.get(&id).map(|v| v[f].as_ref()),
+            Loc::Mem => self.memtable.get(&id).map(|m| m.vectors[f].as_ref()),
             Loc::Seg(s, r) => Some(self.segments[s as usize].vector(f, r as usize)),
         }
     }
@@ -126,8 +181,8 @@ impl State {
                 }
             }
         }
-        for (&id, v) in &self.memtable {
-            cb(id, v[f].as_ref());
+        for (&id, m) in &self.memtable {
+            cb(id, m.vectors[f].as_ref());
         }
     }
 
@@ -169,12 +224,12 @@ impl State {
             }
         }
         for r in recs {
-            if let Some(old) = self.slots.insert(r.id, Slot { loc: Loc::Mem, meta: r.metadata }) {
+            if let Some(old) = self.slots.insert(r.id, Slot { loc: Loc::Mem }) {
                 if let Loc::Seg(..) = old.loc {
                     self.seg_live -= 1;
                 }
             }
-            self.memtable.insert(r.id, r.vectors);
+            self.memtable.insert(r.id, MemRec { vectors: r.vectors, meta: r.metadata });
         }
     }
 
@@ -205,7 +260,12 @@ impl State {
     pub(super) fn build_field(&self, spec: &str, field: &VectorField, f: usize) -> Result<FieldIndex> {
         let mut index = build_index(spec, field.dim, field.metric)?;
         let n = self.slots.len();
-        let not_ready = |index| Ok(FieldIndex { index, ready: false, tried_at: n, origin: IndexOrigin::Built });
+        if is_stored_spec(spec) {
+            self.add_live_since(field, f, self.segments.len(), index.as_mut())?;
+            return Ok(FieldIndex { index, ready: true, tried_at: n, origin: IndexOrigin::Built, stored: true });
+        }
+        let not_ready =
+            |index| Ok(FieldIndex { index, ready: false, tried_at: n, origin: IndexOrigin::Built, stored: false });
         if !index.is_trained() {
             if n == 0 {
                 return not_ready(index);
@@ -228,7 +288,25 @@ impl State {
             tracing::warn!(field = %field.name, spec, error = %e, "index build failed; exact search meanwhile");
             return not_ready(index);
         }
-        Ok(FieldIndex { index, ready: true, tried_at: n, origin: IndexOrigin::Built })
+        Ok(FieldIndex { index, ready: true, tried_at: n, origin: IndexOrigin::Built, stored: false })
+    }
+
+    /// Refill the memtable part of every stored (`Flat`) field's index from the memtable (after
+    /// the memtable moved into a segment).
+    pub(super) fn reset_stored(&mut self, schema: &CollectionSchema) {
+        for (f, field) in schema.fields.iter().enumerate() {
+            if !self.indexes.get(f).is_some_and(|fi| fi.stored) {
+                continue;
+            }
+            let mut index: Box<dyn VectorIndex> = Box::new(FlatIndex::new(field.dim, field.metric));
+            match self.add_live_since(field, f, self.segments.len(), index.as_mut()) {
+                Ok(_) => self.indexes[f].index = index,
+                Err(e) => {
+                    tracing::warn!(field = %field.name, error = %e, "memtable index failed; exact search meanwhile");
+                    self.indexes[f].ready = false;
+                }
+            }
+        }
     }
 
     /// Add to `index`, in chunks of [`BUILD_CHUNK`], field `f`'s vector of every live record
@@ -287,52 +365,209 @@ impl State {
     /// Turn index results into hits with the metadata/vectors `req` asks for.
     /// Distances are clamped to the metric's range (rounding can put an identical vector at a
     /// cosine distance of −1e-7).
-    pub(super) fn hits(&self, neighbors: Vec<Neighbor>, schema: &CollectionSchema, req: &SearchRequest) -> Vec<Hit> {
+    pub(super) fn hits(
+        &self,
+        neighbors: Vec<Neighbor>,
+        schema: &CollectionSchema,
+        req: &SearchRequest,
+    ) -> Result<Vec<Hit>> {
         let metric = schema.field_index(&req.field).ok().map(|f| schema.fields[f].metric);
-        neighbors
-            .into_iter()
-            .filter_map(|n| {
-                let slot = self.slots.get(&n.id)?;
-                Some(Hit {
-                    id: n.id,
-                    distance: metric.map_or(n.distance, |m| m.clamp_distance(n.distance)),
-                    metadata: req.include_metadata.then(|| slot.meta.clone()),
-                    vectors: if req.include_vectors { self.vectors_map(n.id, schema) } else { None },
-                })
-            })
-            .collect()
+        let mut out = Vec::with_capacity(neighbors.len());
+        for n in neighbors {
+            if !self.slots.contains_key(&n.id) {
+                continue;
+            }
+            let metadata = match req.include_metadata {
+                true => self.metadata(n.id).transpose()?,
+                false => None,
+            };
+            out.push(Hit {
+                id: n.id,
+                distance: metric.map_or(n.distance, |m| m.clamp_distance(n.distance)),
+                metadata,
+                vectors: if req.include_vectors { self.vectors_map(n.id, schema) } else { None },
+            });
+        }
+        Ok(out)
     }
 
-    /// Exact search over stored vectors (used while a field's index is not ready).
-    pub(super) fn exact_search(
+    /// Heap bytes of the per-record bookkeeping: the id map (hash table buckets) and the
+    /// memtable's entries (not the contents of their metadata maps).
+    pub(super) fn records_heap_bytes(&self) -> usize {
+        let slot = std::mem::size_of::<(u64, Slot)>() + 1;
+        let mem = std::mem::size_of::<(u64, MemRec)>() + 1;
+        self.slots.capacity() * slot + self.memtable.capacity() * mem
+    }
+
+    /// The metadata of live record `id` (parsed from its segment for a record stored there).
+    pub(super) fn metadata(&self, id: u64) -> Option<Result<Metadata>> {
+        Some(match self.slots.get(&id)?.loc {
+            Loc::Mem => Ok(self.memtable.get(&id)?.meta.clone()),
+            Loc::Seg(s, r) => self.segments[s as usize].metadata(r as usize),
+        })
+    }
+
+    /// True when live record `id`'s metadata matches `flt`. A sealed record's metadata is parsed
+    /// from the mapping: a search calls this only for rows that would enter its result, so a
+    /// filter costs a few thousand parses per query instead of every record's metadata kept
+    /// decoded on the heap (hundreds of bytes per record even for one key).
+    pub(super) fn matches(&self, id: u64, flt: &Filter) -> Result<bool> {
+        match self.slots.get(&id).map(|s| s.loc) {
+            Some(Loc::Mem) => Ok(self.memtable.get(&id).is_some_and(|m| flt.matches(&m.meta))),
+            Some(Loc::Seg(s, r)) => Ok(flt.matches(&self.segments[s as usize].metadata(r as usize)?)),
+            None => Ok(false),
+        }
+    }
+
+    /// Field `f`'s column of segment `si`, to scan in place.
+    fn seg_rows<'a>(&'a self, si: usize, f: usize, field: &VectorField) -> FlatRows<'a> {
+        let seg = &self.segments[si];
+        FlatRows::new(field.dim, field.metric, seg.column(f), seg.ids())
+    }
+
+    /// Search field `f` (`q` prepared for it): through its index, or by scanning the stored rows
+    /// in place for a `Flat` field or one whose index is not ready.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn search_field(
         &self,
         field: &VectorField,
         f: usize,
         q: VectorRef<'_>,
         k: Option<usize>,
         threshold: Option<f32>,
+        params: &SearchParams,
         pred: Option<IdFilter<'_>>,
     ) -> Result<Vec<Neighbor>> {
-        let mut out = Vec::new();
-        let mut err = None;
-        self.for_each_live(f, |id, v| {
-            if pred.is_some_and(|p| !p(id)) {
-                return;
-            }
-            match field.metric.distance(q, v) {
-                Ok(d) if threshold.is_none_or(|t| d <= t) => out.push(Neighbor { id, distance: d }),
-                Ok(_) => {}
-                Err(e) => err = Some(e),
-            }
-        });
-        if let Some(e) = err {
-            return Err(e);
+        let fi = &self.indexes[f];
+        if !fi.ready || fi.stored {
+            return self.scan_stored(field, f, q, k, threshold, params, pred);
         }
-        out.sort_by(|a, b| a.distance.total_cmp(&b.distance).then(a.id.cmp(&b.id)));
+        Ok(match (k, threshold) {
+            (None, None) => return Err(Error::InvalidArgument("a search needs k, a threshold, or both".into())),
+            (Some(0), _) => Vec::new(),
+            (Some(k), None) => fi.index.search(q, k, params, pred)?,
+            (Some(k), Some(t)) => {
+                let mut v = fi.index.search(q, k, params, pred)?;
+                v.retain(|n| n.distance <= t);
+                v
+            }
+            (None, Some(t)) => fi.index.range_search(q, t, params, pred)?,
+        })
+    }
+
+    /// Exact search over the stored rows: every segment's column scanned in place (rows that are
+    /// not live skipped), plus the memtable (through a stored field's memtable index, else one
+    /// by one).
+    #[allow(clippy::too_many_arguments)]
+    fn scan_stored(
+        &self,
+        field: &VectorField,
+        f: usize,
+        q: VectorRef<'_>,
+        k: Option<usize>,
+        threshold: Option<f32>,
+        params: &SearchParams,
+        pred: Option<IdFilter<'_>>,
+    ) -> Result<Vec<Neighbor>> {
+        if k.is_none() && threshold.is_none() {
+            return Err(Error::InvalidArgument("a search needs k, a threshold, or both".into()));
+        }
+        if k == Some(0) {
+            return Ok(Vec::new());
+        }
+        let within = |d: f32| threshold.is_none_or(|t| d <= t);
+        let mut out: Vec<Neighbor> = Vec::new();
+        for si in 0..self.segments.len() {
+            let rows = self.seg_rows(si, f, field);
+            let seg = si as u32;
+            let accept = |row: usize, id: u64| {
+                self.slots.get(&id).is_some_and(|s| s.loc == Loc::Seg(seg, row as u32)) && pred.is_none_or(|p| p(id))
+            };
+            match (k, threshold) {
+                (Some(k), _) => out
+                    .extend(rows.topk(q, k, params, &accept).into_sorted().into_iter().filter(|n| within(n.distance))),
+                (None, Some(t)) => out.extend(rows.range(q, t, params, &accept)),
+                (None, None) => unreachable!("checked above"),
+            }
+        }
+        let fi = &self.indexes[f];
+        if fi.ready && fi.stored {
+            match (k, threshold) {
+                (Some(k), _) => {
+                    out.extend(fi.index.search(q, k, params, pred)?.into_iter().filter(|n| within(n.distance)))
+                }
+                (None, Some(t)) => out.extend(fi.index.range_search(q, t, params, pred)?),
+                (None, None) => unreachable!("checked above"),
+            }
+        } else {
+            for (&id, m) in &self.memtable {
+                if pred.is_some_and(|p| !p(id)) {
+                    continue;
+                }
+                let d = field.metric.distance(q, m.vectors[f].as_ref())?;
+                if within(d) {
+                    out.push(Neighbor { id, distance: d });
+                }
+            }
+        }
+        sort_neighbors(&mut out);
         if let Some(k) = k {
             out.truncate(k);
         }
         Ok(out)
+    }
+
+    /// Top-`k` of many queries on a stored (`Flat`) field: per segment column, a batched matrix
+    /// multiply picks candidates that are then re-scored exactly, merged with the memtable's
+    /// results. `None` when the batch does not suit that path (the caller searches one by one).
+    pub(super) fn search_batch_stored(
+        &self,
+        field: &VectorField,
+        f: usize,
+        queries: VectorsRef<'_>,
+        k: usize,
+        params: &SearchParams,
+    ) -> Result<Option<Vec<Vec<Neighbor>>>> {
+        let fi = &self.indexes[f];
+        let VectorsRef::Dense(qs) = queries else { return Ok(None) };
+        let dim = field.dim;
+        let nq = qs.len() / dim.max(1);
+        if !(fi.ready && fi.stored) || nq < GEMM_MIN_QUERIES || field.metric == Metric::Hamming || k == 0 {
+            return Ok(None);
+        }
+        let cands = k + gemm_margin(k);
+        let mut tops: Vec<TopK> = (0..nq).map(|_| TopK::new(cands)).collect();
+        for si in 0..self.segments.len() {
+            let rows = self.seg_rows(si, f, field);
+            let seg = si as u32;
+            let accept = |row: usize, id: u64| self.slots.get(&id).is_some_and(|s| s.loc == Loc::Seg(seg, row as u32));
+            let seg_tops = rows.gemm_tops(qs, cands, params.threads, &accept);
+            tops = tops.into_iter().zip(seg_tops).map(|(a, b)| a.merge(b)).collect();
+        }
+        let mem = fi.index.search_batch(queries, k, params, None)?;
+        let out = with_threads(params.threads, || {
+            tops.into_par_iter()
+                .zip(mem)
+                .enumerate()
+                .map(|(i, (top, mem))| {
+                    let q = &qs[i * dim..(i + 1) * dim];
+                    let cands: Vec<(u64, &[f32])> = top
+                        .into_sorted()
+                        .into_iter()
+                        .filter_map(|c| match self.vector(c.id, f)? {
+                            VectorRef::Dense(x) => Some((c.id, x)),
+                            VectorRef::Binary(_) => None,
+                        })
+                        .collect();
+                    let mut best = rescore(field.metric, q, &cands, k);
+                    best.extend(mem);
+                    sort_neighbors(&mut best);
+                    best.truncate(k);
+                    best
+                })
+                .collect()
+        });
+        Ok(Some(out))
     }
 }
 
@@ -341,7 +576,7 @@ impl State {
     pub(super) fn empty() -> State {
         State {
             segments: Vec::new(),
-            slots: HashMap::new(),
+            slots: HashMap::with_hasher(IdHash::new()),
             memtable: HashMap::new(),
             tombstones: Vec::new(),
             seg_live: 0,
@@ -353,8 +588,15 @@ impl State {
     /// (no WAL, no indexes yet).
     pub(super) fn load_segments(dir: &Path, manifest: &Manifest) -> Result<State> {
         let mut st = State::empty();
-        for &seq in &manifest.segments {
-            let seg = Segment::open(&dir.join(segment_file_name(seq)), seq, &manifest.schema)?;
+        // Segments are mapped and checked in parallel; the id map is sized once for all their
+        // rows (growing it segment by segment rehashes every id about once more).
+        let segs: Vec<Segment> = manifest
+            .segments
+            .par_iter()
+            .map(|&seq| Segment::open(&dir.join(segment_file_name(seq)), seq, &manifest.schema))
+            .collect::<Result<_>>()?;
+        st.slots.reserve(segs.iter().map(|s| s.rows()).sum());
+        for seg in segs {
             st.apply_segment(Arc::new(seg), &manifest.schema, false)?;
         }
         Ok(st)
@@ -372,7 +614,9 @@ impl State {
         update_index: bool,
     ) -> Result<()> {
         let si = self.segments.len() as u32;
-        let rows: HashSet<u64> = seg.ids().iter().copied().collect();
+        // Only a segment that deletes something needs its ids as a set.
+        let rows: HashSet<u64> =
+            if seg.tombstones().is_empty() { HashSet::new() } else { seg.ids().iter().copied().collect() };
         let mut gone = Vec::new();
         for &t in seg.tombstones() {
             if rows.contains(&t) {
@@ -388,20 +632,21 @@ impl State {
                 }
             }
         }
-        let metas: Vec<Metadata> = (0..seg.rows()).into_par_iter().map(|r| seg.metadata(r)).collect::<Result<_>>()?;
         self.slots.reserve(seg.rows());
         let mut changed = Vec::new();
-        for (row, (&id, meta)) in seg.ids().iter().zip(metas).enumerate() {
+        for (row, &id) in seg.ids().iter().enumerate() {
             let unchanged = update_index
                 && self
                     .memtable
                     .get(&id)
-                    .is_some_and(|vs| vs.iter().enumerate().all(|(f, v)| v.as_ref() == seg.vector(f, row)));
-            let old = self.slots.insert(id, Slot { loc: Loc::Seg(si, row as u32), meta });
+                    .is_some_and(|m| m.vectors.iter().enumerate().all(|(f, v)| v.as_ref() == seg.vector(f, row)));
+            let old = self.slots.insert(id, Slot { loc: Loc::Seg(si, row as u32) });
             if !matches!(old, Some(Slot { loc: Loc::Seg(..), .. })) {
                 self.seg_live += 1;
             }
-            self.memtable.remove(&id);
+            if !self.memtable.is_empty() {
+                self.memtable.remove(&id);
+            }
             if update_index && !unchanged {
                 changed.push(row);
             }
@@ -416,6 +661,9 @@ impl State {
             self.remove_from_indexes(&gone);
             let ids: Vec<u64> = changed.iter().map(|&r| seg.ids()[r]).collect();
             for (f, field) in schema.fields.iter().enumerate() {
+                if self.indexes[f].stored {
+                    continue; // the segment's column is searched in place
+                }
                 let mut buf = Buf::new(field.element());
                 for &r in &changed {
                     buf.push(seg.vector(f, r));
@@ -425,6 +673,9 @@ impl State {
         }
         self.tombstones.clear();
         self.segments.push(seg);
+        if update_index {
+            self.reset_stored(schema);
+        }
         Ok(())
     }
 
@@ -447,12 +698,20 @@ impl State {
             .fields
             .par_iter()
             .enumerate()
-            .map(|(f, field)| match st.load_snapshot(dir, field, f, manifest, read_only) {
-                Some(fi) => Ok(fi),
-                None => st.build_field(&field.index, field, f),
+            .map(|(f, field)| match is_stored_spec(&field.index) {
+                true => st.build_field(&field.index, field, f),
+                false => match st.load_snapshot(dir, field, f, manifest, read_only) {
+                    Some(fi) => Ok(fi),
+                    None => st.build_field(&field.index, field, f),
+                },
             })
             .collect();
         self.indexes = built.into_iter().collect::<Result<_>>()?;
         Ok(())
     }
+}
+
+/// True for the spec of an index that searches the stored rows in place (`Flat`).
+pub(super) fn is_stored_spec(spec: &str) -> bool {
+    matches!(spec.trim(), "Flat" | "flat")
 }

@@ -173,88 +173,17 @@ impl FlatIndex {
         q.validate(self.metric.element(), self.dim)
     }
 
-    /// Score rows `[start, end)` against `q` in user units into `out` (`end - start` entries).
-    fn score_rows(&self, q: VectorRef<'_>, start: usize, end: usize, out: &mut [f32]) {
-        let out = &mut out[..end - start];
-        match q {
-            VectorRef::Dense(q) => {
-                let rows = &self.floats[start * self.row..end * self.row];
-                match self.metric {
-                    Metric::L2 => {
-                        distance::l2_sq_many(q, rows, out);
-                        out.iter_mut().for_each(|d| *d = d.sqrt());
-                    }
-                    Metric::Cosine => {
-                        distance::dot_many(q, rows, out);
-                        out.iter_mut().for_each(|d| *d = 1.0 - *d);
-                    }
-                    Metric::Dot | Metric::Hamming => {
-                        distance::dot_many(q, rows, out);
-                        out.iter_mut().for_each(|d| *d = -*d);
-                    }
-                }
-            }
-            VectorRef::Binary(q) => {
-                distance::hamming_many(q, &self.bits[start * self.row..end * self.row], out);
-            }
+    /// The rows as a [`FlatRows`] view.
+    fn view(&self) -> FlatRows<'_> {
+        FlatRows {
+            dim: self.dim,
+            metric: self.metric,
+            row: self.row,
+            floats: &self.floats,
+            bits: &self.bits,
+            sq_norms: (self.metric == Metric::L2).then_some(&self.sq_norms[..]),
+            ids: &self.ids,
         }
-    }
-
-    /// Top-k over rows `[start, end)`.
-    fn scan_topk(&self, q: VectorRef<'_>, start: usize, end: usize, k: usize, filter: Option<IdFilter<'_>>) -> TopK {
-        let mut top = TopK::new(k);
-        let mut buf = vec![0.0f32; BLOCK_ROWS.min(end - start)];
-        let mut s = start;
-        while s < end {
-            let e = (s + BLOCK_ROWS).min(end);
-            self.score_rows(q, s, e, &mut buf);
-            for (j, &d) in buf[..e - s].iter().enumerate() {
-                let id = self.ids[s + j];
-                if top.accepts(d, id) && filter.is_none_or(|f| f(id)) {
-                    top.insert(d, id);
-                }
-            }
-            s = e;
-        }
-        top
-    }
-
-    /// Every accepted row of `[start, end)` within `radius`.
-    fn scan_range(
-        &self,
-        q: VectorRef<'_>,
-        start: usize,
-        end: usize,
-        radius: f32,
-        filter: Option<IdFilter<'_>>,
-    ) -> Vec<Neighbor> {
-        let mut hits = Vec::new();
-        let mut buf = vec![0.0f32; BLOCK_ROWS.min(end - start)];
-        let mut s = start;
-        while s < end {
-            let e = (s + BLOCK_ROWS).min(end);
-            self.score_rows(q, s, e, &mut buf);
-            for (j, &d) in buf[..e - s].iter().enumerate() {
-                let id = self.ids[s + j];
-                if d <= radius && filter.is_none_or(|f| f(id)) {
-                    hits.push(Neighbor { id, distance: d });
-                }
-            }
-            s = e;
-        }
-        hits
-    }
-
-    /// Split `0..len` into chunks for a parallel scan, or `None` to stay on this thread.
-    fn parallel_chunks(&self, params: &SearchParams) -> Option<Vec<(usize, usize)>> {
-        let n = self.ids.len();
-        let threads = params.threads.unwrap_or_else(rayon::current_num_threads).max(1);
-        if threads == 1 || n * self.row < PARALLEL_MIN_COMPONENTS {
-            return None;
-        }
-        let parts = threads * 4;
-        let size = n.div_ceil(parts).max(BLOCK_ROWS);
-        Some((0..n).step_by(size).map(|s| (s, (s + size).min(n))).collect())
     }
 
     fn search_impl(
@@ -264,20 +193,8 @@ impl FlatIndex {
         params: &SearchParams,
         filter: Option<IdFilter<'_>>,
     ) -> Vec<Neighbor> {
-        let n = self.ids.len();
-        if k == 0 || n == 0 {
-            return Vec::new();
-        }
-        match self.parallel_chunks(params) {
-            None => self.scan_topk(q, 0, n, k, filter).into_sorted(),
-            Some(chunks) => with_threads(params.threads, || {
-                chunks
-                    .into_par_iter()
-                    .map(|(s, e)| self.scan_topk(q, s, e, k, filter))
-                    .reduce(|| TopK::new(k), TopK::merge)
-                    .into_sorted()
-            }),
-        }
+        let accept = |_: usize, id: u64| filter.is_none_or(|f| f(id));
+        self.view().topk(q, k, params, &accept).into_sorted()
     }
 
     /// Batched search through matrix multiplication (dense metrics only).
@@ -288,72 +205,24 @@ impl FlatIndex {
         threads: Option<usize>,
         filter: Option<IdFilter<'_>>,
     ) -> Vec<Vec<Neighbor>> {
+        let accept = |_: usize, id: u64| filter.is_none_or(|f| f(id));
+        let margin = gemm_margin(k);
+        let tops = self.view().gemm_tops(queries, k + margin, threads, &accept);
         let dim = self.dim;
-        let nq = queries.len() / dim;
-        let t = threads.unwrap_or_else(rayon::current_num_threads).max(1);
-        // Enough query blocks to keep every thread busy, each small enough to stay cache friendly.
-        let bq = nq.div_ceil(t).clamp(1, GEMM_QUERY_ROWS);
-        // Candidates re-scored exactly per query: absorbs the rounding of the expanded L2 formula.
-        let margin = (k / 2).max(16);
         with_threads(threads, || {
-            queries.par_chunks(bq * dim).flat_map_iter(|qb| self.gemm_block(qb, k, k + margin, filter)).collect()
+            tops.into_par_iter()
+                .enumerate()
+                .map(|(i, top)| {
+                    let q = &queries[i * dim..(i + 1) * dim];
+                    let cands: Vec<(u64, &[f32])> = top
+                        .into_sorted()
+                        .into_iter()
+                        .map(|c| (c.id, &self.floats[self.slots[&c.id] * dim..][..dim]))
+                        .collect();
+                    rescore(self.metric, q, &cands, k)
+                })
+                .collect()
         })
-    }
-
-    /// One block of queries against all rows.
-    fn gemm_block(&self, qb: &[f32], k: usize, candidates: usize, filter: Option<IdFilter<'_>>) -> Vec<Vec<Neighbor>> {
-        let dim = self.dim;
-        let m = qb.len() / dim;
-        let n = self.ids.len();
-        let mut tops: Vec<TopK> = (0..m).map(|_| TopK::new(candidates)).collect();
-        let mut ip = vec![0.0f32; m * GEMM_DATA_ROWS.min(n)];
-        let mut cands: Vec<u32> = Vec::with_capacity(GEMM_DATA_ROWS.min(n));
-        let mut s = 0;
-        while s < n {
-            let e = (s + GEMM_DATA_ROWS).min(n);
-            let w = e - s;
-            row_products(qb, &self.floats[s * dim..e * dim], dim, &mut ip[..m * w]);
-            let norms = if self.metric == Metric::L2 { &self.sq_norms[s..e] } else { &[][..] };
-            for (i, top) in tops.iter_mut().enumerate() {
-                let row = &ip[i * w..(i + 1) * w];
-                match self.metric {
-                    // ‖x‖² − 2 q·x ranks like ‖q − x‖² (‖q‖² is constant per query).
-                    Metric::L2 => select_tile(top, row, Some(norms), &self.ids[s..e], filter, &mut cands, |j, p| {
-                        norms[j] - 2.0 * p
-                    }),
-                    // `0.0 - p`, not `-p`: a zero product must rank as +0.0 whatever its sign, or
-                    // the total order would split exact ties (e.g. a zero query) before the re-rank.
-                    _ => select_tile(top, row, None, &self.ids[s..e], filter, &mut cands, |_, p| 0.0 - p),
-                }
-            }
-            s = e;
-        }
-        tops.into_iter()
-            .enumerate()
-            .map(|(i, top)| {
-                let q = &qb[i * dim..(i + 1) * dim];
-                let mut exact: Vec<Neighbor> = top
-                    .into_sorted()
-                    .into_iter()
-                    .map(|c| {
-                        let x = &self.floats[self.slots[&c.id] * dim..][..dim];
-                        Neighbor { id: c.id, distance: self.exact_distance(q, x) }
-                    })
-                    .collect();
-                sort_neighbors(&mut exact);
-                exact.truncate(k);
-                exact
-            })
-            .collect()
-    }
-
-    /// The user-unit distance between two dense vectors (same arithmetic as the scan).
-    fn exact_distance(&self, q: &[f32], x: &[f32]) -> f32 {
-        match self.metric {
-            Metric::L2 => distance::l2_sq(q, x).sqrt(),
-            Metric::Cosine => 1.0 - distance::dot(q, x),
-            _ => -distance::dot(q, x),
-        }
     }
 
     /// Validate a batch of rows and return how many rows it holds.
@@ -503,13 +372,8 @@ impl VectorIndex for FlatIndex {
         if radius.is_nan() {
             return Err(Error::InvalidArgument("range search radius is NaN".into()));
         }
-        let n = self.ids.len();
-        let mut hits = match self.parallel_chunks(params) {
-            None => self.scan_range(query, 0, n, radius, filter),
-            Some(chunks) => with_threads(params.threads, || {
-                chunks.into_par_iter().flat_map_iter(|(s, e)| self.scan_range(query, s, e, radius, filter)).collect()
-            }),
-        };
+        let accept = |_: usize, id: u64| filter.is_none_or(|f| f(id));
+        let mut hits = self.view().range(query, radius, params, &accept);
         sort_neighbors(&mut hits);
         Ok(hits)
     }
@@ -582,6 +446,245 @@ impl VectorIndex for FlatIndex {
     }
 }
 
+/// Candidates re-scored exactly per query after a batched (GEMM) pass: absorbs the rounding of
+/// the expanded L2 formula.
+pub(crate) fn gemm_margin(k: usize) -> usize {
+    (k / 2).max(16)
+}
+
+/// Exact distances of `cands` (id, stored vector) to `q`, best `k` in result order.
+pub(crate) fn rescore(metric: Metric, q: &[f32], cands: &[(u64, &[f32])], k: usize) -> Vec<Neighbor> {
+    let mut exact: Vec<Neighbor> =
+        cands.iter().map(|&(id, x)| Neighbor { id, distance: exact_distance(metric, q, x) }).collect();
+    sort_neighbors(&mut exact);
+    exact.truncate(k);
+    exact
+}
+
+/// The user-unit distance between two dense vectors (same arithmetic as a scan).
+pub(crate) fn exact_distance(metric: Metric, q: &[f32], x: &[f32]) -> f32 {
+    match metric {
+        Metric::L2 => distance::l2_sq(q, x).sqrt(),
+        Metric::Cosine => 1.0 - distance::dot(q, x),
+        _ => -distance::dot(q, x),
+    }
+}
+
+/// Which rows of a [`FlatRows`] scan may be returned: called with the row number and its id,
+/// only for rows that would enter the result.
+pub(crate) type RowFilter<'a> = &'a (dyn Fn(usize, u64) -> bool + Sync);
+
+/// Rows scanned in place: a borrowed row-major block of vectors (a [`FlatIndex`]'s buffer or a
+/// memory-mapped segment column) with the id of each row. The scans of [`FlatIndex`] and of a
+/// collection's stored rows are these.
+#[derive(Clone, Copy)]
+pub(crate) struct FlatRows<'a> {
+    dim: usize,
+    metric: Metric,
+    /// Storage units per row: `dim` floats, or `ceil(dim / 8)` bytes for bit vectors.
+    row: usize,
+    floats: &'a [f32],
+    bits: &'a [u8],
+    /// `‖x‖²` per row for L2 when known (else computed per tile by the batched search).
+    sq_norms: Option<&'a [f32]>,
+    ids: &'a [u64],
+}
+
+impl<'a> FlatRows<'a> {
+    /// A view of `column` (`ids.len()` rows of `dim` components of `metric`'s element).
+    pub(crate) fn new(dim: usize, metric: Metric, column: VectorsRef<'a>, ids: &'a [u64]) -> Self {
+        let (floats, bits, row): (&[f32], &[u8], usize) = match column {
+            VectorsRef::Dense(d) => (d, &[], dim),
+            VectorsRef::Binary(b) => (&[], b, dim.div_ceil(8)),
+        };
+        FlatRows { dim, metric, row, floats, bits, sq_norms: None, ids }
+    }
+
+    /// Score rows `[start, end)` against `q` in user units into `out` (`end - start` entries).
+    fn score_rows(&self, q: VectorRef<'_>, start: usize, end: usize, out: &mut [f32]) {
+        let out = &mut out[..end - start];
+        match q {
+            VectorRef::Dense(q) => {
+                let rows = &self.floats[start * self.row..end * self.row];
+                match self.metric {
+                    Metric::L2 => {
+                        distance::l2_sq_many(q, rows, out);
+                        out.iter_mut().for_each(|d| *d = d.sqrt());
+                    }
+                    Metric::Cosine => {
+                        distance::dot_many(q, rows, out);
+                        out.iter_mut().for_each(|d| *d = 1.0 - *d);
+                    }
+                    Metric::Dot | Metric::Hamming => {
+                        distance::dot_many(q, rows, out);
+                        out.iter_mut().for_each(|d| *d = -*d);
+                    }
+                }
+            }
+            VectorRef::Binary(q) => {
+                distance::hamming_many(q, &self.bits[start * self.row..end * self.row], out);
+            }
+        }
+    }
+
+    /// Top-k over rows `[start, end)`.
+    fn scan_topk(&self, q: VectorRef<'_>, start: usize, end: usize, top: &mut TopK, accept: RowFilter<'_>) {
+        let mut buf = vec![0.0f32; BLOCK_ROWS.min(end - start)];
+        let mut s = start;
+        while s < end {
+            let e = (s + BLOCK_ROWS).min(end);
+            self.score_rows(q, s, e, &mut buf);
+            for (j, &d) in buf[..e - s].iter().enumerate() {
+                let id = self.ids[s + j];
+                if top.accepts(d, id) && accept(s + j, id) {
+                    top.insert(d, id);
+                }
+            }
+            s = e;
+        }
+    }
+
+    /// Every accepted row of `[start, end)` within `radius`.
+    fn scan_range(
+        &self,
+        q: VectorRef<'_>,
+        start: usize,
+        end: usize,
+        radius: f32,
+        accept: RowFilter<'_>,
+    ) -> Vec<Neighbor> {
+        let mut hits = Vec::new();
+        let mut buf = vec![0.0f32; BLOCK_ROWS.min(end - start)];
+        let mut s = start;
+        while s < end {
+            let e = (s + BLOCK_ROWS).min(end);
+            self.score_rows(q, s, e, &mut buf);
+            for (j, &d) in buf[..e - s].iter().enumerate() {
+                let id = self.ids[s + j];
+                if d <= radius && accept(s + j, id) {
+                    hits.push(Neighbor { id, distance: d });
+                }
+            }
+            s = e;
+        }
+        hits
+    }
+
+    /// Split `0..len` into chunks for a parallel scan, or `None` to stay on this thread.
+    fn parallel_chunks(&self, params: &SearchParams) -> Option<Vec<(usize, usize)>> {
+        let n = self.ids.len();
+        let threads = params.threads.unwrap_or_else(rayon::current_num_threads).max(1);
+        if threads == 1 || n * self.row < PARALLEL_MIN_COMPONENTS {
+            return None;
+        }
+        let parts = threads * 4;
+        let size = n.div_ceil(parts).max(BLOCK_ROWS);
+        Some((0..n).step_by(size).map(|s| (s, (s + size).min(n))).collect())
+    }
+
+    /// The best `k` accepted rows for `q` (split across threads for large views).
+    pub(crate) fn topk(&self, q: VectorRef<'_>, k: usize, params: &SearchParams, accept: RowFilter<'_>) -> TopK {
+        let n = self.ids.len();
+        if k == 0 || n == 0 {
+            return TopK::new(k);
+        }
+        match self.parallel_chunks(params) {
+            None => {
+                let mut top = TopK::new(k);
+                self.scan_topk(q, 0, n, &mut top, accept);
+                top
+            }
+            Some(chunks) => with_threads(params.threads, || {
+                chunks
+                    .into_par_iter()
+                    .map(|(s, e)| {
+                        let mut top = TopK::new(k);
+                        self.scan_topk(q, s, e, &mut top, accept);
+                        top
+                    })
+                    .reduce(|| TopK::new(k), TopK::merge)
+            }),
+        }
+    }
+
+    /// Every accepted row within `radius` of `q`, unsorted.
+    pub(crate) fn range(
+        &self,
+        q: VectorRef<'_>,
+        radius: f32,
+        params: &SearchParams,
+        accept: RowFilter<'_>,
+    ) -> Vec<Neighbor> {
+        let n = self.ids.len();
+        match self.parallel_chunks(params) {
+            None => self.scan_range(q, 0, n, radius, accept),
+            Some(chunks) => with_threads(params.threads, || {
+                chunks.into_par_iter().flat_map_iter(|(s, e)| self.scan_range(q, s, e, radius, accept)).collect()
+            }),
+        }
+    }
+
+    /// The best `candidates` accepted rows of every query (rows of `queries`) by the batched
+    /// matrix multiply's ranking value (not a distance: re-score them, see [`rescore`]).
+    pub(crate) fn gemm_tops(
+        &self,
+        queries: &[f32],
+        candidates: usize,
+        threads: Option<usize>,
+        accept: RowFilter<'_>,
+    ) -> Vec<TopK> {
+        let dim = self.dim;
+        let nq = queries.len() / dim.max(1);
+        let t = threads.unwrap_or_else(rayon::current_num_threads).max(1);
+        // Enough query blocks to keep every thread busy, each small enough to stay cache friendly.
+        let bq = nq.div_ceil(t).clamp(1, GEMM_QUERY_ROWS);
+        with_threads(threads, || {
+            queries.par_chunks(bq * dim).flat_map_iter(|qb| self.gemm_block(qb, candidates, accept)).collect()
+        })
+    }
+
+    /// One block of queries against all rows.
+    fn gemm_block(&self, qb: &[f32], candidates: usize, accept: RowFilter<'_>) -> Vec<TopK> {
+        let dim = self.dim;
+        let m = qb.len() / dim;
+        let n = self.ids.len();
+        let mut tops: Vec<TopK> = (0..m).map(|_| TopK::new(candidates)).collect();
+        let mut ip = vec![0.0f32; m * GEMM_DATA_ROWS.min(n)];
+        let mut cands: Vec<u32> = Vec::with_capacity(GEMM_DATA_ROWS.min(n));
+        let mut tile_norms: Vec<f32> = Vec::new();
+        let mut s = 0;
+        while s < n {
+            let e = (s + GEMM_DATA_ROWS).min(n);
+            let w = e - s;
+            let data = &self.floats[s * dim..e * dim];
+            row_products(qb, data, dim, &mut ip[..m * w]);
+            let norms: &[f32] = match (self.metric, self.sq_norms) {
+                (Metric::L2, Some(all)) => &all[s..e],
+                (Metric::L2, None) => {
+                    tile_norms.clear();
+                    tile_norms.extend(data.chunks_exact(dim).map(|r| distance::dot(r, r)));
+                    &tile_norms
+                }
+                _ => &[],
+            };
+            let ids = &self.ids[s..e];
+            let at = |j: usize, id: u64| accept(s + j, id);
+            for (i, top) in tops.iter_mut().enumerate() {
+                let row = &ip[i * w..(i + 1) * w];
+                match self.metric {
+                    // ‖x‖² − 2 q·x ranks like ‖q − x‖² (‖q‖² is constant per query).
+                    Metric::L2 => select_tile(top, row, Some(norms), ids, &at, &mut cands, |j, p| norms[j] - 2.0 * p),
+                    // `0.0 - p`, not `-p`: a zero product must rank as +0.0 whatever its sign, or
+                    // the total order would split exact ties (e.g. a zero query) before the re-rank.
+                    _ => select_tile(top, row, None, ids, &at, &mut cands, |_, p| 0.0 - p),
+                }
+            }
+            s = e;
+        }
+        tops
+    }
+}
+
 /// Offer the scores of one GEMM output row (`row[j]` for data row `j` of the tile)
 /// to `top`, with `score(j, p)` turning the inner product into the ranking value.
 ///
@@ -595,7 +698,7 @@ fn select_tile(
     row: &[f32],
     norms: Option<&[f32]>,
     ids: &[u64],
-    filter: Option<IdFilter<'_>>,
+    accept: &impl Fn(usize, u64) -> bool,
     cands: &mut Vec<u32>,
     score: impl Fn(usize, f32) -> f32,
 ) {
@@ -604,7 +707,7 @@ fn select_tile(
         let j = j as usize;
         let d = score(j, row[j]);
         let id = ids[j];
-        if top.accepts(d, id) && filter.is_none_or(|f| f(id)) {
+        if top.accepts(d, id) && accept(j, id) {
             top.insert(d, id);
         }
     }

@@ -29,7 +29,7 @@ pub mod pca;
 mod pq;
 pub mod refine;
 mod sq;
-mod topk;
+pub(crate) mod topk;
 
 pub use registry::{build_index, load_index};
 

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Scale benchmark of a Flat collection (issue 21): import time, bytes on disk per vector,
+# `db info` time, open + first query time, and the memory of a search process (max RSS and
+# peak RssAnon: heap, as opposed to page cache), on N x D seeded clustered float32 vectors (L2).
+#
+# usage: bench/scale.sh [LIKENESS_BIN] [N=1000000] [D=128] [WORK=/tmp/scale]
+# Data: bench/scale_data.py (1,000 centres in [-1,1]^D, sigma 0.15, seed 42; 1,000 queries).
+# Every timing runs twice (warm page cache after the first import).
+set -euo pipefail
+BIN=${1:-target/debug/likeness}
+N=${2:-1000000}
+D=${3:-128}
+WORK=${4:-/tmp/scale}
+HERE=$(cd "$(dirname "$0")" && pwd)
+mkdir -p "$WORK"
+BASE="$WORK/base_${N}_${D}.npy"
+QUERIES="$WORK/q_1k_${D}.npy"
+[ -f "$BASE" ] || python3 "$HERE/scale_data.py" "$N" "$D" "$BASE" "$QUERIES"
+
+# run CMD...: prints "wall_s max_rss_kb peak_rss_anon_kb" (RssAnon sampled every 5 ms).
+measure() {
+  local out; out=$(mktemp)
+  /usr/bin/time -f "%e %M" -o "$out.time" "$@" > "$out" 2>&1 &
+  local tpid=$! peak=0 pid=""
+  while kill -0 "$tpid" 2>/dev/null; do
+    [ -z "$pid" ] && pid=$(pgrep -P "$tpid" | head -1 || true)
+    if [ -n "$pid" ] && [ -r "/proc/$pid/status" ]; then
+      local a; a=$(awk '/^RssAnon/{print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
+      [ -n "$a" ] && [ "$a" -gt "$peak" ] && peak=$a
+    fi
+    sleep 0.005
+  done
+  wait "$tpid" || { cat "$out"; return 1; }
+  echo "$(cat "$out.time") $peak"
+  rm -f "$out" "$out.time"
+}
+
+for run in 1 2; do
+  DB="$WORK/db_${N}_${D}"
+  rm -rf "$DB"
+  read -r t rss anon < <(measure "$BIN" vectors import --db "$DB" --collection c --index Flat "$BASE")
+  bytes=$(du -sb "$DB" | cut -f1)
+  echo "run $run: import ${N}x${D} Flat: ${t}s, max RSS $((rss/1024)) MiB; disk $bytes B = $(awk -v b="$bytes" -v n="$N" 'BEGIN{printf "%.1f", b/n}') B/vector"
+  read -r t rss anon < <(measure "$BIN" db info "$DB")
+  echo "run $run: db info: ${t}s, max RSS $((rss/1024)) MiB, peak RssAnon $((anon/1024)) MiB"
+  read -r t rss anon < <(measure "$BIN" vectors search --db "$DB" --collection c --limit 1 -k 10 "$QUERIES")
+  echo "run $run: open + 1 query: ${t}s, max RSS $((rss/1024)) MiB, peak RssAnon $((anon/1024)) MiB"
+  read -r t rss anon < <(measure "$BIN" vectors search --db "$DB" --collection c -k 10 "$QUERIES")
+  echo "run $run: open + 1000 queries (batch): ${t}s, max RSS $((rss/1024)) MiB, peak RssAnon $((anon/1024)) MiB"
+done
+"$BIN" db info "$DB"

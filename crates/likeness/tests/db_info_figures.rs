@@ -1,0 +1,45 @@
+//! `likeness db info` reports, per vector field, the bytes of its vectors on disk, resident in
+//! the page cache and on the heap (issue 21): a checkpointed Flat field holds nothing on the heap.
+
+mod common;
+
+use common::*;
+
+/// A little-endian float32 `.npy` file of `rows` × `dim`.
+fn write_npy(path: &std::path::Path, rows: usize, dim: usize) {
+    let header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {dim}), }}");
+    let pad = 64 - (10 + header.len() + 1) % 64;
+    let header = format!("{header}{}\n", " ".repeat(pad));
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    for i in 0..rows * dim {
+        bytes.extend_from_slice(&((i % 97) as f32 * 0.5).to_le_bytes());
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn db_info_reports_disk_resident_and_heap_bytes_per_field() {
+    let tmp = tempfile::tempdir().unwrap();
+    let npy = tmp.path().join("v.npy");
+    let db = tmp.path().join("db");
+    write_npy(&npy, 3000, 32);
+    run_ok(&["vectors", "import", "--db", s(&db), "--collection", "c", "--index", "Flat", s(&npy)]);
+
+    let info = run_json(&["db", "info", s(&db), "--json"]);
+    let c = &info["collections"][0];
+    let f = &c["fields"][0];
+    assert_eq!(c["count"], 3000, "{info}");
+    // the import closed the collection: every vector is in a segment column (3000 × 32 × 4 bytes)
+    assert_eq!(f["disk_bytes"], 3000 * 32 * 4, "{info}");
+    assert_eq!(f["heap_bytes"], 0, "{info}");
+    assert!(f["resident_bytes"].as_u64().unwrap() <= 3000 * 32 * 4, "{info}");
+    assert_eq!(f["per_vector"]["disk_bytes"].as_f64(), Some(128.0), "{info}");
+    assert_eq!(f["per_vector"]["heap_bytes"].as_f64(), Some(0.0), "{info}");
+    assert!(c["records_heap_bytes"].as_u64().unwrap() >= 3000 * 8, "{info}");
+
+    let human = run_ok(&["db", "info", s(&db)]);
+    assert!(human.contains("scans the mapped segments in place"), "{human}");
+    assert!(human.contains("per vector 128.0 /"), "{human}");
+}
