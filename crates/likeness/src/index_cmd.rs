@@ -144,7 +144,7 @@ pub fn run(args: &Args) -> Result<()> {
         // A requested stop (Ctrl-C, SIGTERM from `docker stop` or systemd) that ended cleanly:
         // what is stored is saved as segments and the exit status is 0, as for `serve`. The
         // report says `"interrupted": true`.
-        coll.checkpoint()?;
+        db.collection(&args.collection)?.checkpoint()?;
         eprintln!("likeness: interrupted: every batch stored so far is kept; run the same command again to resume");
     }
     Ok(())

@@ -30,7 +30,8 @@ pub struct Args {
     /// Range search: every result with distance <= T (cosine distance for cnn, bits for phash, ...).
     #[arg(long)]
     pub threshold: Option<f32>,
-    /// Metadata filter, e.g. 'label=cat', 'label in cat,dog', 'width>=500', 'path^=/photos/'; join with ' and '.
+    /// Metadata filter, e.g. 'label=cat', 'label in cat,dog', 'width>=500', 'path^=/photos/',
+    /// combined with and / or / not and parentheses: '(label=cat or label=dog) and width>=500'.
     #[arg(long)]
     pub filter: Option<String>,
     /// Feature to search by (default: cnn when present, else the first feature of the collection).
@@ -178,6 +179,18 @@ pub fn search_images(db: &Database, queries: &Queries, settings: &SearchSettings
         1 => vec![coll.search(&reqs[0])?],
         _ => coll.search_batch(&reqs)?,
     };
+    if let (Some(f), true) = (&filter, hits.iter().all(Vec::is_empty)) {
+        // Nothing matched: a field no record has is a mistake worth saying (e.g. `colour=red`).
+        let missing = f.missing_fields(coll.ids().into_iter().filter_map(|id| coll.get_metadata(id)));
+        if !missing.is_empty() {
+            bail!(
+                "bad --filter '{}': no record of collection '{}' has {}",
+                settings.filter.as_deref().unwrap_or_default(),
+                settings.collection,
+                missing.iter().map(|m| format!("'{m}'")).collect::<Vec<_>>().join(", ")
+            );
+        }
+    }
     Ok(labels
         .into_iter()
         .zip(hits)

@@ -168,6 +168,13 @@ fn range_search_filters_and_more_like_this() {
     // Clear errors.
     let e = run_err(&["search", s(&cat), "--db", s(&db), "--filter", "=cat"]);
     assert!(e.contains("filter"), "{e}");
+    // Filters never fail silently: a field no record has, a value that runs on, an 'or'.
+    let e = run_err(&["search", s(&cat), "--db", s(&db), "--filter", "colour=red"]);
+    assert!(e.contains("'colour'"), "{e}");
+    let e = run_err(&["search", s(&cat), "--db", s(&db), "--filter", "label=textures,width>=2000"]);
+    assert!(e.contains("'and' / 'or'") && e.contains('^'), "{e}");
+    let out = run_json(&["search", s(&cat), "--db", s(&db), "--filter", "label=space or label=people", "--json"]);
+    assert!(!results(&out[0]).is_empty(), "{out}");
     let e = run_err(&["search", s(&cat), "--db", s(&db), "--collection", "nope"]);
     assert!(e.contains("nope") && e.contains("images"), "{e}");
     let e = run_err(&["search", s(&cat), "--db", s(&db), "--feature", "texture"]);
