@@ -9,11 +9,12 @@
 //!             | FIELD ["not"] "in" VALUE ("," VALUE)*
 //! ```
 //!
-//! Keywords are case-insensitive; a VALUE is a bare word (typed as a number or boolean when it
-//! looks like one) or a `"quoted string"` (always a string; `\"` escapes a quote). A bare word
-//! cannot hold spaces, parentheses, commas, quotes or operator characters, so
-//! `label=nature,width>=2000` or `label=hot dog` is a syntax error that points at the spot
-//! instead of a filter that silently matches nothing.
+//! Keywords are case-insensitive; a VALUE is bare text (one word is typed as a number or
+//! boolean when it looks like one; several words, as in `tags=tiger cat`, make one string, ended
+//! by `and`, `or`, a comma or a parenthesis) or a `"quoted string"` (always a string; `\"`
+//! escapes a quote). Bare text cannot hold parentheses, commas, quotes or operator characters, so
+//! `label=nature,width>=2000` is a syntax error that points at the spot instead of a filter that
+//! silently matches nothing.
 
 use serde_json::Value;
 
@@ -221,7 +222,26 @@ impl Parser<'_> {
     fn value(&mut self) -> Result<Value> {
         let v = match self.peek() {
             Some(Tok::Quoted(s)) => Value::String(s.clone()),
-            Some(Tok::Word(w)) => typed(w),
+            Some(Tok::Word(w)) if !is_connective(w) => {
+                // Several words make one value, spaces kept as written (ImageNet tags such as
+                // `tiger cat`), up to a comma, a parenthesis, `and` / `or` or the end.
+                let start = self.at();
+                let mut end = start + w.len();
+                self.pos += 1;
+                while let Some((Tok::Word(next), at)) = self.toks.get(self.pos) {
+                    if is_connective(next) {
+                        break;
+                    }
+                    end = at + next.len();
+                    self.pos += 1;
+                }
+                let text = &self.src[start..end];
+                return Ok(if text.contains(char::is_whitespace) {
+                    Value::String(text.to_string())
+                } else {
+                    typed(text)
+                });
+            }
             None => return Err(self.err("expected a value")),
             Some(Tok::Op(op)) => return Err(self.err(format!("expected a value, found '{op}'"))),
             _ => return Err(self.err("expected a value")),
@@ -229,6 +249,11 @@ impl Parser<'_> {
         self.pos += 1;
         Ok(v)
     }
+}
+
+/// `and` / `or`, which end a bare value.
+fn is_connective(w: &str) -> bool {
+    w.eq_ignore_ascii_case("and") || w.eq_ignore_ascii_case("or")
 }
 
 /// A bare word as a JSON value: integer, finite float, boolean, else string.
@@ -301,6 +326,15 @@ mod tests {
         );
         assert_eq!(parse(r#"label="say \"hi\"""#).unwrap(), eq("label", json!("say \"hi\"")));
         assert_eq!(parse("label=café").unwrap(), eq("label", json!("café")));
+        // bare values of several words, as ImageNet tags are
+        assert_eq!(
+            parse("tags=tiger  cat and w=1").unwrap(),
+            Filter::And(vec![eq("tags", json!("tiger  cat")), eq("w", json!(1))])
+        );
+        assert_eq!(
+            parse("tags in tabby, tiger cat,Persian cat").unwrap(),
+            Filter::In("tags".into(), vec![json!("tabby"), json!("tiger cat"), json!("Persian cat")])
+        );
     }
 
     #[test]
@@ -308,8 +342,8 @@ mod tests {
         let m = msg("label=nature,width>=2000");
         assert!(m.contains("'and' / 'or'"), "{m}");
         assert!(m.ends_with(&format!("\n  {}^", " ".repeat(12))), "{m:?}");
-        let m = msg("label=hot dog");
-        assert!(m.contains("quote values with spaces"), "{m}");
+        let m = msg("(label=cat) dog=1");
+        assert!(m.contains("'and' / 'or'"), "{m}");
         assert!(msg("(label=cat").contains("expected ')'"));
         assert!(msg("label=cat)").contains("no '(' to close"));
         assert!(msg("width>=big").contains("needs a number"));
