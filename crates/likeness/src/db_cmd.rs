@@ -27,11 +27,29 @@ pub enum DbCommand {
     Repair(RepairArgs),
 }
 
+/// The database directory, given as `DB` or as `--db DB` like every other command takes it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DbArg {
+    /// Database directory.
+    #[arg(value_name = "DB", required_unless_present = "db_flag", conflicts_with = "db_flag")]
+    db_pos: Option<PathBuf>,
+    /// Database directory (instead of the positional DB).
+    #[arg(long = "db", id = "db_flag", value_name = "DB")]
+    db_flag: Option<PathBuf>,
+}
+
+impl DbArg {
+    /// The directory, however it was given.
+    pub fn path(&self) -> &Path {
+        self.db_pos.as_deref().or(self.db_flag.as_deref()).expect("clap requires one of the two")
+    }
+}
+
 /// Arguments of `likeness db compact`.
 #[derive(Debug, clap::Args)]
 pub struct CompactArgs {
-    /// Database directory.
-    pub db: PathBuf,
+    #[command(flatten)]
+    pub db: DbArg,
     /// Collection (default: every collection).
     #[arg(long)]
     pub collection: Option<String>,
@@ -43,8 +61,8 @@ pub struct CompactArgs {
 /// Arguments of `likeness db check`.
 #[derive(Debug, clap::Args)]
 pub struct CheckArgs {
-    /// Database directory.
-    pub db: PathBuf,
+    #[command(flatten)]
+    pub db: DbArg,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -53,8 +71,8 @@ pub struct CheckArgs {
 /// Arguments of `likeness db repair`.
 #[derive(Debug, clap::Args)]
 pub struct RepairArgs {
-    /// Database directory.
-    pub db: PathBuf,
+    #[command(flatten)]
+    pub db: DbArg,
     /// Schema JSON ({"fields": [{"name", "dim", "metric", "index"}]}) for collections whose files
     /// predate self-describing segments; not needed otherwise.
     #[arg(long)]
@@ -67,8 +85,8 @@ pub struct RepairArgs {
 /// Arguments of `likeness db set-index`.
 #[derive(Debug, clap::Args)]
 pub struct SetIndexArgs {
-    /// Database directory.
-    pub db: PathBuf,
+    #[command(flatten)]
+    pub db: DbArg,
     /// Vector field, e.g. cnn.
     #[arg(long)]
     pub field: String,
@@ -86,8 +104,8 @@ pub struct SetIndexArgs {
 /// Arguments of `likeness db info`.
 #[derive(Debug, clap::Args)]
 pub struct InfoArgs {
-    /// Database directory.
-    pub db: PathBuf,
+    #[command(flatten)]
+    pub db: DbArg,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -105,7 +123,7 @@ pub fn run(cmd: &DbCommand) -> Result<()> {
 }
 
 fn compact(a: &CompactArgs) -> Result<()> {
-    let db = Database::open(&a.db)?;
+    let db = Database::open(a.db.path())?;
     let names = match &a.collection {
         Some(n) => vec![crate::catalog::open_collection(&db, n)?.name().to_string()],
         None => db.collection_names(),
@@ -138,7 +156,7 @@ fn compact(a: &CompactArgs) -> Result<()> {
 }
 
 fn check(a: &CheckArgs) -> Result<()> {
-    let report = vecdb::check::check_database(&a.db)?;
+    let report = vecdb::check::check_database(a.db.path())?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -163,7 +181,7 @@ fn check(a: &CheckArgs) -> Result<()> {
     }
     if !report.is_healthy() {
         let hint = "run `likeness db repair` for a missing or damaged MANIFEST; see docs/storage.md for the rest";
-        bail!("damage found in {} ({hint})", a.db.display());
+        bail!("damage found in {} ({hint})", a.db.path().display());
     }
     Ok(())
 }
@@ -184,7 +202,7 @@ fn repair(a: &RepairArgs) -> Result<()> {
         }
         None => None,
     };
-    let report = vecdb::repair::repair_database(&a.db, &vecdb::repair::RepairOptions { schema })?;
+    let report = vecdb::repair::repair_database(a.db.path(), &vecdb::repair::RepairOptions { schema })?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -211,12 +229,12 @@ fn repair(a: &RepairArgs) -> Result<()> {
         bail!("could not repair collection '{}': {}", c.name, c.notes.join("; "));
     }
     // Prove the result opens (and let the open finish recovery: WAL replay, stray files).
-    Database::open(&a.db)?;
+    Database::open(a.db.path())?;
     Ok(())
 }
 
 fn set_index(a: &SetIndexArgs) -> Result<()> {
-    let db = Database::open(&a.db)?;
+    let db = Database::open(a.db.path())?;
     let coll = crate::catalog::open_collection(&db, &a.collection)?;
     let field = crate::catalog::choose_feature(&coll, Some(&a.field))?;
     let start = std::time::Instant::now();
@@ -271,10 +289,10 @@ pub fn human_bytes(b: u64) -> String {
 }
 
 fn info(args: &InfoArgs) -> Result<()> {
-    if !args.db.is_dir() {
-        bail!("{} is not a database directory", args.db.display());
+    if !args.db.path().is_dir() {
+        bail!("{} is not a database directory", args.db.path().display());
     }
-    let db = Database::open_read_only(&args.db)?;
+    let db = Database::open_read_only(args.db.path())?;
     let mut collections = Vec::new();
     for name in db.collection_names() {
         let c = db.collection(&name)?;
@@ -302,7 +320,13 @@ fn info(args: &InfoArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
-    println!("database {} ({} on disk, {} collections)", db.path().display(), human_bytes(total), collections.len());
+    let n = collections.len();
+    println!(
+        "database {} ({} on disk, {n} collection{})",
+        db.path().display(),
+        human_bytes(total),
+        if n == 1 { "" } else { "s" }
+    );
     for c in &collections {
         println!(
             "collection '{}': {} records ({} deleted), {} on disk, {} segments, WAL {}, record map {} on the heap",

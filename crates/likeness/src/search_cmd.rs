@@ -223,7 +223,8 @@ pub fn run(args: &Args) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         for q in &out {
-            println!("{}  (feature {}, {} results)", q.query, q.feature, q.results.len());
+            let n = q.results.len();
+            println!("{}  (feature {}, {n} result{})", q.query, q.feature, if n == 1 { "" } else { "s" });
             for (i, r) in q.results.iter().enumerate() {
                 println!(
                     "{:>4}  {:>10.4}  {:<16}  {}",

@@ -107,3 +107,36 @@ fn a_torn_wal_tail_cut_on_open_is_reported_with_file_offset_and_size() {
     assert_eq!(run_json(&["db", "info", s(&db), "--json"])["collections"][0]["count"], 3);
     run_ok(&["db", "check", s(&db)]);
 }
+
+#[test]
+fn db_commands_take_db_either_way_and_end_quietly_on_a_closed_pipe() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("photos");
+    for (l, n) in &TREE[..3] {
+        add_photo(&root, l, n, 200);
+    }
+    let db = tmp.path().join("db");
+    run_json(&["index", s(&root), "--db", s(&db), "--features", "color", "--json"]);
+    let a = run_json(&["db", "info", s(&db), "--json"]);
+    let b = run_json(&["db", "info", "--db", s(&db), "--json"]);
+    assert_eq!(a["collections"][0]["count"], 3);
+    assert_eq!(b["collections"][0]["count"], 3);
+    run_ok(&["db", "check", "--db", s(&db)]);
+    let human = run_ok(&["db", "info", "--db", s(&db)]);
+    assert!(human.contains("1 collection)"), "{human}");
+    let e = run_err(&["db", "info"]);
+    assert!(e.contains("DB"), "{e}");
+    run_err(&["db", "info", s(&db), "--db", s(&db)]);
+
+    // `likeness db info DB | head -0`: the reader is gone before the first line is written.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_likeness"))
+        .args(["db", "info", s(&db)])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
