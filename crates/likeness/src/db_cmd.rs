@@ -243,11 +243,22 @@ fn set_index(a: &SetIndexArgs) -> Result<()> {
     let stats = coll.stats();
     let fs = stats.fields.iter().find(|f| f.name == field);
     let memory = fs.map_or(0, |f| f.memory_bytes);
+    // An index that needs training (IVF, PQ, SQ8 …) stays untrained while there are too few
+    // records; the field is then searched exactly, which the user should know.
+    let untrained = fs.is_some_and(|f| f.index.contains("untrained"));
     if a.json {
         println!(
             "{}",
             json!({"collection": a.collection, "field": field, "index": a.index.trim(), "records": coll.count(),
-                   "seconds": secs, "memory_bytes": memory})
+                   "seconds": secs, "memory_bytes": memory, "trained": !untrained})
+        );
+    } else if untrained {
+        println!(
+            "{}.{field}: index {} set, but not trained yet: {} records are too few for it; searches scan \
+             exactly until there are enough (it trains as records arrive)",
+            a.collection,
+            a.index.trim(),
+            coll.count()
         );
     } else {
         println!(

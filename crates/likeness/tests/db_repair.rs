@@ -127,6 +127,11 @@ fn db_commands_take_db_either_way_and_end_quietly_on_a_closed_pipe() {
     let e = run_err(&["db", "info"]);
     assert!(e.contains("DB"), "{e}");
     run_err(&["db", "info", s(&db), "--db", s(&db)]);
+    // An index that cannot be trained on 3 records says so instead of "built".
+    let set = run_json(&["db", "set-index", s(&db), "--field", "color", "--index", "IVF256,SQ8", "--json"]);
+    assert_eq!(set["trained"], false, "{set}");
+    let text = run_ok(&["db", "set-index", "--db", s(&db), "--field", "color", "--index", "IVF256,SQ8"]);
+    assert!(text.contains("not trained yet"), "{text}");
 
     // `likeness db info DB | head -0`: the reader is gone before the first line is written.
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_likeness"))
