@@ -347,7 +347,8 @@ fn writes_need_the_key_and_stay_inside_the_roots() {
     std::fs::copy(photo("horse.png"), &newfile).unwrap();
     let v = expect(add_path(&newfile), StatusCode::CREATED);
     assert_eq!(v["metadata"]["label"], "animals");
-    expect(add_path(&outside.join("moon.png")), StatusCode::FORBIDDEN);
+    let v = expect(add_path(&outside.join("moon.png")), StatusCode::FORBIDDEN);
+    assert!(v["error"].as_str().unwrap().contains("--root"), "{v}");
     expect(add_path(&root.join("../outside/moon.png")), StatusCode::FORBIDDEN);
     expect(add_path(&root.join("objects/camera.png")), StatusCode::FORBIDDEN);
     expect(add_path(Path::new("photos/animals/chelsea.png")), StatusCode::BAD_REQUEST);

@@ -530,7 +530,10 @@ async fn add_path(st: Arc<AppState>, name: &str, path: PathBuf) -> ApiResult<Res
     }
     let canon = path.canonicalize().map_err(|e| ApiError::not_found(format!("cannot open {}: {e}", path.display())))?;
     let Some(root) = st.path_root_of(&canon).map(FsPath::to_path_buf) else {
-        return Err(ApiError::forbidden(format!("{} is outside the allowed folders", path.display())));
+        return Err(ApiError::forbidden(format!(
+            "{} is outside the folders this server may read (its --root folders)",
+            path.display()
+        )));
     };
     let c = st.collection_or_create(name).await?;
     let extractors = st.extractors(&c).await?;
