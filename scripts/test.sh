@@ -17,4 +17,5 @@ cargo build --workspace --all-targets --profile test --locked
 # the single-package feature set: minutes of CI for nothing).
 target/debug/likeness model fetch
 cargo test --workspace --profile test --locked -- --test-threads=2
+bash scripts/api-schema-check.sh target/debug/likeness   # schemathesis against /openapi.json: no 5xx, schema conformance
 LIKENESS_REQUIRE_ALL=1 bash scripts/python.sh   # the Python package: wheel into .venv-py, then pytest

@@ -123,7 +123,35 @@ pub fn document() -> Value {
     })
 }
 
+/// Statuses any route may answer besides its own (limits, keys, bad input), added to every
+/// operation that does not already describe them.
+const COMMON_ERRORS: &[(&str, &str)] = &[
+    ("400", "Bad request: a malformed id, parameter or body"),
+    ("401", "A key is needed (--api-key for writes, --read-key for reads)"),
+    ("413", "Body over --max-body"),
+    ("415", "Unsupported content type"),
+    ("422", "Body that does not deserialize"),
+    ("429", "Over --rate-limit for this client address (Retry-After)"),
+    ("503", "Busy (image work queue full) or over --request-timeout-s (Retry-After when busy)"),
+];
+
+/// `doc` with [`COMMON_ERRORS`] added to every operation.
+fn with_common_errors(mut doc: Value) -> Value {
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        for ops in paths.values_mut().filter_map(Value::as_object_mut) {
+            for op in ops.values_mut() {
+                if let Some(responses) = op["responses"].as_object_mut() {
+                    for (code, desc) in COMMON_ERRORS {
+                        responses.entry(code.to_string()).or_insert_with(|| err(desc));
+                    }
+                }
+            }
+        }
+    }
+    doc
+}
+
 /// `GET /openapi.json`.
 pub async fn handler() -> Json<Value> {
-    Json(document())
+    Json(with_common_errors(document()))
 }
