@@ -12,6 +12,7 @@ mod datasets;
 mod exact;
 mod http;
 mod replica;
+mod soak;
 
 /// likeness-bench: measure likeness against peer libraries.
 #[derive(Debug, Parser)]
@@ -33,6 +34,9 @@ enum BenchCommand {
     Http(http::Args),
     /// A `serve --read-only` replica beside an ingesting writer: catch-up latency and search QPS.
     Replica(replica::Args),
+    /// Mixed traffic (id searches, image searches, uploads) against a `likeness serve` process
+    /// at several concurrency levels: throughput, latency, statuses, server memory.
+    Soak(soak::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -46,5 +50,6 @@ fn main() -> anyhow::Result<()> {
         BenchCommand::Cnn(a) => cnn::run(a),
         BenchCommand::Http(a) => http::run(a),
         BenchCommand::Replica(a) => replica::run(a),
+        BenchCommand::Soak(a) => soak::run(a),
     }
 }
