@@ -224,12 +224,21 @@ pub fn run(args: &Args) -> Result<()> {
     } else {
         for q in &out {
             let n = q.results.len();
-            println!("{}  (feature {}, {n} result{})", q.query, q.feature, if n == 1 { "" } else { "s" });
+            println!(
+                "{}  (feature {}, {n} result{}; distance: lower = closer)",
+                q.query,
+                q.feature,
+                if n == 1 { "" } else { "s" }
+            );
+            if n > 0 {
+                println!("{:>4}  {:>10}  {:>20}  {:<16}  path", "#", "distance", "id", "label");
+            }
             for (i, r) in q.results.iter().enumerate() {
                 println!(
-                    "{:>4}  {:>10.4}  {:<16}  {}",
+                    "{:>4}  {:>10.4}  {:>20}  {:<16}  {}",
                     i + 1,
                     r.distance,
+                    r.id,
                     r.label.as_deref().unwrap_or("-"),
                     r.path.as_deref().unwrap_or("?")
                 );

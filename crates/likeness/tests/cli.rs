@@ -117,6 +117,7 @@ fn search_ranks_the_original_first_for_edited_copies() {
     // Human output names the files.
     let text = run_ok(&["search", &args[1], "--db", s(&db), "--feature", "phash", "-k", "2"]);
     assert!(text.contains("chelsea.png"), "{text}");
+    assert!(text.contains("lower = closer") && text.contains("distance") && text.contains("  id  "), "{text}");
 }
 
 #[test]
