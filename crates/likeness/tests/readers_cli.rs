@@ -5,19 +5,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-
+use common::serve::ServeProcess;
 use common::*;
-use reqwest::blocking::multipart::{Form, Part};
-
-struct Serve(Child);
-impl Drop for Serve {
-    fn drop(&mut self) {
-        self.0.kill().ok();
-        self.0.wait().ok();
-    }
-}
 
 #[test]
 fn reading_commands_work_while_serve_writes() {
@@ -27,17 +16,7 @@ fn reading_commands_work_while_serve_writes() {
     let db = tmp.path().join("db");
     run_json(&["index", s(&root), "--db", s(&db), "--features", "color,phash", "--json"]);
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_likeness"))
-        .args(["serve", "--db", s(&db), "--addr", "127.0.0.1:0", "--features", "color,phash"])
-        .env("LIKENESS_MODEL_DIR", model_dir())
-        .env_remove("LIKENESS_API_KEY")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let server = Serve(child);
-    let base = line.split("http://").nth(1).map(|r| format!("http://{}", r.trim().trim_end_matches('/'))).unwrap();
+    let server = ServeProcess::start(&db, &["--features", "color,phash"]);
 
     let info = run_json(&["db", "info", s(&db), "--json"]);
     assert_eq!(info["collections"][0]["count"], 6);
@@ -53,13 +32,8 @@ fn reading_commands_work_while_serve_writes() {
 
     // the server acknowledges an upload; a reading command started afterwards sees it
     let bytes = std::fs::read(photo("coffee.png")).unwrap();
-    let form = Form::new().part("image", Part::bytes(bytes).file_name("coffee-upload.png")).text("label", "uploads");
-    let res = reqwest::blocking::Client::new()
-        .post(format!("{base}/api/collections/images/images"))
-        .multipart(form)
-        .send()
-        .unwrap();
-    assert!(res.status().is_success(), "{}", res.text().unwrap());
+    let (status, v) = server.upload_labelled("images", bytes, "coffee-upload.png", Some("uploads"));
+    assert!(status.is_success(), "{v}");
     let info = run_json(&["db", "info", s(&db), "--json"]);
     assert_eq!(info["collections"][0]["count"], 7);
     let hits =
@@ -79,29 +53,11 @@ fn sigterm_stops_serve_cleanly_after_saving() {
     let db = tmp.path().join("db");
     run_json(&["index", s(&root), "--db", s(&db), "--features", "color,phash", "--json"]);
     assert_eq!(run_json(&["db", "info", s(&db), "--json"])["collections"][0]["segments"], 1);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_likeness"))
-        .args(["serve", "--db", s(&db), "--addr", "127.0.0.1:0", "--features", "color,phash"])
-        .env("LIKENESS_MODEL_DIR", model_dir())
-        .env_remove("LIKENESS_API_KEY")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let base = line.split("http://").nth(1).map(|r| format!("http://{}", r.trim().trim_end_matches('/'))).unwrap();
-    let form = Form::new().part("image", Part::bytes(std::fs::read(photo("coffee.png")).unwrap()).file_name("c.png"));
-    let res = reqwest::blocking::Client::new()
-        .post(format!("{base}/api/collections/images/images"))
-        .multipart(form)
-        .send()
-        .unwrap();
-    assert!(res.status().is_success());
-    let kill = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    assert!(kill.success());
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "serve exited with {} after SIGTERM: {stderr}", out.status);
+    let server = ServeProcess::start(&db, &["--features", "color,phash"]);
+    let (status, v) = server.upload("images", std::fs::read(photo("coffee.png")).unwrap(), "c.png");
+    assert!(status.is_success(), "{v}");
+    let (status, stderr) = server.terminate();
+    assert!(status.success(), "serve exited with {status} after SIGTERM: {stderr}");
     assert!(stderr.contains("SIGTERM"), "{stderr}");
     // the upload was checkpointed into a segment on the way out, and nothing is damaged
     let info = run_json(&["db", "info", s(&db), "--json"]);

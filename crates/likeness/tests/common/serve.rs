@@ -70,7 +70,21 @@ impl ServeProcess {
 
     /// Upload `bytes` as `name` into `collection` (`POST /api/collections/{c}/images`).
     pub fn upload(&self, collection: &str, bytes: Vec<u8>, name: &str) -> (StatusCode, Value) {
-        let form = Form::new().part("image", Part::bytes(bytes).file_name(name.to_string()));
+        self.upload_labelled(collection, bytes, name, None)
+    }
+
+    /// [`ServeProcess::upload`] with an optional `label` form field.
+    pub fn upload_labelled(
+        &self,
+        collection: &str,
+        bytes: Vec<u8>,
+        name: &str,
+        label: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let mut form = Form::new().part("image", Part::bytes(bytes).file_name(name.to_string()));
+        if let Some(l) = label {
+            form = form.text("label", l.to_string());
+        }
         let res = self
             .client
             .post(format!("{}/api/collections/{collection}/images", self.base))
