@@ -37,7 +37,9 @@ fn db_info_reports_disk_resident_and_heap_bytes_per_field() {
     assert!(f["resident_bytes"].as_u64().unwrap() <= 3000 * 32 * 4, "{info}");
     assert_eq!(f["per_vector"]["disk_bytes"].as_f64(), Some(128.0), "{info}");
     assert_eq!(f["per_vector"]["heap_bytes"].as_f64(), Some(0.0), "{info}");
-    assert!(c["records_heap_bytes"].as_u64().unwrap() >= 3000 * 8, "{info}");
+    // No id map on the heap: ids are looked up in the mapped, sorted id column, and dead rows
+    // take at most one bit each (none here).
+    assert!(c["records_heap_bytes"].as_u64().unwrap() <= 3000 / 8 + 64, "{info}");
 
     let human = run_ok(&["db", "info", s(&db)]);
     assert!(human.contains("scans the mapped segments in place"), "{human}");

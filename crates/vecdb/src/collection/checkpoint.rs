@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use super::rows::SegRows;
 use super::snapshot::SNAPSHOT_COPY_MAX_BYTES;
 use super::state::{Loc, MemRec, State};
 use super::{poisoned_error, Collection, Writer};
@@ -31,12 +32,9 @@ impl<'a> StateRows<'a> {
     fn new(st: &'a State, ids: Vec<u64>) -> Self {
         let rows = ids
             .iter()
-            .map(|id| {
-                let slot = &st.slots[id];
-                match slot.loc {
-                    Loc::Mem => RowRef::Mem(&st.memtable[id]),
-                    Loc::Seg(s, r) => RowRef::Seg(&st.segments[s as usize], r as usize),
-                }
+            .map(|&id| match st.loc(id).expect("rows are written for live ids") {
+                Loc::Mem => RowRef::Mem(&st.memtable[&id]),
+                Loc::Seg(s, r) => RowRef::Seg(&st.segments[s as usize], r as usize),
             })
             .collect();
         StateRows { ids, rows }
@@ -131,15 +129,13 @@ impl Collection {
         let from = from.min(n_segments);
         {
             let st = self.state.read();
-            let mut ids: Vec<u64> = st
-                .slots
-                .iter()
-                .filter(|(_, s)| match s.loc {
-                    Loc::Mem => true,
-                    Loc::Seg(si, _) => si as usize >= from,
-                })
-                .map(|(&id, _)| id)
-                .collect();
+            // Rows are written in id order: the segment's id column is then sorted, and lookups
+            // binary-search it in place (see `rows.rs`).
+            let mut ids: Vec<u64> = st.memtable.keys().copied().collect();
+            for si in from..st.segments.len() {
+                let seg = &st.segments[si];
+                ids.extend(seg.ids().iter().enumerate().filter(|&(r, _)| st.is_live_row(si, r)).map(|(_, &id)| id));
+            }
             ids.sort_unstable();
             let mut tombs: Vec<u64> = if from == n_segments {
                 st.tombstones.clone()
@@ -150,7 +146,7 @@ impl Collection {
                     .iter()
                     .flat_map(|s| s.tombstones().iter().copied())
                     .chain(st.tombstones.iter().copied())
-                    .filter(|id| !st.slots.contains_key(id))
+                    .filter(|&id| !st.contains(id))
                     .collect()
             };
             tombs.sort_unstable();
@@ -174,20 +170,14 @@ impl Collection {
         let old_wal = std::mem::replace(&mut w.wal, new_wal);
         w.manifest = manifest;
         {
+            // The new segment holds exactly the live records of the memtable and of segments
+            // `from..`: the older segments' rows those replaced are dead already.
             let mut st = self.state.write();
             st.segments.truncate(from);
-            let si = st.segments.len() as u32;
-            let mut were_in_segments = 0;
-            for (row, &id) in seg.ids().iter().enumerate() {
-                if let Some(slot) = st.slots.get_mut(&id) {
-                    if let Loc::Seg(..) = slot.loc {
-                        were_in_segments += 1;
-                    }
-                    slot.loc = Loc::Seg(si, row as u32);
-                }
-            }
-            st.seg_live = st.seg_live - were_in_segments + seg.rows();
+            st.rows.truncate(from);
+            st.rows.push(SegRows::new(&seg));
             st.segments.push(seg);
+            st.seg_live = st.segments.iter().zip(&st.rows).map(|(s, r)| s.rows() - r.dead_count()).sum();
             st.memtable.clear();
             st.tombstones.clear();
             st.reset_stored(&schema);

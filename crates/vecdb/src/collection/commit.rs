@@ -149,7 +149,7 @@ impl Collection {
                     continue;
                 };
                 let present = |overlay: &HashMap<u64, bool>, id: u64| {
-                    overlay.get(&id).copied().unwrap_or_else(|| st.slots.contains_key(&id))
+                    overlay.get(&id).copied().unwrap_or_else(|| st.contains(id))
                 };
                 match op {
                     Op::Insert(recs) => {

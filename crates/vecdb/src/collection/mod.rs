@@ -25,6 +25,7 @@ mod commit;
 mod follow;
 mod open;
 mod query;
+mod rows;
 mod snapshot;
 mod state;
 

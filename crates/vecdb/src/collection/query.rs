@@ -39,12 +39,12 @@ impl Collection {
 
     /// Number of live records.
     pub fn count(&self) -> usize {
-        self.state.read().slots.len()
+        self.state.read().len()
     }
 
     /// All live ids, ascending.
     pub fn ids(&self) -> Vec<u64> {
-        let mut ids: Vec<u64> = self.state.read().slots.keys().copied().collect();
+        let mut ids: Vec<u64> = self.state.read().live_ids();
         ids.sort_unstable();
         ids
     }
@@ -173,7 +173,7 @@ impl Collection {
         let st = self.state.read();
         let seg_rows: usize = st.segments.iter().map(|s| s.rows()).sum();
         CollectionStats {
-            count: st.slots.len(),
+            count: st.len(),
             deleted: seg_rows - st.seg_live,
             disk_bytes,
             segments: st.segments.len(),

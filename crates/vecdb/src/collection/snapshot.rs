@@ -133,7 +133,7 @@ impl State {
             .iter()
             .flat_map(|seg| seg.tombstones().iter().copied())
             .chain(self.tombstones.iter().copied())
-            .filter(|id| !self.slots.contains_key(id))
+            .filter(|&id| !self.contains(id))
             .collect();
         gone.sort_unstable();
         gone.dedup();
@@ -141,7 +141,7 @@ impl State {
             return None;
         }
         let caught_up = self.add_live_since(field, f, since, index.as_mut()).ok()?;
-        if index.len() != self.slots.len() {
+        if index.len() != self.len() {
             tracing::warn!(field = %field.name, "index snapshot does not match the stored records; rebuilding");
             return None;
         }
@@ -149,7 +149,7 @@ impl State {
         Some(FieldIndex {
             index,
             ready: true,
-            tried_at: self.slots.len(),
+            tried_at: self.len(),
             origin: IndexOrigin::Snapshot { caught_up },
             stored: false,
         })

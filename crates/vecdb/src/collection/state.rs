@@ -3,12 +3,13 @@
 //! writer applies to it (after the WAL made them durable) and the exact scans used while an
 //! index is not ready.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
 use rayon::prelude::*;
 
+use super::rows::{intersect, SegRows};
 use crate::error::{Error, Result};
 use crate::filter::{Filter, Metadata};
 use crate::index::flat::{gemm_margin, rescore, with_threads, FlatIndex, FlatRows};
@@ -38,52 +39,6 @@ pub(super) enum Loc {
     Seg(u32, u32),
 }
 
-/// Hashing of record ids for the id map: a keyed bijective mix of the `u64` (the splitmix64
-/// finalizer over `id ^ key`, `key` random per map), several times faster than SipHash on the
-/// million inserts of an open and on the lookups of a scan, and not predictable from outside.
-#[derive(Clone)]
-pub(super) struct IdHash(u64);
-
-impl IdHash {
-    pub(super) fn new() -> IdHash {
-        use std::hash::BuildHasher;
-        IdHash(std::collections::hash_map::RandomState::new().hash_one(0x5EED_u64))
-    }
-}
-
-impl std::hash::BuildHasher for IdHash {
-    type Hasher = IdHasher;
-    fn build_hasher(&self) -> IdHasher {
-        IdHasher(self.0)
-    }
-}
-
-/// The hasher of [`IdHash`].
-pub(super) struct IdHasher(u64);
-
-impl std::hash::Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 ^ b as u64).rotate_left(8).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-    fn write_u64(&mut self, id: u64) {
-        self.0 ^= id;
-    }
-}
-
-/// Where a live record is. Its metadata is in the memtable or, for a record in a segment, read
-/// from the segment when asked for (nothing per record is decoded at open).
-pub(super) struct Slot {
-    pub(super) loc: Loc,
-}
-
 /// A record in the memtable: its vectors (one per field) and metadata.
 pub(super) struct MemRec {
     pub(super) vectors: Vec<Vector>,
@@ -105,9 +60,15 @@ pub(super) struct FieldIndex {
 }
 
 /// The in-memory view readers share.
+///
+/// A live record is in the memtable or in exactly one segment row that is not dead; the
+/// memtable's ids and the segments' live rows never overlap (a write to an id kills its
+/// segment row). There is no map from id to row: [`State::loc`] looks in the memtable, then
+/// binary-searches the segments' sorted id columns newest first (see `rows.rs`).
 pub(super) struct State {
     pub(super) segments: Vec<Arc<Segment>>,
-    pub(super) slots: HashMap<u64, Slot, IdHash>,
+    /// Per segment (same order), which of its rows are dead.
+    pub(super) rows: Vec<SegRows>,
     pub(super) memtable: HashMap<u64, MemRec>,
     /// Ids deleted since the last checkpoint (written into the next segment).
     pub(super) tombstones: Vec<u64>,
@@ -151,8 +112,61 @@ impl Buf {
 }
 
 impl State {
+    /// Where live record `id` is.
+    pub(super) fn loc(&self, id: u64) -> Option<Loc> {
+        if self.memtable.contains_key(&id) {
+            return Some(Loc::Mem);
+        }
+        self.seg_loc(id).map(|(s, r)| Loc::Seg(s as u32, r as u32))
+    }
+
+    /// True when `id` is a live record.
+    pub(super) fn contains(&self, id: u64) -> bool {
+        self.loc(id).is_some()
+    }
+
+    /// Number of live records.
+    pub(super) fn len(&self) -> usize {
+        self.seg_live + self.memtable.len()
+    }
+
+    /// The live segment row of `id` (segment, row): its newest row, unless that one is dead
+    /// (a newer row of the same id always kills the older ones, so only the newest can live).
+    fn seg_loc(&self, id: u64) -> Option<(usize, usize)> {
+        for si in (0..self.segments.len()).rev() {
+            if let Some(row) = self.rows[si].find(&self.segments[si], id) {
+                return (!self.rows[si].is_dead(row)).then_some((si, row));
+            }
+        }
+        None
+    }
+
+    /// True when row `row` of segment `si` is live.
+    #[inline]
+    pub(super) fn is_live_row(&self, si: usize, row: usize) -> bool {
+        !self.rows[si].is_dead(row)
+    }
+
+    /// Mark row `row` of segment `si` dead (replaced or deleted).
+    fn kill(&mut self, si: usize, row: usize) {
+        if self.rows[si].kill(row, self.segments[si].rows()) {
+            self.seg_live -= 1;
+        }
+    }
+
+    /// Every live id, unordered.
+    pub(super) fn live_ids(&self) -> Vec<u64> {
+        let mut ids = Vec::with_capacity(self.len());
+        for (si, seg) in self.segments.iter().enumerate() {
+            let rows = &self.rows[si];
+            ids.extend(seg.ids().iter().enumerate().filter(|(r, _)| !rows.is_dead(*r)).map(|(_, &id)| id));
+        }
+        ids.extend(self.memtable.keys().copied());
+        ids
+    }
+
     pub(super) fn vector(&self, id: u64, f: usize) -> Option<VectorRef<'_>> {
-        match self.slots.get(&id)?.loc {
+        match self.loc(id)? {
             Loc::Mem => self.memtable.get(&id).map(|m| m.vectors[f].as_ref()),
             Loc::Seg(s, r) => Some(self.segments[s as usize].vector(f, r as usize)),
         }
@@ -175,8 +189,9 @@ impl State {
     /// `first_segment..` or in the memtable.
     pub(super) fn for_each_live_since(&self, f: usize, first_segment: usize, mut cb: impl FnMut(u64, VectorRef<'_>)) {
         for (si, seg) in self.segments.iter().enumerate().skip(first_segment) {
+            let rows = &self.rows[si];
             for (row, &id) in seg.ids().iter().enumerate() {
-                if self.slots.get(&id).is_some_and(|s| s.loc == Loc::Seg(si as u32, row as u32)) {
+                if !rows.is_dead(row) {
                     cb(id, seg.vector(f, row));
                 }
             }
@@ -224,9 +239,9 @@ impl State {
             }
         }
         for r in recs {
-            if let Some(old) = self.slots.insert(r.id, Slot { loc: Loc::Mem }) {
-                if let Loc::Seg(..) = old.loc {
-                    self.seg_live -= 1;
+            if !self.memtable.contains_key(&r.id) {
+                if let Some((si, row)) = self.seg_loc(r.id) {
+                    self.kill(si, row);
                 }
             }
             self.memtable.insert(r.id, MemRec { vectors: r.vectors, meta: r.metadata });
@@ -237,14 +252,11 @@ impl State {
     pub(super) fn delete(&mut self, ids: &[u64], update_index: bool) -> usize {
         let mut n = 0;
         for &id in ids {
-            if let Some(old) = self.slots.remove(&id) {
+            if self.memtable.remove(&id).is_some() {
                 n += 1;
-                match old.loc {
-                    Loc::Seg(..) => self.seg_live -= 1,
-                    Loc::Mem => {
-                        self.memtable.remove(&id);
-                    }
-                }
+            } else if let Some((si, row)) = self.seg_loc(id) {
+                self.kill(si, row);
+                n += 1;
             }
             // Always tombstone: an older segment may hold a row of this id even
             // when its latest version lived in the memtable.
@@ -259,7 +271,7 @@ impl State {
     /// Build a fresh index of `spec` for field `f` from the stored vectors.
     pub(super) fn build_field(&self, spec: &str, field: &VectorField, f: usize) -> Result<FieldIndex> {
         let mut index = build_index(spec, field.dim, field.metric)?;
-        let n = self.slots.len();
+        let n = self.len();
         if is_stored_spec(spec) {
             self.add_live_since(field, f, self.segments.len(), index.as_mut())?;
             return Ok(FieldIndex { index, ready: true, tried_at: n, origin: IndexOrigin::Built, stored: true });
@@ -347,7 +359,7 @@ impl State {
 
     /// Retry building indexes that are not ready once the collection has doubled.
     pub(super) fn retry_unready(&mut self, schema: &CollectionSchema) {
-        let n = self.slots.len();
+        let n = self.len();
         for (f, field) in schema.fields.iter().enumerate() {
             let fi = &self.indexes[f];
             if !fi.ready && n > 0 && n >= fi.tried_at.saturating_mul(2).max(1) {
@@ -374,7 +386,7 @@ impl State {
         let metric = schema.field_index(&req.field).ok().map(|f| schema.fields[f].metric);
         let mut out = Vec::with_capacity(neighbors.len());
         for n in neighbors {
-            if !self.slots.contains_key(&n.id) {
+            if !self.contains(n.id) {
                 continue;
             }
             let metadata = match req.include_metadata {
@@ -391,17 +403,17 @@ impl State {
         Ok(out)
     }
 
-    /// Heap bytes of the per-record bookkeeping: the id map (hash table buckets) and the
-    /// memtable's entries (not the contents of their metadata maps).
+    /// Heap bytes of the per-record bookkeeping: the segments' dead-row bitsets (and row orders
+    /// of unsorted old segments) and the memtable's entries (not the contents of their metadata
+    /// maps).
     pub(super) fn records_heap_bytes(&self) -> usize {
-        let slot = std::mem::size_of::<(u64, Slot)>() + 1;
         let mem = std::mem::size_of::<(u64, MemRec)>() + 1;
-        self.slots.capacity() * slot + self.memtable.capacity() * mem
+        self.rows.iter().map(SegRows::heap_bytes).sum::<usize>() + self.memtable.capacity() * mem
     }
 
     /// The metadata of live record `id` (parsed from its segment for a record stored there).
     pub(super) fn metadata(&self, id: u64) -> Option<Result<Metadata>> {
-        Some(match self.slots.get(&id)?.loc {
+        Some(match self.loc(id)? {
             Loc::Mem => Ok(self.memtable.get(&id)?.meta.clone()),
             Loc::Seg(s, r) => self.segments[s as usize].metadata(r as usize),
         })
@@ -412,7 +424,7 @@ impl State {
     /// filter costs a few thousand parses per query instead of every record's metadata kept
     /// decoded on the heap (hundreds of bytes per record even for one key).
     pub(super) fn matches(&self, id: u64, flt: &Filter) -> Result<bool> {
-        match self.slots.get(&id).map(|s| s.loc) {
+        match self.loc(id) {
             Some(Loc::Mem) => Ok(self.memtable.get(&id).is_some_and(|m| flt.matches(&m.meta))),
             Some(Loc::Seg(s, r)) => Ok(flt.matches(&self.segments[s as usize].metadata(r as usize)?)),
             None => Ok(false),
@@ -479,10 +491,8 @@ impl State {
         let mut out: Vec<Neighbor> = Vec::new();
         for si in 0..self.segments.len() {
             let rows = self.seg_rows(si, f, field);
-            let seg = si as u32;
-            let accept = |row: usize, id: u64| {
-                self.slots.get(&id).is_some_and(|s| s.loc == Loc::Seg(seg, row as u32)) && pred.is_none_or(|p| p(id))
-            };
+            let live = &self.rows[si];
+            let accept = |row: usize, id: u64| !live.is_dead(row) && pred.is_none_or(|p| p(id));
             match (k, threshold) {
                 (Some(k), _) => out
                     .extend(rows.topk(q, k, params, &accept).into_sorted().into_iter().filter(|n| within(n.distance))),
@@ -539,8 +549,8 @@ impl State {
         let mut tops: Vec<TopK> = (0..nq).map(|_| TopK::new(cands)).collect();
         for si in 0..self.segments.len() {
             let rows = self.seg_rows(si, f, field);
-            let seg = si as u32;
-            let accept = |row: usize, id: u64| self.slots.get(&id).is_some_and(|s| s.loc == Loc::Seg(seg, row as u32));
+            let live = &self.rows[si];
+            let accept = |row: usize, _id: u64| !live.is_dead(row);
             let seg_tops = rows.gemm_tops(qs, cands, params.threads, &accept);
             tops = tops.into_iter().zip(seg_tops).map(|(a, b)| a.merge(b)).collect();
         }
@@ -576,7 +586,7 @@ impl State {
     pub(super) fn empty() -> State {
         State {
             segments: Vec::new(),
-            slots: HashMap::with_hasher(IdHash::new()),
+            rows: Vec::new(),
             memtable: HashMap::new(),
             tombstones: Vec::new(),
             seg_live: 0,
@@ -588,14 +598,12 @@ impl State {
     /// (no WAL, no indexes yet).
     pub(super) fn load_segments(dir: &Path, manifest: &Manifest) -> Result<State> {
         let mut st = State::empty();
-        // Segments are mapped and checked in parallel; the id map is sized once for all their
-        // rows (growing it segment by segment rehashes every id about once more).
+        // Segments are mapped and checked in parallel.
         let segs: Vec<Segment> = manifest
             .segments
             .par_iter()
             .map(|&seq| Segment::open(&dir.join(segment_file_name(seq)), seq, &manifest.schema))
             .collect::<Result<_>>()?;
-        st.slots.reserve(segs.iter().map(|s| s.rows()).sum());
         for seg in segs {
             st.apply_segment(Arc::new(seg), &manifest.schema, false)?;
         }
@@ -613,44 +621,42 @@ impl State {
         schema: &CollectionSchema,
         update_index: bool,
     ) -> Result<()> {
-        let si = self.segments.len() as u32;
-        // Only a segment that deletes something needs its ids as a set.
-        let rows: HashSet<u64> =
-            if seg.tombstones().is_empty() { HashSet::new() } else { seg.ids().iter().copied().collect() };
+        let new_rows = SegRows::new(&seg);
         let mut gone = Vec::new();
         for &t in seg.tombstones() {
-            if rows.contains(&t) {
+            if new_rows.find(&seg, t).is_some() {
                 continue; // deleted, then written again: the row below wins
             }
-            if let Some(old) = self.slots.remove(&t) {
+            if self.memtable.remove(&t).is_some() {
                 gone.push(t);
-                match old.loc {
-                    Loc::Seg(..) => self.seg_live -= 1,
-                    Loc::Mem => {
-                        self.memtable.remove(&t);
-                    }
+            } else if let Some((si, row)) = self.seg_loc(t) {
+                self.kill(si, row);
+                gone.push(t);
+            }
+        }
+        // The new rows replace the older rows of the same ids.
+        for si in 0..self.segments.len() {
+            let mut replaced = Vec::new();
+            intersect(new_rows.sorted(&seg), self.rows[si].sorted(&self.segments[si]), |_, old| replaced.push(old));
+            for row in replaced {
+                self.kill(si, row);
+            }
+        }
+        let mut changed = Vec::new();
+        if update_index || !self.memtable.is_empty() {
+            for (row, &id) in seg.ids().iter().enumerate() {
+                let unchanged = update_index
+                    && self
+                        .memtable
+                        .get(&id)
+                        .is_some_and(|m| m.vectors.iter().enumerate().all(|(f, v)| v.as_ref() == seg.vector(f, row)));
+                self.memtable.remove(&id);
+                if update_index && !unchanged {
+                    changed.push(row);
                 }
             }
         }
-        self.slots.reserve(seg.rows());
-        let mut changed = Vec::new();
-        for (row, &id) in seg.ids().iter().enumerate() {
-            let unchanged = update_index
-                && self
-                    .memtable
-                    .get(&id)
-                    .is_some_and(|m| m.vectors.iter().enumerate().all(|(f, v)| v.as_ref() == seg.vector(f, row)));
-            let old = self.slots.insert(id, Slot { loc: Loc::Seg(si, row as u32) });
-            if !matches!(old, Some(Slot { loc: Loc::Seg(..), .. })) {
-                self.seg_live += 1;
-            }
-            if !self.memtable.is_empty() {
-                self.memtable.remove(&id);
-            }
-            if update_index && !unchanged {
-                changed.push(row);
-            }
-        }
+        self.seg_live += seg.rows();
         if update_index {
             if !self.memtable.is_empty() {
                 tracing::warn!(
@@ -672,6 +678,7 @@ impl State {
             }
         }
         self.tombstones.clear();
+        self.rows.push(new_rows);
         self.segments.push(seg);
         if update_index {
             self.reset_stored(schema);
