@@ -58,13 +58,39 @@ impl DbArg {
     }
 }
 
-/// `value` as plain Python objects, exactly as `json.loads` reads the CLI's `--json` output
-/// (through its JSON: an f32 distance of 0.16 is the float 0.16, not 0.1599999964...).
+/// `value` as plain Python objects, as `json.loads` reads the CLI's `--json` output (through
+/// its JSON: an f32 distance of 0.16 is the float 0.16, not 0.1599999964...), except that record
+/// ids are Python ints: JSON carries them as strings only because JavaScript rounds big numbers.
 fn to_python<'py>(py: Python<'py>, value: &impl serde_core::Serialize) -> PyResult<Bound<'py, PyAny>> {
     let json = serde_json::to_string(value).map_err(|e| class_err(ErrorClass::Base, e.to_string()))?;
-    let value: serde_json::Value =
+    let mut value: serde_json::Value =
         serde_json::from_str(&json).map_err(|e| class_err(ErrorClass::Base, e.to_string()))?;
+    ids_as_numbers(&mut value);
     Ok(pythonize::pythonize(py, &value)?)
+}
+
+/// Turn the string record ids of the CLI's JSON (`"id": "123"`, `"ids": ["1", "2"]`) back into
+/// numbers, at any depth.
+fn ids_as_numbers(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    let number = |v: &mut Value| {
+        if let Some(n) = v.as_str().and_then(|s| s.parse::<u64>().ok()) {
+            *v = Value::from(n);
+        }
+    };
+    match value {
+        Value::Object(map) => {
+            for (key, v) in map.iter_mut() {
+                match (key.as_str(), v) {
+                    ("id", v @ Value::String(_)) => number(v),
+                    ("ids", Value::Array(items)) => items.iter_mut().for_each(number),
+                    (_, v) => ids_as_numbers(v),
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(ids_as_numbers),
+        _ => {}
+    }
 }
 
 /// The Python exception of an error of the likeness library: the class of the first typed
@@ -208,7 +234,7 @@ fn model_args(model_dir: Option<PathBuf>, device: &str) -> PyResult<ModelArgs> {
 ///
 /// Returns:
 ///     The report of ``likeness index --json``: ``{"found", "added", "updated", "unchanged",
-///     "pruned", "failed": [{"path", "reason"}], "interrupted", "seconds", "images_per_second"}``.
+///     "pruned", "gone", "failed": [{"path", "reason"}], "interrupted", "seconds", "images_per_second"}``.
 ///
 /// Raises:
 ///     KeyboardInterrupt: Ctrl-C; every batch stored before it is kept (run again to resume).

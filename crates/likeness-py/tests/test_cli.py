@@ -71,7 +71,7 @@ def test_image_search_same_as_cli(cli, tmp_path, photos):
         stored = [r for r in c if r.metadata["path"] == str(query)][0]
         np.testing.assert_array_equal(stored.vectors["color"], emb.embed(str(query))["color"])
         np.testing.assert_array_equal(stored.vectors["phash"], emb.embed(str(query))["phash"])
-    assert res.ids.tolist() == [r["id"] for r in cli_rows]
+    assert res.ids.tolist() == [int(r["id"]) for r in cli_rows]
     np.testing.assert_allclose(res.distances, [r["distance"] for r in cli_rows], rtol=1e-6)
     assert [m["path"] for m in res.metadata] == [r["path"] for r in cli_rows]
     assert res.metadata[0]["path"] == str(query) and res.distances[0] == pytest.approx(0, abs=1e-6)
@@ -88,5 +88,5 @@ def test_cnn_image_search_same_as_cli(cli, tmp_path, photos, model_dir):
     with likeness.Database(db_path) as db:
         res = db["images"].search(vectors["cnn"], k=5, field="cnn")
     for i, row in enumerate(out):
-        assert res.ids[i].tolist() == [r["id"] for r in row["results"]]
+        assert res.ids[i].tolist() == [int(r["id"]) for r in row["results"]]
         np.testing.assert_allclose(res.distances[i], [r["distance"] for r in row["results"]], atol=1e-5)

@@ -159,6 +159,33 @@ pub fn choose_feature(coll: &Collection, requested: Option<&str>) -> Result<Stri
         .with_context(|| format!("collection '{}' has no vector fields", coll.name()))
 }
 
+/// The record an `--id` argument names: a record id as `search` prints it (quotes allowed, as
+/// copied from `--json`) or the path of an indexed image (made absolute and resolved the way
+/// `index` resolves the files it walks). A number that is no record's id but names an indexed
+/// file means the file.
+pub fn resolve_record(coll: &Collection, arg: &str) -> Result<u64> {
+    let unquoted = arg.trim().trim_matches('"');
+    let number = unquoted.parse::<u64>().ok();
+    if let Some(id) = number.filter(|id| coll.get(*id).ok().flatten().is_some()) {
+        return Ok(id);
+    }
+    let path = Path::new(arg);
+    let resolved = path.canonicalize().or_else(|_| std::path::absolute(path)).unwrap_or_else(|_| path.to_path_buf());
+    let id = record_id(&resolved);
+    if coll.get_metadata(id).is_some() || coll.get(id).ok().flatten().is_some() {
+        return Ok(id);
+    }
+    match number {
+        // No such record: vecdb's search names the id.
+        Some(id) => Ok(id),
+        None => bail!(
+            "no record of collection '{}' for {} (neither a record id nor an indexed file: run `likeness index` on its folder first)",
+            coll.name(),
+            resolved.display()
+        ),
+    }
+}
+
 /// Open an existing collection, or fail with a message naming the collections that exist.
 pub fn open_collection(db: &Database, name: &str) -> Result<Arc<Collection>> {
     db.collection(name).map_err(|e| match e {

@@ -94,7 +94,8 @@ pub struct ThresholdError(String);
 /// One group of near duplicates.
 #[derive(Debug, Clone, Serialize)]
 pub struct Group {
-    /// Record ids, sorted by path.
+    /// Record ids, sorted by path (strings in JSON: see [`crate::json_ids`]).
+    #[serde(serialize_with = "crate::json_ids::many")]
     pub ids: Vec<u64>,
     /// Their paths.
     pub paths: Vec<String>,

@@ -210,6 +210,17 @@ fn print_report(r: &IndexReport, collection: &str, db: &std::path::Path, json: b
         r.images_per_second,
         db.display()
     );
+    if r.gone > r.pruned {
+        let n = r.gone - r.pruned;
+        println!(
+            "{n} indexed file{} under these folders {} gone from disk; {} still in the collection (run again with \
+             --prune to remove {})",
+            if n == 1 { "" } else { "s" },
+            if n == 1 { "is" } else { "are" },
+            if n == 1 { "its record is" } else { "their records are" },
+            if n == 1 { "it" } else { "them" },
+        );
+    }
     if !r.failed.is_empty() {
         println!("failed files:");
         for f in &r.failed {

@@ -64,6 +64,9 @@ pub struct IndexReport {
     pub unchanged: usize,
     /// Records removed because their file is gone (`--prune`).
     pub pruned: usize,
+    /// Records under the roots whose file is gone from disk (removed only with `--prune`: without
+    /// it they stay searchable and this says how many).
+    pub gone: usize,
     /// Files that could not be indexed, with the reason.
     pub failed: Vec<FailedFile>,
     /// True when the run was stopped before the end (Ctrl-C).
@@ -108,8 +111,10 @@ pub fn index_roots(
     let mut report = IndexReport { found: found.len(), ..Default::default() };
     report.failed.extend(walk_errors.into_iter().map(|(path, reason)| FailedFile { path, reason }));
 
-    if opts.prune {
-        report.pruned = prune(coll, roots, &found)?;
+    let gone = gone_records(coll, roots, &found);
+    report.gone = gone.len();
+    if opts.prune && !gone.is_empty() {
+        report.pruned = coll.delete(&gone)?;
     }
     let mut todo = Vec::new();
     for f in found {
@@ -213,8 +218,9 @@ fn reason_of(e: &features::FeatureError) -> String {
     }
 }
 
-/// Delete records whose `path` lies under one of `roots` but was not found on this walk.
-fn prune(coll: &Collection, roots: &[PathBuf], found: &[FoundFile]) -> Result<usize> {
+/// The records whose `path` lies under one of `roots` but was not found on this walk and is
+/// not on disk.
+fn gone_records(coll: &Collection, roots: &[PathBuf], found: &[FoundFile]) -> Vec<u64> {
     let present: HashSet<&Path> = found.iter().map(|f| f.path.as_path()).collect();
     let mut gone = Vec::new();
     for id in coll.ids() {
@@ -224,10 +230,7 @@ fn prune(coll: &Collection, roots: &[PathBuf], found: &[FoundFile]) -> Result<us
             gone.push(id);
         }
     }
-    if gone.is_empty() {
-        return Ok(0);
-    }
-    Ok(coll.delete(&gone)?)
+    gone
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ pub mod heads;
 pub mod image_meta;
 pub mod index_cmd;
 pub mod indexer;
+pub mod json_ids;
 pub mod knobs;
 pub mod model_args;
 pub mod model_cmd;

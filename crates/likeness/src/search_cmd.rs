@@ -37,9 +37,10 @@ pub struct Args {
     /// Feature to search by (default: cnn when present, else the first feature of the collection).
     #[arg(long, alias = "features")]
     pub feature: Option<String>,
-    /// Search by a stored record ("more like this"; the record itself is excluded).
-    #[arg(long, conflicts_with = "images")]
-    pub id: Vec<u64>,
+    /// Search by a stored record ("more like this"; the record itself is excluded): its id as
+    /// printed by `search` (with or without quotes) or the path of an indexed image.
+    #[arg(long, conflicts_with = "images", value_name = "ID|PATH")]
+    pub id: Vec<String>,
     #[command(flatten)]
     pub model: crate::model_args::ModelArgs,
     #[command(flatten)]
@@ -52,7 +53,8 @@ pub struct Args {
 /// One result row.
 #[derive(Debug, Clone, Serialize)]
 pub struct ResultRow {
-    /// Record id.
+    /// Record id (a string in JSON: see [`crate::json_ids`]).
+    #[serde(serialize_with = "crate::json_ids::one")]
     pub id: u64,
     /// Distance to the query (smaller is closer).
     pub distance: f32,
@@ -205,10 +207,15 @@ pub fn search_images(db: &Database, queries: &Queries, settings: &SearchSettings
 /// Run `likeness search`.
 pub fn run(args: &Args) -> Result<()> {
     if args.images.is_empty() && args.id.is_empty() {
-        bail!("give one or more query images, or --id N");
+        bail!("give one or more query images, or --id ID|PATH");
     }
     let db = Database::open_read_only(&args.db)?;
-    let queries = if args.id.is_empty() { Queries::Images(args.images.clone()) } else { Queries::Ids(args.id.clone()) };
+    let queries = if args.id.is_empty() {
+        Queries::Images(args.images.clone())
+    } else {
+        let coll = catalog::open_collection(&db, &args.collection)?;
+        Queries::Ids(args.id.iter().map(|a| catalog::resolve_record(&coll, a)).collect::<Result<_>>()?)
+    };
     let settings = SearchSettings {
         collection: args.collection.clone(),
         k: args.k,

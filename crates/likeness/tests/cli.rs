@@ -49,10 +49,19 @@ fn index_is_incremental_and_prunes_deleted_files() {
     std::fs::remove_file(root.join("textures/gravel.png")).unwrap();
     let third = run_json(&args);
     assert_eq!((third["updated"].as_u64(), third["pruned"].as_u64()), (Some(1), Some(0)), "{third}");
+    assert_eq!(third["gone"].as_u64(), Some(1), "the deleted file is reported without --prune: {third}");
+    let text = run_ok(&args[..args.len() - 1]);
+    assert!(
+        text.contains("1 indexed file under these folders is gone from disk") && text.contains("--prune"),
+        "{text}"
+    );
     let mut prune = args.to_vec();
     prune.push("--prune");
     let fourth = run_json(&prune);
     assert_eq!((fourth["updated"].as_u64(), fourth["pruned"].as_u64()), (Some(0), Some(1)), "{fourth}");
+    assert_eq!(fourth["gone"].as_u64(), Some(1), "{fourth}");
+    let fifth = run_json(&prune);
+    assert_eq!((fifth["gone"].as_u64(), fifth["pruned"].as_u64()), (Some(0), Some(0)), "{fifth}");
 
     let info = run_json(&["db", "info", s(&db), "--json"]);
     let coll = &info["collections"][0];
@@ -159,12 +168,23 @@ fn range_search_filters_and_more_like_this() {
     }
 
     // More like this: by stored id, the record itself excluded.
+    // Ids are strings in JSON (64-bit ids do not survive JavaScript's or jq's numbers) and go
+    // back into --id as printed, quotes and all; --id also takes the indexed file's path.
     let out = run_json(&["search", s(&cat), "--db", s(&db), "-k", "1", "--json"]);
-    let id = results(&out[0])[0]["id"].as_u64().unwrap();
-    let out = run_json(&["search", "--id", &id.to_string(), "--db", s(&db), "--feature", "phash", "-k", "2", "--json"]);
-    let rs = results(&out[0]);
-    assert!(rs.iter().all(|r| r["id"].as_u64() != Some(id)));
+    let id_json = &results(&out[0])[0]["id"];
+    let id = id_json.as_str().expect("ids are JSON strings").to_string();
+    let by_id = |arg: &str| {
+        let out = run_json(&["search", "--id", arg, "--db", s(&db), "--feature", "phash", "-k", "2", "--json"]);
+        results(&out[0]).to_vec()
+    };
+    let rs = by_id(&id);
+    assert!(rs.iter().all(|r| r["id"].as_str() != Some(id.as_str())));
     assert!(file_name(result_path(&rs[0])).starts_with("chelsea_"), "{rs:?}");
+    assert_eq!(by_id(&id_json.to_string()), rs, "the id as JSON prints it, quoted");
+    let stored_path = results(&out[0])[0]["path"].as_str().unwrap().to_string();
+    assert_eq!(by_id(&stored_path), rs, "the indexed file's path");
+    let e = run_err(&["search", "--id", s(&tmp.path().join("never-indexed.png")), "--db", s(&db)]);
+    assert!(e.contains("no record of collection 'images'") && e.contains("never-indexed.png"), "{e}");
 
     // Clear errors.
     let e = run_err(&["search", s(&cat), "--db", s(&db), "--filter", "=cat"]);
@@ -598,7 +618,7 @@ fn calibrate_dedup_thresholds() {
                     .as_array()
                     .unwrap()
                     .iter()
-                    .find(|r| r["id"].as_u64() == Some(id))
+                    .find(|r| r["id"].as_str() == Some(id.to_string().as_str()))
                     .map(|r| r["distance"].as_f64().unwrap())
             };
             if i < originals.len() {

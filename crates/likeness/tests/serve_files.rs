@@ -119,7 +119,8 @@ fn file_names_that_are_not_utf8_round_trip() {
         .unwrap();
     assert!(hits.status.success(), "{}", String::from_utf8_lossy(&hits.stderr));
     let hits: serde_json::Value = serde_json::from_slice(&hits.stdout).unwrap();
-    let ids: Vec<u64> = hits[0]["results"].as_array().unwrap().iter().map(|h| h["id"].as_u64().unwrap()).collect();
+    let ids: Vec<u64> =
+        hits[0]["results"].as_array().unwrap().iter().map(|h| h["id"].as_str().unwrap().parse().unwrap()).collect();
     assert!(ids.contains(&id), "{hits}");
     let server = ServeProcess::start(&db, &[]);
     let (status, rec) = server.get(&format!("/api/collections/images/records/{id}"));

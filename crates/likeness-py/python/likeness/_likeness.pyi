@@ -194,6 +194,7 @@ class IndexReport(TypedDict):
     updated: int
     unchanged: int
     pruned: int
+    gone: int
     failed: List[FailedFile]
     interrupted: bool
     seconds: float
