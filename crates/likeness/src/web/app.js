@@ -151,7 +151,7 @@ function card(c, items, index, field) {
     fig.append(meta);
   }
   const row = el("div", { class: "row" }, el("span", { class: "label chip", textContent: c.label || "—" }));
-  fig.append(row, tagChips(c.tags, 3), el("div", { class: "name", textContent: c.name || fileName(c.path) }));
+  fig.append(row, tagChips(c.tags, 5), el("div", { class: "name", textContent: c.name || fileName(c.path) }));
   const open = () => openLightbox(items, index);
   fig.addEventListener("click", open);
   fig.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); open(); } });
