@@ -70,9 +70,9 @@ try {
   const search = async (action) => {
     await page.evaluate(() => { document.querySelector("#status").textContent = ""; });
     await action();
-    await page.waitForFunction(() => /results by|error|cannot|no /i.test(document.querySelector("#status").textContent), null, { timeout: 30000 });
+    await page.waitForFunction(() => /results? by|error|cannot|no /i.test(document.querySelector("#status").textContent), null, { timeout: 30000 });
     const st = await page.textContent("#status");
-    check(/results by/.test(st), `search finished without error (status: ${st})`);
+    check(/results? by/.test(st), `search finished without error (status: ${st})`);
     return { status: st, cards: await cardsOf("#results") };
   };
 
@@ -203,7 +203,7 @@ try {
     const tag = allTags[0];
     await search(() => page.setInputFiles("#file", image));
     await page.click(`#results .chip.tag >> nth=0`);
-    await page.waitForFunction(() => !document.querySelector("#browse-view").hidden && /images/.test(document.querySelector("#browse-status").textContent), null, { timeout: 10000 });
+    await page.waitForFunction(() => !document.querySelector("#browse-view").hidden && /image/.test(document.querySelector("#browse-status").textContent), null, { timeout: 10000 });
     const tagged = await cardsOf("#browse-grid");
     console.log(`tag ${tag}: ${tagged.length} images`);
     check((await page.inputValue("#tag")) === tag, "the tag box holds the tag");
@@ -224,7 +224,7 @@ try {
   const browse = async (action) => {
     await page.evaluate(() => { document.querySelector("#browse-status").textContent = ""; });
     await action();
-    await page.waitForFunction(() => /images|error/.test(document.querySelector("#browse-status").textContent), null, { timeout: 10000 });
+    await page.waitForFunction(() => /image|error/.test(document.querySelector("#browse-status").textContent), null, { timeout: 10000 });
     return { status: await page.textContent("#browse-status"), cards: await cardsOf("#browse-grid"), info: await page.textContent("#page-info") };
   };
   let b = await browse(() => page.click("#tab-browse"));
@@ -260,7 +260,7 @@ try {
   const dupes = async (action) => {
     await page.evaluate(() => { document.querySelector("#dupes-status").textContent = ""; });
     await action();
-    await page.waitForFunction(() => /groups|No near|error|\d+ (removed|moved|deleted)/.test(document.querySelector("#dupes-status").textContent), null, { timeout: 30000 });
+    await page.waitForFunction(() => /group|No near|error|\d+ (removed|moved|deleted)/.test(document.querySelector("#dupes-status").textContent), null, { timeout: 30000 });
     return page.$$eval("#groups .group", (gs) => gs.map((g) => ({
       members: [...g.querySelectorAll(".dup")].map((d) => ({
         id: d.dataset.id,

@@ -144,9 +144,10 @@ fn duplicates_come_in_groups_with_a_suggested_keep() {
         assert!(g["max_distance"].as_f64().unwrap() <= 12.0);
     }
 
-    // An explicit threshold of 0 on phash finds no copies that differ at all.
+    // An explicit threshold: 0 bits keeps only identical hashes.
     let (_, tight) = srv.get("/api/collections/images/duplicates?feature=phash&threshold=0");
-    assert!(tight["groups"].as_array().unwrap().len() < 3, "{tight}");
+    assert_eq!(tight["threshold"], 0.0);
+    assert!(tight["groups"].as_array().unwrap().iter().all(|g| g["max_distance"] == 0.0), "{tight}");
     // color has no calibrated threshold: it must be given.
     let (st, v) = srv.get("/api/collections/images/duplicates?feature=color");
     assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");

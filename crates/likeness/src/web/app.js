@@ -65,6 +65,8 @@ function el(tag, props, ...children) {
   return e;
 }
 
+function plural(n, word) { return `${n} ${word}${n === 1 ? "" : "s"}`; }
+
 function fileName(p) { return (p || "").split("/").pop(); }
 
 function humanSize(n) {
@@ -253,7 +255,7 @@ async function runSearch(note) {
     state.showUnrelated = false;
     renderResults();
     const more = j.results.length >= p.k && p.threshold === undefined;
-    setStatus("#status", `${j.results.length} results by ${j.feature} in ${j.took_ms.toFixed(1)} ms${more ? " · more exist" : ""}${note || ""}`);
+    setStatus("#status", `${plural(j.results.length, "result")} by ${j.feature} in ${j.took_ms.toFixed(1)} ms${more ? " · more exist" : ""}${note || ""}`);
   } catch (e) {
     $("#results").innerHTML = "";
     $("#notice").hidden = true;
@@ -340,7 +342,7 @@ async function runBrowse() {
     $("#next-page").disabled = j.offset + limit >= j.total;
     const what = [$("#label").value && `label ${$("#label").value}`, tag && `tags containing “${tag}”`].filter(Boolean).join(", ");
     const first = j.total ? j.offset + 1 : 0;
-    setStatus("#browse-status", `${j.total} images${what ? ` with ${what}` : ""} · showing ${first}–${j.offset + items.length}`);
+    setStatus("#browse-status", `${plural(j.total, "image")}${what ? ` with ${what}` : ""} · showing ${first}–${j.offset + items.length}`);
   } catch (e) {
     $("#browse-grid").innerHTML = "";
     setStatus("#browse-status", e.message, true);
@@ -374,7 +376,7 @@ async function runDupes() {
     renderGroups();
     const n = j.groups.reduce((a, g) => a + g.members.length, 0);
     setStatus("#dupes-status", j.groups.length
-      ? `${j.groups.length} groups (${n} images) among ${j.records} by ${j.feature} within ${j.threshold}, in ${j.took_ms.toFixed(0)} ms`
+      ? `${plural(j.groups.length, "group")} (${n} images) among ${j.records} by ${j.feature} within ${j.threshold}, in ${j.took_ms.toFixed(0)} ms`
       : `No near duplicates among ${j.records} images by ${j.feature} within ${j.threshold}.`);
   } catch (e) {
     setStatus("#dupes-status", e.message, true);
