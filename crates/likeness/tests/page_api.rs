@@ -16,14 +16,14 @@ use serde_json::{json, Value};
 
 /// The standard photo tree (13 labelled photos) plus three planted copies, indexed with
 /// color+phash; the copies make three duplicate groups by phash: chelsea (+ JPEG q30),
-/// coffee (+ half size), astronaut (+ JPEG q30). Returns (root, db).
+/// camera (+ half size), astronaut (+ JPEG q30). Returns (root, db).
 fn planted_tree(tmp: &Path) -> (PathBuf, PathBuf) {
     let root = tmp.join("photos");
     for (l, n) in TREE {
         add_photo(&root, l, n, 512);
     }
     edited_copy(&root.join("animals/chelsea.png"), "q30", &root.join("animals/chelsea_q30.jpg"));
-    edited_copy(&root.join("objects/coffee.png"), "half", &root.join("objects/coffee_half.png"));
+    edited_copy(&root.join("objects/camera.png"), "half", &root.join("objects/camera_half.png"));
     edited_copy(&root.join("people/astronaut.png"), "q30", &root.join("people/astronaut_q30.jpg"));
     let db = tmp.join("db");
     run_json(&["index", s(&root), "--db", s(&db), "--features", "color,phash", "--json"]);
@@ -124,7 +124,7 @@ fn duplicates_come_in_groups_with_a_suggested_keep() {
         g["members"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap().to_string()).collect()
     };
     let sets: Vec<Vec<String>> = groups.iter().map(names).collect();
-    for want in [["chelsea.png", "chelsea_q30.jpg"], ["coffee.png", "coffee_half.png"], ["astronaut.png", "astronaut_q30.jpg"]] {
+    for want in [["chelsea.png", "chelsea_q30.jpg"], ["camera.png", "camera_half.png"], ["astronaut.png", "astronaut_q30.jpg"]] {
         assert!(sets.iter().any(|s| s == &want), "group {want:?} in {sets:?}");
     }
     assert_eq!(groups.len(), 3, "only the planted groups: {sets:?}");
@@ -323,7 +323,7 @@ fn browser_drives_every_view_of_the_page() {
     let tmp = tempfile::tempdir().unwrap();
     let (root, db) = planted_tree(tmp.path());
     let cat: &[&str] = &["tabby", "tiger cat", "Egyptian cat"];
-    add_tags(&db, &[("chelsea.png", cat), ("chelsea_q30.jpg", cat), ("coffee.png", &["espresso", "cup"])]);
+    add_tags(&db, &[("chelsea.png", cat), ("chelsea_q30.jpg", cat), ("coffee.jpg", &["espresso", "cup"])]);
     let srv = ServeProcess::start(&db, &["--root", s(&root)]);
     let q = tmp.path().join("cat_half.png");
     edited_copy(&photo("chelsea.png"), "half", &q);
