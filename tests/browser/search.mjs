@@ -170,16 +170,18 @@ try {
 
   // ---- the Results box: 500 stays 500 (every image comes back), and "Show more" ----
   const count = Number((await page.$eval("#collection", (s) => s.selectedOptions[0].textContent)).match(/\((\d+)\)/)[1]);
-  const all = await search(() => page.fill("#k", "500").then(() => page.dispatchEvent("#k", "change")));
+  // Typing a number and leaving the box (a real change event) reruns the search.
+  const setK = (n) => page.fill("#k", n).then(() => page.$eval("#k", (k) => k.blur()));
+  const all = await search(() => setK("500"));
   check((await page.inputValue("#k")) === "500", "the Results box keeps 500");
   check(all.cards.length === count, `k=500 shows all ${count} images (got ${all.cards.length})`);
   check(await page.isHidden("#more"), "no 'Show more' when every result is shown");
-  const three = await search(() => page.fill("#k", "3").then(() => page.dispatchEvent("#k", "change")));
+  const three = await search(() => setK("3"));
   check(three.cards.length === 3 && (await page.isVisible("#more")), "3 results and a 'Show more' button");
   check(/more exist/.test(three.status), "the status says more exist");
   const six = await search(() => page.click("#more"));
   check(six.cards.length === 6, `'Show more' shows 6 (got ${six.cards.length})`);
-  await page.fill("#k", "24");
+  await search(() => setK("24"));
 
   // ---- no close match: an unrelated image on a calibrated feature ----
   const calibrated = await page.evaluate(() => {

@@ -7,7 +7,7 @@ const MAX_K = 1000; // the most results the page asks for at once (the API allow
 const state = {
   collections: [], query: null, k: 24, lastResults: [], showUnrelated: false,
   server: { read_only: false, writes_need_key: false, roots: [] },
-  browse: { offset: 0, total: 0 }, groups: [], lightbox: { items: [], index: 0 }, writeKey: null,
+  searchSeq: 0, browseSeq: 0, browse: { offset: 0, total: 0 }, groups: [], lightbox: { items: [], index: 0 }, writeKey: null,
 };
 
 // ---------- HTTP ----------
@@ -233,6 +233,7 @@ async function runSearch(note) {
   const c = currentCollection();
   if (!c || !state.query) return;
   const p = searchParams(state.k);
+  const seq = ++state.searchSeq; // only the latest search's answer is shown
   setStatus("#status", "Searching…");
   try {
     let j;
@@ -250,6 +251,7 @@ async function runSearch(note) {
         body: JSON.stringify({ ...p, id: state.query.id }),
       });
     }
+    if (seq !== state.searchSeq) return;
     state.lastResults = j.results.map(fromHit);
     state.lastFeature = j.feature;
     state.showUnrelated = false;
@@ -257,6 +259,7 @@ async function runSearch(note) {
     const more = j.results.length >= p.k && p.threshold === undefined;
     setStatus("#status", `${plural(j.results.length, "result")} by ${j.feature} in ${j.took_ms.toFixed(1)} ms${more ? " · more exist" : ""}${note || ""}`);
   } catch (e) {
+    if (seq !== state.searchSeq) return;
     $("#results").innerHTML = "";
     $("#notice").hidden = true;
     $("#more").hidden = true;
@@ -327,9 +330,11 @@ async function runBrowse() {
   if ($("#label").value) q.set("label", $("#label").value);
   const tag = $("#tag").value.trim();
   if (tag) q.set("tag", tag);
+  const seq = ++state.browseSeq;
   setStatus("#browse-status", "Loading…");
   try {
     const j = await api(`${base()}/records?${q}`);
+    if (seq !== state.browseSeq) return;
     state.browse.total = j.total;
     const items = j.records;
     const grid = $("#browse-grid");
@@ -344,6 +349,7 @@ async function runBrowse() {
     const first = j.total ? j.offset + 1 : 0;
     setStatus("#browse-status", `${plural(j.total, "image")}${what ? ` with ${what}` : ""} · showing ${first}–${j.offset + items.length}`);
   } catch (e) {
+    if (seq !== state.browseSeq) return;
     $("#browse-grid").innerHTML = "";
     setStatus("#browse-status", e.message, true);
   }
