@@ -118,13 +118,18 @@ fn duplicates_come_in_groups_with_a_suggested_keep() {
 
     let (st, v) = srv.get("/api/collections/images/duplicates");
     assert_eq!(st, StatusCode::OK, "{v}");
-    assert_eq!((v["feature"].as_str(), v["threshold"].as_f64(), v["records"].as_u64()), (Some("phash"), Some(12.0), Some(16)));
+    assert_eq!(
+        (v["feature"].as_str(), v["threshold"].as_f64(), v["records"].as_u64()),
+        (Some("phash"), Some(12.0), Some(16))
+    );
     let groups = v["groups"].as_array().unwrap();
     let names = |g: &Value| -> Vec<String> {
         g["members"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap().to_string()).collect()
     };
     let sets: Vec<Vec<String>> = groups.iter().map(names).collect();
-    for want in [["chelsea.png", "chelsea_q30.jpg"], ["camera.png", "camera_half.png"], ["astronaut.png", "astronaut_q30.jpg"]] {
+    for want in
+        [["chelsea.png", "chelsea_q30.jpg"], ["camera.png", "camera_half.png"], ["astronaut.png", "astronaut_q30.jpg"]]
+    {
         assert!(sets.iter().any(|s| s == &want), "group {want:?} in {sets:?}");
     }
     assert_eq!(groups.len(), 3, "only the planted groups: {sets:?}");
@@ -135,7 +140,8 @@ fn duplicates_come_in_groups_with_a_suggested_keep() {
                 assert!(!m[k].is_null(), "{k} of {m}");
             }
         }
-        let name_of = |id: &Value| members.iter().find(|m| m["id"] == *id).unwrap()["name"].as_str().unwrap().to_string();
+        let name_of =
+            |id: &Value| members.iter().find(|m| m["id"] == *id).unwrap()["name"].as_str().unwrap().to_string();
         let orig = names(g).into_iter().find(|n| n.ends_with(".png") && !n.contains('_')).unwrap();
         // The original beats its copies on quality (more pixels, or as many and lossless) and size.
         assert_eq!(name_of(&g["keep"]["quality"]), orig, "{g}");
@@ -183,7 +189,8 @@ fn originals_moves_and_deletes_stay_under_the_roots() {
         let bytes = std::fs::read(photo("coins.png")).unwrap();
         let (st, up) = srv.upload("images", bytes.clone(), "coins.png");
         assert_eq!(st, StatusCode::CREATED, "{up}");
-        let (st, got) = srv.get_bytes(&format!("/api/collections/images/records/{}/original", up["id"].as_str().unwrap()));
+        let (st, got) =
+            srv.get_bytes(&format!("/api/collections/images/records/{}/original", up["id"].as_str().unwrap()));
         assert_eq!((st, got == bytes), (StatusCode::OK, true), "an upload is served");
         let (st, _) = srv.delete("images", up["id"].as_str().unwrap());
         assert_eq!(st, StatusCode::OK);
@@ -290,7 +297,10 @@ fn favicon_server_facts_and_distance_bands() {
         res.json().unwrap()
     };
     let info = get("/api/server");
-    assert_eq!(info, json!({"read_only": false, "writes_need_key": false, "roots": [s(&root.canonicalize().unwrap())]}));
+    assert_eq!(
+        info,
+        json!({"read_only": false, "writes_need_key": false, "roots": [s(&root.canonicalize().unwrap())]})
+    );
     let coll = get("/api/collections/images");
     let field = |n: &str| coll["fields"].as_array().unwrap().iter().find(|f| f["name"] == n).unwrap().clone();
     assert_eq!(field("phash")["bands"], json!({"near_duplicate": 12.0, "similar": 16.0, "related": 20.0}));

@@ -94,7 +94,8 @@ pub async fn handler(
                     .map(|id| c.get_metadata(*id).map(ImageMeta::from_metadata).unwrap_or_default())
                     .collect();
                 let (largest, oldest, quality) = suggest(&metas);
-                let members: Vec<Value> = g.ids.iter().zip(&metas).map(|(id, m)| card(&st2, c.name(), *id, m)).collect();
+                let members: Vec<Value> =
+                    g.ids.iter().zip(&metas).map(|(id, m)| card(&st2, c.name(), *id, m)).collect();
                 json!({
                     "max_distance": g.max_distance,
                     "members": members,
@@ -138,9 +139,9 @@ mod tests {
     #[test]
     fn each_rule_picks_its_copy() {
         let members = [
-            meta(900, 30, 640, 480, "jpeg"),  // largest file
-            meta(500, 10, 320, 240, "jpeg"),  // oldest
-            meta(800, 20, 640, 480, "png"),   // same pixels as the first, lossless
+            meta(900, 30, 640, 480, "jpeg"), // largest file
+            meta(500, 10, 320, 240, "jpeg"), // oldest
+            meta(800, 20, 640, 480, "png"),  // same pixels as the first, lossless
         ];
         assert_eq!(suggest(&members), (0, 1, 2));
         // Ties go to the first member; unknown facts never win.

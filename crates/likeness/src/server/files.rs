@@ -61,9 +61,9 @@ fn file_under_root(st: &AppState, name: &str, id: u64) -> ApiResult<(PathBuf, Pa
         ));
     }
     let path = record_path(st, name, id)?;
-    let canon = path
-        .canonicalize()
-        .map_err(|_| ApiError::not_found(format!("the file of record {id} is no longer on disk: {}", path.display())))?;
+    let canon = path.canonicalize().map_err(|_| {
+        ApiError::not_found(format!("the file of record {id} is no longer on disk: {}", path.display()))
+    })?;
     let root = st.path_root_of(&canon).map(FsPath::to_path_buf).ok_or_else(|| {
         ApiError::forbidden(format!("{} is outside the --root folders of this server", path.display()))
     })?;
@@ -86,7 +86,10 @@ fn content_type(path: &FsPath) -> &'static str {
 
 /// `GET /api/collections/{name}/records/{id}/original`: the image file itself, when it lies
 /// under a `--root` folder or is an upload (403 otherwise).
-pub async fn original(State(st): State<Arc<AppState>>, Path((name, id)): Path<(String, String)>) -> ApiResult<Response> {
+pub async fn original(
+    State(st): State<Arc<AppState>>,
+    Path((name, id)): Path<(String, String)>,
+) -> ApiResult<Response> {
     let id = parse_id(&id)?;
     let path = record_path(&st, &name, id)?;
     let canon = path
@@ -129,7 +132,8 @@ fn destination_dir(st: &AppState, dir: &FsPath) -> ApiResult<PathBuf> {
         rest.push(last.to_os_string());
         existing = parent;
     }
-    let base = existing.canonicalize().map_err(|e| ApiError::bad_request(format!("cannot open {}: {e}", dir.display())))?;
+    let base =
+        existing.canonicalize().map_err(|e| ApiError::bad_request(format!("cannot open {}: {e}", dir.display())))?;
     if st.path_root_of(&base).is_none() {
         return Err(ApiError::forbidden(format!("{} is outside the --root folders of this server", dir.display())));
     }
@@ -171,7 +175,10 @@ pub async fn move_file(
         let file_name = src.file_name().ok_or_else(|| ApiError::bad_request("the record's path has no file name"))?;
         let dest = dir.join(file_name);
         if dest == src {
-            return Err(ApiError::new(StatusCode::CONFLICT, format!("{} is already in {}", src.display(), dir.display())));
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!("{} is already in {}", src.display(), dir.display()),
+            ));
         }
         if dest.exists() {
             return Err(ApiError::new(StatusCode::CONFLICT, format!("{} already exists", dest.display())));
@@ -266,7 +273,11 @@ mod tests {
             width: Some(4),
             ..Default::default()
         };
-        let rec = Record { id: record_id(FsPath::new("/p/cats/a.jpg")), vectors: Default::default(), metadata: meta.to_metadata() };
+        let rec = Record {
+            id: record_id(FsPath::new("/p/cats/a.jpg")),
+            vectors: Default::default(),
+            metadata: meta.to_metadata(),
+        };
         let moved = moved_record(rec, FsPath::new("/p/dupes/a.jpg"), FsPath::new("/p"));
         assert_eq!(moved.id, record_id(FsPath::new("/p/dupes/a.jpg")));
         let m = ImageMeta::from_metadata(moved.metadata);
