@@ -160,7 +160,7 @@ fn duplicates_come_in_groups_with_a_suggested_keep() {
     assert!(v["error"].as_str().unwrap().contains("threshold"), "{v}");
     let (st, _) = srv.get("/api/collections/images/duplicates?feature=color&threshold=0.01");
     assert_eq!(st, StatusCode::OK);
-    for bad in ["feature=nope", "threshold=-1", "threshold=abc", "k=3"] {
+    for bad in ["feature=nope", "threshold=-1", "threshold=-1e-300", "threshold=inf", "threshold=abc", "k=3"] {
         let (st, v) = srv.get(&format!("/api/collections/images/duplicates?{bad}"));
         assert_eq!(st, StatusCode::BAD_REQUEST, "{bad}: {v}");
     }

@@ -24,8 +24,9 @@ use crate::image_meta::ImageMeta;
 pub struct DuplicatesQuery {
     /// Feature compared (default: cnn when present, else phash).
     feature: Option<String>,
-    /// Largest distance within a group (default: the feature's calibrated one).
-    threshold: Option<f32>,
+    /// Largest distance within a group (default: the feature's calibrated one). Read as f64 so
+    /// that a negative number too small for an f32 is still refused.
+    threshold: Option<f64>,
 }
 
 /// Formats that keep every pixel as it was: preferred by the "quality" rule at equal resolution.
@@ -73,11 +74,11 @@ pub async fn handler(
 ) -> ApiResult<Json<Value>> {
     let started = Instant::now();
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    if q.threshold.is_some_and(|t| t < 0.0) {
-        return Err(ApiError::bad_request("threshold must not be negative"));
+    if q.threshold.is_some_and(|t| t < 0.0 || !t.is_finite()) {
+        return Err(ApiError::bad_request("threshold must be a finite number, not negative"));
     }
     let c = st.collection(&name)?;
-    let (feature, threshold) = feature_and_threshold(&c, q.feature.as_deref(), q.threshold)
+    let (feature, threshold) = feature_and_threshold(&c, q.feature.as_deref(), q.threshold.map(|t| t as f32))
         .map_err(|e| ApiError::bad_request(crate::error_chain::error_chain(&e)))?;
     let stop = Arc::new(AtomicBool::new(false));
     let _guard = StopOnDrop(stop.clone());
