@@ -396,7 +396,8 @@ function renderGroups() {
   state.groups.forEach((g, gi) => {
     const keepId = g.keep[rule];
     const art = el("article", { class: "group", dataset: { group: String(gi) } });
-    art.append(el("h3", { textContent: `Group ${gi + 1} · ${g.members.length} images · max distance ${g.max_distance.toFixed(3)}` }));
+    const dist = Number.isInteger(g.max_distance) ? String(g.max_distance) : g.max_distance.toFixed(3);
+    art.append(el("h3", { textContent: `Group ${gi + 1} · ${g.members.length} images · max distance ${dist}` }));
     const row = el("div", { class: "dup-row" });
     g.members.forEach((m, mi) => {
       const keep = m.id === keepId;
@@ -475,17 +476,17 @@ async function dupAction(kind) {
   const names = sel.map((m) => m.path || m.id);
   let title; let text; let call;
   if (kind === "remove") {
-    title = `Remove ${sel.length} images from the collection?`;
+    title = `Remove ${plural(sel.length, "image")} from the collection?`;
     text = "Their records are deleted; the files stay on disk (uploads are deleted with their record).";
     call = (m) => write(`${base()}/records/${m.id}`, { method: "DELETE" });
   } else if (kind === "delete") {
-    title = `Delete ${sel.length} files from disk?`;
+    title = `Delete ${plural(sel.length, "file")} from disk?`;
     text = "The files are deleted and their records removed. This cannot be undone.";
     call = (m) => write(`${base()}/records/${m.id}/file`, { method: "DELETE" });
   } else {
     const to = $("#move-to").value.trim();
     if (!to) { setStatus("#dupes-status", "Give the folder to move the files into.", true); return; }
-    title = `Move ${sel.length} files to ${to}?`;
+    title = `Move ${plural(sel.length, "file")} to ${to}?`;
     text = "The files move into that folder and leave the collection (their records are removed).";
     call = (m) => write(`${base()}/records/${m.id}/move`, {
       method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ to, forget: true }),
