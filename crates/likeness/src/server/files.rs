@@ -146,6 +146,33 @@ fn destination_dir(st: &AppState, dir: &FsPath) -> ApiResult<PathBuf> {
     Ok(target)
 }
 
+/// Rename `src` to `dest`, failing with `AlreadyExists` rather than replacing a file there (on
+/// Linux atomically, with `RENAME_NOREPLACE`; elsewhere checked just before).
+fn rename_no_replace(src: &FsPath, dest: &FsPath) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let c = |p: &FsPath| std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(std::io::Error::other);
+        let (from, to) = (c(src)?, c(dest)?);
+        // SAFETY: both are valid NUL-terminated paths that outlive the call.
+        let rc = unsafe {
+            libc::renameat2(libc::AT_FDCWD, from.as_ptr(), libc::AT_FDCWD, to.as_ptr(), libc::RENAME_NOREPLACE)
+        };
+        if rc == 0 {
+            return Ok(());
+        }
+        let err = std::io::Error::last_os_error();
+        // File systems without RENAME_NOREPLACE answer EINVAL: check, then rename.
+        if err.raw_os_error() != Some(libc::EINVAL) {
+            return Err(err);
+        }
+    }
+    if dest.exists() {
+        return Err(std::io::Error::from(std::io::ErrorKind::AlreadyExists));
+    }
+    std::fs::rename(src, dest)
+}
+
 /// The record `rec` (of the file now at `new`, under `root`) re-keyed and re-described.
 fn moved_record(rec: Record, new: &FsPath, root: &FsPath) -> Record {
     let mut meta = ImageMeta::from_metadata(rec.metadata);
@@ -180,11 +207,19 @@ pub async fn move_file(
                 format!("{} is already in {}", src.display(), dir.display()),
             ));
         }
-        if dest.exists() {
-            return Err(ApiError::new(StatusCode::CONFLICT, format!("{} already exists", dest.display())));
-        }
-        std::fs::rename(&src, &dest).map_err(|e| {
-            ApiError::new(StatusCode::CONFLICT, format!("cannot move {} to {}: {e}", src.display(), dest.display()))
+        rename_no_replace(&src, &dest).map_err(|e| {
+            let why = match e.kind() {
+                std::io::ErrorKind::AlreadyExists => format!("{} already exists", dest.display()),
+                std::io::ErrorKind::CrossesDevices => {
+                    format!(
+                        "{} is on another file system than {} (files are moved, never copied)",
+                        dest.display(),
+                        src.display()
+                    )
+                }
+                _ => format!("cannot move {} to {}: {e}", src.display(), dest.display()),
+            };
+            ApiError::new(StatusCode::CONFLICT, why)
         })?;
         let rekey = || -> ApiResult<Vec<String>> {
             let mut touched = Vec::new();
@@ -256,6 +291,19 @@ pub async fn server_info(State(st): State<Arc<AppState>>) -> Json<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_move_never_replaces_a_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (a, b, c) = (tmp.path().join("a"), tmp.path().join("b"), tmp.path().join("c"));
+        std::fs::write(&a, "a").unwrap();
+        std::fs::write(&b, "b").unwrap();
+        let e = rename_no_replace(&a, &b).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read_to_string(&b).unwrap(), "b");
+        rename_no_replace(&a, &c).unwrap();
+        assert!(!a.exists() && std::fs::read_to_string(&c).unwrap() == "a");
+    }
 
     #[test]
     fn content_types_follow_the_extension() {
