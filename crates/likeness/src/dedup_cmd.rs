@@ -234,16 +234,29 @@ pub fn dedup(
     stop: &AtomicBool,
 ) -> Result<DedupReport> {
     let coll = catalog::open_collection(db, &settings.collection)?;
-    let names = catalog::field_names(&coll);
-    let feature = match &settings.feature {
-        Some(f) => catalog::choose_feature(&coll, Some(f))?,
+    let (feature, threshold) = feature_and_threshold(&coll, settings.feature.as_deref(), settings.threshold)?;
+    find_groups(&coll, &feature, threshold, on_progress, stop)
+}
+
+/// The feature and threshold a dedup of `coll` uses: `feature` when given (else cnn when
+/// present, else phash, else the search default) and `threshold` when given (else the
+/// feature's [`default_threshold`]). Every error is the caller's (an unknown feature, a
+/// threshold that is missing or not finite).
+pub fn feature_and_threshold(
+    coll: &vecdb::Collection,
+    feature: Option<&str>,
+    threshold: Option<f32>,
+) -> Result<(String, f32)> {
+    let names = catalog::field_names(coll);
+    let feature = match feature {
+        Some(f) => catalog::choose_feature(coll, Some(f))?,
         None => ["cnn", "phash"]
             .iter()
             .find(|f| names.iter().any(|n| n == *f))
             .map(|s| s.to_string())
-            .map_or_else(|| catalog::choose_feature(&coll, None), Ok)?,
+            .map_or_else(|| catalog::choose_feature(coll, None), Ok)?,
     };
-    let threshold = match settings.threshold.or_else(|| default_threshold(&feature)) {
+    let threshold = match threshold.or_else(|| default_threshold(&feature)) {
         Some(t) if t.is_finite() => t,
         Some(t) => return Err(ThresholdError(format!("--threshold must be a finite number, got {t}")).into()),
         None => {
@@ -251,7 +264,7 @@ pub fn dedup(
             return Err(ThresholdError(msg).into());
         }
     };
-    find_groups(&coll, &feature, threshold, on_progress, stop)
+    Ok((feature, threshold))
 }
 
 /// Run `likeness dedup`.

@@ -5,6 +5,7 @@
 //! same server and catalog without the product binary carrying the benchmarks.
 
 pub mod catalog;
+pub mod closeness;
 pub mod db_cmd;
 pub mod dedup_cmd;
 pub mod demo_cmd;

@@ -1,5 +1,5 @@
 //! Tests of the HTTP API (`likeness serve`) over real photos: every endpoint, bad uploads,
-//! the body limit, the API key, path confinement; plus the browser test of the web page.
+//! the body limit, the API key, path confinement. (The page's routes and its browser test: page_api.rs.)
 
 mod common;
 
@@ -500,43 +500,4 @@ fn periodic_snapshots_survive_a_kill() {
     assert_eq!(v["collections"][0]["count"], 3, "{v}");
     assert_eq!(color["index"], "HNSW16", "{v}");
     assert_eq!(color["origin"]["kind"], "snapshot", "{v}");
-}
-
-/// The web page in a real browser (Debian's chromium driven by playwright-core): upload, grid,
-/// click-to-search, drag and drop, feature choice, label filter, threshold slider.
-/// Skips, saying why, when chromium or tests/browser/node_modules is missing, unless
-/// `LIKENESS_REQUIRE_BROWSER=1` (set by scripts/test.sh, which installs both): then it fails.
-#[test]
-fn browser_uploads_an_image_and_shows_the_result_grid() {
-    let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/browser");
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    let required = std::env::var("LIKENESS_REQUIRE_BROWSER").is_ok_and(|v| v == "1");
-    let missing = if !Path::new(&chromium).exists() {
-        Some(format!("{chromium} not found (apt-get install chromium)"))
-    } else if !browser_dir.join("node_modules/playwright-core").is_dir() {
-        Some(format!("run `npm install` in {}", browser_dir.display()))
-    } else {
-        None
-    };
-    if let Some(why) = missing {
-        assert!(!required, "browser test required (LIKENESS_REQUIRE_BROWSER=1) but {why}");
-        eprintln!("SKIPPED browser test: {why}");
-        return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let (_root, db) = indexed_tree(tmp.path());
-    let srv = Server::start(&db, &[]);
-    let q = tmp.path().join("cat_half.png");
-    edited_copy(&photo("chelsea.png"), "half", &q);
-    let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("likeness-web-search.png");
-    let out = Command::new("node")
-        .arg(browser_dir.join("search.mjs"))
-        .args([&srv.base, s(&q), s(&shot), "chelsea.png"])
-        .env("CHROMIUM", &chromium)
-        .output()
-        .expect("run node");
-    let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "browser test failed:\n{log}");
-    assert!(shot.is_file(), "no screenshot at {}", shot.display());
-    eprintln!("{log}screenshot saved to {}", shot.display());
 }

@@ -55,7 +55,10 @@ fn collection_json(c: &Collection) -> Value {
         .schema()
         .fields
         .iter()
-        .map(|f| json!({"name": f.name, "dim": f.dim, "metric": f.metric.to_string(), "index": f.index}))
+        .map(|f| {
+            let bands = crate::closeness::bands(&f.name);
+            json!({"name": f.name, "dim": f.dim, "metric": f.metric.to_string(), "index": f.index, "bands": bands})
+        })
         .collect();
     json!({"name": c.name(), "count": c.count(), "fields": fields})
 }

@@ -19,7 +19,7 @@ use super::state::AppState;
 pub const KEY_COOKIE: &str = "likeness_key";
 
 /// Routes open without a read key.
-const OPEN_PATHS: &[&str] = &["/health", "/openapi.json", "/", "/app.js", "/app.css"];
+const OPEN_PATHS: &[&str] = &["/health", "/openapi.json", "/", "/app.js", "/app.css", "/favicon.svg", "/favicon.ico"];
 
 /// The key a request presents, if any.
 pub fn presented_key(headers: &HeaderMap) -> Option<std::borrow::Cow<'_, str>> {

@@ -6,7 +6,10 @@
 pub mod admission;
 pub mod api;
 pub mod auth;
+pub mod browse;
+pub mod duplicates;
 pub mod error;
+pub mod files;
 pub mod limits;
 pub mod openapi;
 pub mod state;
@@ -20,7 +23,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use vecdb::Database;
 
@@ -140,11 +143,19 @@ pub fn router(state: Arc<AppState>, args: &Args) -> Router {
         .route("/api/collections/{name}/search/image", post(api::search_image))
         .route("/api/collections/{name}/images", post(api::add_images))
         .route("/api/collections/{name}/records/{id}", get(api::get_record).delete(api::delete_record))
+        .route("/api/collections/{name}/records", get(browse::handler))
+        .route("/api/collections/{name}/duplicates", get(duplicates::handler))
+        .route("/api/collections/{name}/records/{id}/original", get(files::original))
+        .route("/api/collections/{name}/records/{id}/move", post(files::move_file))
+        .route("/api/collections/{name}/records/{id}/file", delete(files::delete_file))
+        .route("/api/server", get(files::server_info))
         .route("/api/jobs/{id}", get(api::get_job))
         .route("/thumb/{id}", get(thumbs::handler))
         .route("/", get(web::index))
         .route("/app.js", get(web::script))
         .route("/app.css", get(web::style))
+        .route("/favicon.svg", get(web::favicon))
+        .route("/favicon.ico", get(web::favicon))
         .fallback(api::not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::reads))
         .with_state(state);

@@ -20,10 +20,97 @@ fn id_param() -> Value {
            "description": "Record id (64-bit, as a decimal string)."})
 }
 
+/// The routes behind the page's browse and duplicates views (kept apart: one `json!` per part).
+fn page_paths(write_note: &str) -> Value {
+    json!({
+            "/api/collections/{name}/records": {"get": {
+                "summary": "Browse a collection without a query: a page of records sorted by path",
+                "parameters": [name_param(),
+                    {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}, "description": "Records to skip (default 0)"},
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}, "description": "Records to return (default 48)"},
+                    {"name": "label", "in": "query", "schema": {"type": "string"}, "description": "Only records with this label"},
+                    {"name": "tag", "in": "query", "schema": {"type": "string"}, "description": "Only records with a tag containing this text (case-insensitive)"}],
+                "responses": {"200": ok("A page of records", json!({"type": "object", "required": ["total", "offset", "limit", "records"], "properties": {
+                    "total": {"type": "integer", "description": "Records that pass the filters"}, "offset": {"type": "integer"}, "limit": {"type": "integer"},
+                    "records": {"type": "array", "items": {"$ref": "#/components/schemas/Card"}}}})),
+                    "400": err("Bad offset, limit or unknown parameter"), "404": err("Unknown collection")}}},
+            "/api/collections/{name}/duplicates": {"get": {
+                "summary": "Groups of near-duplicate images (as `likeness dedup`), with the copy to keep by three rules",
+                "description": "Every record is range-searched on the feature; pairs within the threshold are joined. \
+                    `keep` names the member with the most bytes (`largest`), the earliest modification time (`oldest`) \
+                    and the most pixels, then a lossless format, then the most bytes (`quality`).",
+                "parameters": [name_param(),
+                    {"name": "feature", "in": "query", "schema": {"type": "string"}, "description": "Feature compared (default: cnn, else phash)"},
+                    {"name": "threshold", "in": "query", "schema": {"type": "number", "minimum": 0}, "description": "Largest distance within a group (default: the feature's calibrated one)"}],
+                "responses": {"200": ok("Groups, largest first", json!({"type": "object", "properties": {
+                    "collection": {"type": "string"}, "feature": {"type": "string"}, "threshold": {"type": "number"},
+                    "records": {"type": "integer"}, "took_ms": {"type": "number"},
+                    "groups": {"type": "array", "items": {"type": "object", "properties": {
+                        "max_distance": {"type": "number"},
+                        "members": {"type": "array", "items": {"$ref": "#/components/schemas/Card"}},
+                        "keep": {"type": "object", "properties": {"largest": {"type": "string"}, "oldest": {"type": "string"}, "quality": {"type": "string"}}}}}}}})),
+                    "400": err("Unknown feature, or no threshold for a feature without a calibrated one"), "404": err("Unknown collection")}}},
+            "/api/collections/{name}/records/{id}/original": {"get": {
+                "summary": "The original image file, when it lies under a --root folder or is an upload",
+                "parameters": [name_param(), id_param()],
+                "responses": {"200": {"description": "The file", "content": {"image/*": {}, "application/octet-stream": {}}},
+                    "400": err("Bad id"), "403": err("File outside the --root folders and uploads"), "404": err("No such record or file")}}},
+            "/api/collections/{name}/records/{id}/move": {"post": {
+                "summary": "Move a record's file into another folder; the record follows (new id: the hash of the new path)",
+                "description": format!("File and folder must lie under a --root folder (the folder is created when missing); \
+                    every collection holding the record is updated, or loses it with `forget`. {write_note}"),
+                "parameters": [name_param(), id_param()],
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["to"],
+                    "additionalProperties": false, "properties": {
+                        "to": {"type": "string", "description": "Absolute folder under a --root folder"},
+                        "forget": {"type": "boolean", "description": "Remove the record instead of updating it"}}}}}},
+                "responses": {"200": ok("Moved", json!({"type": "object", "properties": {"id": {"type": "string"}, "new_id": {"type": ["string", "null"]},
+                        "path": {"type": "string"}, "collections": {"type": "array", "items": {"type": "string"}}}})),
+                    "400": err("Bad id or folder"), "401": err("Missing or wrong API key"),
+                    "403": err("File or folder outside the --root folders, no --root, or a read-only replica"),
+                    "404": err("No such record or file"), "409": err("A file of that name is already there, or another file system")}}},
+            "/api/collections/{name}/records/{id}/file": {"delete": {
+                "summary": "Delete a record's file from disk and its record from every collection",
+                "description": format!("The file must lie under a --root folder. {write_note}"),
+                "parameters": [name_param(), id_param()],
+                "responses": {"200": ok("Deleted", json!({"type": "object", "properties": {"id": {"type": "string"}, "deleted_file": {"type": "string"},
+                        "collections": {"type": "array", "items": {"type": "string"}}}})),
+                    "400": err("Bad id"), "401": err("Missing or wrong API key"),
+                    "403": err("File outside the --root folders, no --root, or a read-only replica"), "404": err("No such record or file")}}},
+            "/api/server": {"get": {"summary": "What the page needs to know of the server", "responses": {"200": ok("Server facts",
+                json!({"type": "object", "properties": {"read_only": {"type": "boolean"}, "writes_need_key": {"type": "boolean"},
+                    "roots": {"type": "array", "items": {"type": "string"}, "description": "The --root folders"}}}))}}},
+            "/favicon.svg": {"get": {"summary": "The page's icon", "responses": {"200": {"description": "SVG", "content": {"image/svg+xml": {}}}}}},
+            "/favicon.ico": {"get": {"summary": "The page's icon (SVG, for browsers that ask for /favicon.ico)", "responses": {"200": {"description": "SVG", "content": {"image/svg+xml": {}}}}}}
+    })
+}
+
+/// The schema of a record as the browse and duplicates routes describe it.
+fn card_schema() -> Value {
+    json!({"type": "object", "properties": {"id": {"type": "string"}, "path": {"type": ["string", "null"]}, "name": {"type": ["string", "null"]},
+                "label": {"type": ["string", "null"]}, "tags": {"type": "array", "items": {"type": "string"}}, "size": {"type": ["integer", "null"]},
+                "width": {"type": ["integer", "null"]}, "height": {"type": ["integer", "null"]}, "format": {"type": ["string", "null"]},
+                "mtime": {"type": ["integer", "null"], "description": "Modification time, seconds since the Unix epoch"},
+                "thumb": {"type": "string"}, "original": {"type": ["string", "null"], "description": "URL of the file, when the server serves it"}}})
+}
+
 /// The OpenAPI document.
 pub fn document() -> Value {
+    let mut doc = core_document();
+    if let (Some(paths), Value::Object(page)) = (doc["paths"].as_object_mut(), page_paths(WRITE_NOTE)) {
+        paths.extend(page);
+    }
+    doc["components"]["schemas"]["Card"] = card_schema();
+    doc
+}
+
+/// Said of every write.
+const WRITE_NOTE: &str = "Needs the API key (header `x-api-key` or `Authorization: Bearer`) when the server has one.";
+
+/// Every route but the page's views.
+fn core_document() -> Value {
     let search_results = json!({"$ref": "#/components/schemas/SearchResults"});
-    let write_note = "Needs the API key (header `x-api-key` or `Authorization: Bearer`) when the server has one.";
+    let write_note = WRITE_NOTE;
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -100,7 +187,9 @@ pub fn document() -> Value {
             "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
             "Collection": {"type": "object", "properties": {"name": {"type": "string"}, "count": {"type": "integer"},
                 "fields": {"type": "array", "items": {"type": "object", "properties": {"name": {"type": "string"}, "dim": {"type": "integer"},
-                    "metric": {"enum": ["l2", "cosine", "dot", "hamming"]}, "index": {"type": "string"}}}}}},
+                    "metric": {"enum": ["l2", "cosine", "dot", "hamming"]}, "index": {"type": "string"},
+                    "bands": {"type": ["object", "null"], "description": "Distance bands of calibrated features (docs/app.md): at most `near_duplicate`, `similar`, `related`; further is unrelated",
+                        "properties": {"near_duplicate": {"type": "number"}, "similar": {"type": "number"}, "related": {"type": "number"}}}}}}}},
             "SearchBody": {"type": "object", "additionalProperties": false, "properties": {
                 "vector": {"type": "array", "items": {"type": "number"}, "description": "Query vector; for hamming features the packed bytes (0..255)"},
                 "id": {"type": "string", "description": "Search by this stored record"},
