@@ -64,7 +64,8 @@ def test_index_folder_then_search_images_same_as_cli(cli, tmp_path, photos):
         out = json.loads(cli("search", *queries, "--db", db, "--feature", "color", "-k", 6, "--json"))
         py = likeness.search_images(db, queries, feature="color", k=6)
         assert isinstance(py, list) and len(py) == 3
-        assert py == out  # exactly what json.loads makes of the CLI's output
+        # exactly what json.loads makes of the CLI's output, with the ids (strings in JSON) as ints
+        assert py == [{**q, "results": [{**r, "id": int(r["id"])} for r in q["results"]]} for q in out]
         for p, c in zip(py, out):
             assert (p["query"], p["feature"]) == (c["query"], c["feature"])
             _same_results(p["results"], c["results"])
