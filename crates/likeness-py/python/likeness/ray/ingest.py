@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Unio
 import numpy as np
 
 from .ids import record_id, shard_of
-from .shard import FieldTuple, get_writer, shard_path
+from .shard import NAMESPACE, FieldTuple, get_writer, shard_path, writer_name
 
 __all__ = ["IngestReport", "ingest", "list_images", "IMAGE_EXTENSIONS"]
 
@@ -131,7 +131,7 @@ class _EmbedBatch:
             "metadata": np.array(metas, dtype=object),
         }
         for f in self.features:
-            out[f"vec:{f}"] = np.asarray(emb[f])
+            out[f"vec_{f}"] = np.asarray(emb[f])
         return out
 
 
@@ -140,6 +140,20 @@ def _fields(features: Optional[Sequence[str]], index: str, model_dir: Optional[s
 
     emb = likeness.Embedder(list(features) if features else None, model_dir=model_dir)
     return [(f.name, f.dim, f.metric, f.index) for f in emb.fields(index)]
+
+
+def _wait_names_free(names: List[str], timeout_s: float = 30.0) -> None:
+    """Wait until the killed writers' names are released (a later ``get_writer`` must not find them)."""
+    import ray
+
+    deadline = time.monotonic() + timeout_s
+    for name in names:
+        while time.monotonic() < deadline:
+            try:
+                ray.get_actor(name, namespace=NAMESPACE)
+            except ValueError:
+                break
+            time.sleep(0.05)
 
 
 def ingest(
@@ -225,7 +239,7 @@ def ingest(
                 sel = np.nonzero(owner == s)[0]
                 if len(sel) == 0:
                     continue
-                vecs = {f: np.asarray(b[f"vec:{f}"])[ok][sel] for f in feats}
+                vecs = {f: np.asarray(b[f"vec_{f}"])[ok][sel] for f in feats}
                 pending.append(writers[s].upsert.remote(ids[sel], vecs, [metas[i] for i in sel]))
             seen += len(ok)
             if len(pending) > 4 * shards:
@@ -246,6 +260,7 @@ def ingest(
     for w in writers:  # free the shard locks (the Serve router starts its own writers)
         ray.get(w.close.remote())
         ray.kill(w)
+    _wait_names_free([writer_name(p) for p in paths])
     report.seconds = time.monotonic() - started
     embedded = added + len(report.failed)
     report.images_per_second = embedded / report.seconds if report.seconds > 0 else 0.0
