@@ -33,4 +33,10 @@ def __getattr__(name: str) -> Any:
         raise ImportError(f"likeness.ray.{name} needs Ray: pip install 'likeness[ray]' ({e})") from e
     import importlib
 
-    return getattr(importlib.import_module(f".{mod}", __name__), name)
+    module = importlib.import_module(f".{mod}", __name__)
+    # Importing ``likeness.ray.ingest`` binds the submodule to the package attribute ``ingest``:
+    # bind the module's exported names over it, so ``from likeness.ray import ingest`` is the function.
+    for n, m in _LAZY.items():
+        if m == mod:
+            globals()[n] = getattr(module, n)
+    return globals()[name]

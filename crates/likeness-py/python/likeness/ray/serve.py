@@ -12,7 +12,6 @@ routes of ``likeness serve``.
 Build the application with :func:`build_app` and run it with ``ray.serve.run``.
 """
 
-from __future__ import annotations
 
 import asyncio
 import json
