@@ -55,12 +55,11 @@ def main() -> None:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         serve.start(http_options={"host": "127.0.0.1", "port": port})
-        for n in (int(x) for x in args.shards.split(",")):
+        for n in (int(x) for x in args.shards.split(",") if x):
             dest = os.path.join(tmp, f"search-{n}")
             lr.ingest(args.images, dest, shards=n, features=features, actors=1, cpus_per_actor=1.0, parquet=False)
             serve.run(lr.build_app(dest, n), name=f"bench{n}", route_prefix="/")
             base = f"http://127.0.0.1:{port}/api/collections/images/search"
-            ids = [str(h["id"]) for h in requests.get(f"http://127.0.0.1:{port}/api/health", timeout=30).json()["shards"]]
             all_ids = []
             for s in range(n):
                 with likeness_db(lr.shard_path(dest, s)) as db:
@@ -81,7 +80,6 @@ def main() -> None:
             out["search"].append(row)
             print(json.dumps(row), flush=True)
             serve.delete(f"bench{n}")
-            del ids
     finally:
         serve.shutdown()
         ray.shutdown()
