@@ -26,6 +26,7 @@ fi
 "$venv/bin/python" -m pip install -q --disable-pip-version-check --force-reinstall --no-deps "$wheel"
 echo "ray-tests.sh: environment ready in $(( $(date +%s) - started )) s" >&2
 export RAY_USAGE_STATS_ENABLED=0
+export RAY_AUTH_MODE=${RAY_AUTH_MODE:-disabled}   # a throwaway cluster on this machine (see tests-ray/conftest.py)
 cd crates/likeness-py
 # A bound on the whole run; the cluster's processes are stopped by the tests' finalizer, and
 # once more here should pytest itself be killed.

@@ -69,6 +69,9 @@ def ray_cluster() -> Iterator[dict]:
     of nodes and ``info["multi_node"]`` says whether ``ray start`` made it."""
     import ray
 
+    # A throwaway cluster on this machine: no token authentication (Ray 2.60 turns it on for a
+    # local cluster when ~/.ray/auth_token exists, and the worker nodes then fail to join).
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
     info = {"multi_node": os.environ.get("LIKENESS_RAY_NODES", "1") != "0"}
     temp = tempfile.mkdtemp(prefix="ray-lk-")
@@ -76,7 +79,7 @@ def ray_cluster() -> Iterator[dict]:
     try:
         if info["multi_node"]:
             port = _free_port()
-            common = ["--num-cpus", "1", "--disable-usage-stats"]
+            common = ["--num-cpus", "1", "--object-store-memory", str(150 * 1024**2), "--disable-usage-stats"]
             _run(["start", "--head", "--port", str(port), "--include-dashboard", "false", "--temp-dir", temp,
                   "--node-ip-address", "127.0.0.1", *common], env)
             started = True
@@ -84,7 +87,7 @@ def ray_cluster() -> Iterator[dict]:
                 _run(["start", "--address", f"127.0.0.1:{port}", "--node-ip-address", "127.0.0.1", *common], env)
             ray.init(address=f"127.0.0.1:{port}", logging_level="warning")
         else:
-            ray.init(num_cpus=3, include_dashboard=False, logging_level="warning", _temp_dir=temp)
+            ray.init(num_cpus=3, object_store_memory=300 * 1024**2, include_dashboard=False, logging_level="warning", _temp_dir=temp)
         info["nodes"] = len([n for n in ray.nodes() if n["Alive"]])
         yield info
     finally:

@@ -99,6 +99,24 @@ def test_ingest_is_complete_resumable_and_matches_the_cli(sharded: Dict[str, Any
     assert set(table.column_names) >= {"id", "path", "metadata", *FEATURES}
 
 
+def test_ingest_a_ray_dataset_of_image_bytes(ray_cluster: dict, image_dir: pathlib.Path, single: likeness.Collection, tmp_path: pathlib.Path) -> None:
+    """The object-storage path: ``ray.data.read_binary_files`` (any pyarrow filesystem) gives
+    ``path`` and ``bytes`` columns; the records get the CLI's ids and vectors."""
+    import ray
+
+    ds = ray.data.read_binary_files(str(image_dir / "photos"), include_paths=True)
+    report = ingest(ds, tmp_path / "out", shards=2, features=FEATURES, actors=1, cpus_per_actor=0.5)
+    n = len(list_images(image_dir / "photos"))
+    assert report.added == n and report.failed == [] and sum(report.shard_counts) == n
+    for s in range(2):
+        with likeness.Database(tmp_path / "out" / f"shard-{s:03d}", read_only=True) as db:
+            for rec in db["images"]:
+                assert rec.id == record_id(rec.metadata["path"]) and rec.id in single
+                np.testing.assert_array_equal(rec.vectors["color"], single[rec.id].vectors["color"])
+    again = ingest(ds, tmp_path / "out", shards=2, features=FEATURES, actors=1, cpus_per_actor=0.5)
+    assert again.added == 0
+
+
 @pytest.fixture(scope="module")
 def router(sharded: Dict[str, Any], ray_cluster: dict) -> Any:
     from ray import serve
