@@ -41,8 +41,9 @@ def main() -> None:
 
     import likeness.ray as lr
 
-    ray.init(num_cpus=args.cpus, include_dashboard=False, logging_level="warning")
     tmp = tempfile.mkdtemp(prefix="ray-bench-")
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a throwaway local cluster
+    ray.init(num_cpus=args.cpus, include_dashboard=False, logging_level="warning", _temp_dir=os.path.join(tmp, "ray"))
     out: dict = {"features": features, "cpus": args.cpus, "ingest": [], "search": []}
     try:
         for a in (int(x) for x in args.actors.split(",")):
