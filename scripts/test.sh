@@ -19,3 +19,4 @@ target/debug/likeness model fetch
 cargo test --workspace --profile test --locked -- --test-threads=2
 bash scripts/api-schema-check.sh target/debug/likeness   # schemathesis against /openapi.json: no 5xx, schema conformance
 LIKENESS_REQUIRE_ALL=1 bash scripts/python.sh   # the Python package: wheel into .venv-py, then pytest
+LIKENESS_REQUIRE_ALL=1 bash scripts/ray-tests.sh   # likeness.ray on a local 3-node Ray cluster (.venv-ray, the same wheel)

@@ -1,0 +1,232 @@
+"""likeness.ray end to end on a local Ray cluster: distributed ingest into S = 3 shards (a
+worker killed mid-job, a resumed run), sharded search through Ray Serve equal to one
+database's answers, a killed shard replica (partial answers, then recovery), and an upsert
+through the router seen by the read replicas."""
+
+from __future__ import annotations
+
+import io
+import os
+import pathlib
+import signal
+import time
+from typing import Any, Dict, List
+
+import numpy as np
+import pytest
+import requests
+
+import likeness
+from likeness.ray import build_app, ingest, list_images, record_id, shard_of
+
+SHARDS = 3
+FEATURES = ["color", "phash"]
+
+
+@pytest.fixture(scope="module")
+def single_db(image_dir: pathlib.Path, tmp_path_factory: pytest.TempPathFactory) -> likeness.Database:
+    """The reference: the same images in one database, indexed by the CLI's code."""
+    db = likeness.Database(tmp_path_factory.mktemp("ray-single") / "db")
+    likeness.index_folder(image_dir, db, features=FEATURES)
+    return db
+
+
+@pytest.fixture(scope="module")
+def single(single_db: likeness.Database) -> likeness.Collection:
+    return single_db.collection("images")
+
+
+@pytest.fixture(scope="module")
+def sharded(ray_cluster: dict, image_dir: pathlib.Path, tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Any]:
+    """The images ingested into S shards: a first run on part of them, then a run over the
+    folder during which one embedding worker is killed."""
+    out = tmp_path_factory.mktemp("ray-sharded")
+    pids = str(out / "pids")
+    rows = list_images(image_dir)
+    first = ingest([r["path"] for r in rows[:30]], out, shards=SHARDS, features=FEATURES, actors=2, cpus_per_actor=0.5, batch_size=8)
+    killed: List[int] = []
+
+    def kill_one(done: int, total: int) -> None:
+        if killed or not os.path.isdir(pids):
+            return
+        for name in sorted(os.listdir(pids)):
+            pid = int(name)
+            os.remove(os.path.join(pids, name))
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+                return
+            except ProcessLookupError:
+                continue
+
+    second = ingest(image_dir, out, shards=SHARDS, features=FEATURES, actors=2, cpus_per_actor=0.5, batch_size=8,
+                    progress=kill_one, _pid_dir=pids)
+    third = ingest(image_dir, out, shards=SHARDS, features=FEATURES, actors=1, cpus_per_actor=0.5)
+    return {"out": out, "rows": rows, "first": first, "second": second, "third": third, "killed": killed}
+
+
+def test_ingest_is_complete_resumable_and_matches_the_cli(sharded: Dict[str, Any], single: likeness.Collection, ray_cluster: dict) -> None:
+    rows, first, second, third = sharded["rows"], sharded["first"], sharded["second"], sharded["third"]
+    n = len(rows)
+    assert n >= 100
+    if ray_cluster["multi_node"]:
+        assert ray_cluster["nodes"] == 3
+    assert first.added == 30 and first.failed == []
+    # The second run skipped what the first stored and embedded the rest, despite a killed worker.
+    assert sharded["killed"], "no embedding worker was killed"
+    assert second.skipped == 30 and second.added == n - 30 and second.failed == []
+    assert third.skipped == n and third.added == 0
+    assert sum(third.shard_counts) == n and all(c > 0 for c in third.shard_counts)
+    # Ids are the CLI's (FNV-1a of the path), each record in its owning shard exactly once.
+    cli_ids = set(int(i) for i in single.ids())
+    assert {record_id(r["path"]) for r in rows} == cli_ids
+    seen = []
+    for s in range(SHARDS):
+        with likeness.Database(pathlib.Path(sharded["out"]) / f"shard-{s:03d}", read_only=True) as db:
+            ids = [int(i) for i in db["images"].ids()]
+            assert all(shard_of(i, SHARDS) == s for i in ids)
+            seen += ids
+            for i in ids[:5]:  # the same vectors as the CLI's
+                a, b = db["images"][i], single[i]
+                for f in FEATURES:
+                    np.testing.assert_array_equal(a.vectors[f], b.vectors[f])
+    assert sorted(seen) == sorted(cli_ids)
+    # Parquet: one row per record, no duplicate.
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(str(pathlib.Path(sharded["out"]) / "embeddings"))
+    assert table.num_rows == n and len(set(table.column("id").to_pylist())) == n
+    assert set(table.column_names) >= {"id", "path", "metadata", *FEATURES}
+
+
+def test_ingest_a_ray_dataset_of_image_bytes(ray_cluster: dict, image_dir: pathlib.Path, single: likeness.Collection, tmp_path: pathlib.Path) -> None:
+    """The object-storage path: ``ray.data.read_binary_files`` (any pyarrow filesystem) gives
+    ``path`` and ``bytes`` columns; the records get the CLI's ids and vectors."""
+    import ray
+
+    ds = ray.data.read_binary_files(str(image_dir / "photos"), include_paths=True)
+    report = ingest(ds, tmp_path / "out", shards=2, features=FEATURES, actors=1, cpus_per_actor=0.5)
+    n = len(list_images(image_dir / "photos"))
+    assert report.added == n and report.failed == [] and sum(report.shard_counts) == n
+    for s in range(2):
+        with likeness.Database(tmp_path / "out" / f"shard-{s:03d}", read_only=True) as db:
+            for rec in db["images"]:
+                assert rec.id == record_id(rec.metadata["path"]) and rec.id in single
+                np.testing.assert_array_equal(rec.vectors["color"], single[rec.id].vectors["color"])
+    again = ingest(ds, tmp_path / "out", shards=2, features=FEATURES, actors=1, cpus_per_actor=0.5)
+    assert again.added == 0
+
+
+@pytest.fixture(scope="module")
+def router(sharded: Dict[str, Any], ray_cluster: dict) -> Any:
+    from ray import serve
+
+    port = int(os.environ.get("LIKENESS_RAY_SERVE_PORT", "0")) or _free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    serve.run(build_app(str(sharded["out"]), SHARDS, replicas=1, shard_timeout_s=2.0, refresh_s=0.2), name="likeness", route_prefix="/")
+    base = f"http://127.0.0.1:{port}"
+    yield base
+    serve.delete("likeness")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _post(base: str, body: Dict[str, Any]) -> Dict[str, Any]:
+    r = requests.post(f"{base}/api/collections/images/search", json=body, timeout=30)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def _expect(single: likeness.Collection, query: Any, feature: str, k: int, **kw: Any) -> List[tuple]:
+    res = single.search(query, k, field=feature, **kw)
+    return [(int(i), float(d)) for i, d in zip(res.ids.tolist(), res.distances.tolist())]
+
+
+def _got(answer: Dict[str, Any]) -> List[tuple]:
+    assert answer["partial"] is False and answer["missing_shards"] == []
+    return [(int(h["id"]), float(h["distance"])) for h in answer["results"]]
+
+
+def test_sharded_search_equals_one_database(router: str, single_db: likeness.Database, single: likeness.Collection, image_dir: pathlib.Path) -> None:
+    health = requests.get(f"{router}/api/health", timeout=30).json()
+    assert health["status"] == "ok" and len(health["shards"]) == SHARDS and health["count"] == single.count()
+    ids = [int(i) for i in single.ids()]
+    for feature in FEATURES:
+        for k in (1, 5, 25):
+            for i in ids[::7]:
+                want = _expect(single, i, feature, k)
+                got = _got(_post(router, {"id": str(i), "k": k, "feature": feature}))
+                assert got == want, (feature, k, i)
+        rec = single[ids[3]]
+        vec = rec.vectors[feature]
+        want = _expect(single, vec, feature, 10)
+        assert _got(_post(router, {"vector": vec.tolist(), "k": 10, "feature": feature})) == want
+        # Range search (threshold) and a filter inside each shard.
+        t = want[5][1]
+        assert _got(_post(router, {"vector": vec.tolist(), "threshold": t, "feature": feature})) == _expect(single, vec, feature, 10_000, threshold=t)
+        flt = {"label": {"in": ["sneaker", "bag"]}}
+        assert _got(_post(router, {"vector": vec.tolist(), "k": 8, "feature": feature, "filter": flt})) == _expect(single, vec, feature, 8, filter=flt)
+    # An uploaded image, embedded once by the router: the same answer as the CLI's search.
+    photo = image_dir / "photos" / "chelsea.png"
+    r = requests.post(f"{router}/api/collections/images/search/image", files={"image": ("chelsea.png", photo.read_bytes())},
+                      data={"k": "6", "feature": "color"}, timeout=60)
+    assert r.status_code == 200, r.text
+    want = likeness.search_images(single_db, photo, k=6, feature="color")
+    assert [(h["id"], round(h["distance"], 5)) for h in want["results"]] == [(int(h["id"]), round(h["distance"], 5)) for h in r.json()["results"]]
+    assert r.json()["results"][0]["path"] == str(photo.resolve())
+    # Errors as likeness serve gives them.
+    assert requests.post(f"{router}/api/collections/images/search", json={"k": 3}, timeout=30).status_code == 400
+    assert requests.post(f"{router}/api/collections/images/search", json={"id": "123", "k": 3}, timeout=30).status_code == 404
+    assert requests.post(f"{router}/api/collections/nope/search", json={"id": "1"}, timeout=30).status_code == 404
+
+
+def test_a_dead_shard_replica_gives_partial_answers_then_recovers(router: str, single: likeness.Collection) -> None:
+    import ray
+
+    names = [a for a in ray.util.list_named_actors(all_namespaces=True) if "shard-1" in a["name"] and "REPLICA" in a["name"].upper()]
+    assert names, ray.util.list_named_actors(all_namespaces=True)
+    vec = single[int(single.ids()[0])].vectors["color"]
+    want = _expect(single, vec, "color", 10)
+    for a in names:
+        ray.kill(ray.get_actor(a["name"], namespace=a["namespace"]), no_restart=True)
+    answers = []
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 90:
+        ans = _post(router, {"vector": vec.tolist(), "k": 10, "feature": "color"})
+        answers.append(ans)
+        if not ans["partial"]:
+            break
+        # Never silently fewer: a partial answer names the shard and holds the others' best hits.
+        assert ans["missing_shards"] == [1]
+        others = [h for h in want if shard_of(h[0], SHARDS) != 1]
+        assert [(int(h["id"]), float(h["distance"])) for h in ans["results"]][: len(others)] == others[:10]
+        time.sleep(0.5)
+    assert answers[0]["partial"] is True, "no partial answer right after the replica was killed"
+    assert _got(answers[-1]) == want, "the shard did not recover within 90 s"
+    health = requests.get(f"{router}/api/health", timeout=30).json()
+    assert health["status"] == "ok"
+
+
+def test_upsert_through_the_router_reaches_the_readers(router: str, single: likeness.Collection) -> None:
+    src = single[int(single.ids()[0])]
+    new_id = 2**63 + 12345
+    body = {"id": str(new_id), "vectors": {f: src.vectors[f].tolist() for f in FEATURES}, "metadata": {"path": "/upserted.png"}}
+    t0 = time.monotonic()
+    r = requests.post(f"{router}/api/collections/images/records", json=body, timeout=30)
+    assert r.status_code == 201, r.text
+    while True:
+        got = _post(router, {"vector": src.vectors["color"].tolist(), "k": 3, "feature": "color"})
+        if new_id in [int(h["id"]) for h in got["results"]]:
+            break
+        assert time.monotonic() - t0 < 5.0, "the read replicas did not see the upsert within 5 s"
+        time.sleep(0.1)
+    seen_after = time.monotonic() - t0
+    print(f"upsert visible after {seen_after:.2f} s")
+    health = requests.get(f"{router}/api/health", timeout=30).json()
+    assert health["count"] == single.count() + 1
