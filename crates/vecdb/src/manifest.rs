@@ -9,7 +9,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::fsutil::{atomic_write, corrupt};
+use crate::fsutil::{atomic_write, corrupt, crc_ok};
 use crate::schema::CollectionSchema;
 
 const MAGIC: &[u8; 8] = b"VDBMAN01";
@@ -54,7 +54,7 @@ impl Manifest {
         if body.len() != len {
             return Err(corrupt(&path, format!("length {} does not match header {len}", body.len())));
         }
-        if crc32fast::hash(body) != crc {
+        if !crc_ok(body, crc) {
             return Err(corrupt(&path, "checksum mismatch"));
         }
         serde_json::from_slice(body).map_err(|e| corrupt(&path, format!("unreadable JSON: {e}")))
