@@ -19,3 +19,4 @@ target/debug/likeness model fetch
 cargo test --workspace --profile test --locked -- --test-threads=2
 bash scripts/api-schema-check.sh target/debug/likeness   # schemathesis against /openapi.json: no 5xx, schema conformance
 LIKENESS_REQUIRE_ALL=1 bash scripts/python.sh   # the Python package: wheel into .venv-py, then pytest
+bash scripts/fuzz.sh 10   # each cargo-fuzz target for 10 s over its committed corpus (docs/fuzzing.md)

@@ -12,9 +12,9 @@
 //! bytes` entries, `name` a relative path (`/`-separated, components of `[A-Za-z0-9._-]`,
 //! not `.` or `..`, at most four deep); a malformed entry ends the pack.
 
-use std::cell::Cell;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::db::Database;
 use crate::error::{Error, Result};
@@ -27,21 +27,19 @@ use crate::segment::{read_segment_info, Segment};
 use crate::vector::{Element, Vector};
 use crate::wal::{parse_header, read_frames_after, Wal, WalCursor, WalOp};
 
-thread_local! {
-    static IGNORE_CHECKSUMS: Cell<bool> = const { Cell::new(false) };
-}
+/// Set while the current input asked for checksums to be ignored (process-wide: the parsers
+/// run parts of their work on rayon's threads; a fuzzer runs one input at a time).
+static IGNORE_CHECKSUMS: AtomicBool = AtomicBool::new(false);
 
 /// True while the current input asked for checksums to be ignored.
 pub(crate) fn checksums_ignored() -> bool {
-    IGNORE_CHECKSUMS.with(Cell::get)
+    IGNORE_CHECKSUMS.load(Ordering::Relaxed)
 }
 
-/// Split off the flags byte and set the checksum switch for this thread; the rest of the input.
-///
-/// The switch is thread-local: code the parsers run on other threads (rayon) checks checksums.
+/// Split off the flags byte and set the checksum switch; the rest of the input.
 fn take_flags(data: &[u8]) -> &[u8] {
     let (flags, rest) = data.split_first().map_or((0, data), |(f, r)| (*f, r));
-    IGNORE_CHECKSUMS.with(|c| c.set(flags & 1 == 1));
+    IGNORE_CHECKSUMS.store(flags & 1 == 1, Ordering::Relaxed);
     rest
 }
 
