@@ -12,7 +12,8 @@
 # fuzz/corpus-new/<target>, crashes to fuzz/artifacts/<target>/, logs to fuzz/logs/ (all git-ignored);
 # the committed corpus is only read. Environment: FUZZ_SANITIZER (none, the default: safe Rust needs
 # no ASan and runs ~2x faster; or address),
-# FUZZ_RSS_MB (2048), FUZZ_TIMEOUT (10: seconds one input may take), FUZZ_JOBS (1: targets run at once).
+# FUZZ_RSS_MB (2048), FUZZ_TIMEOUT (10: seconds one input may take), FUZZ_JOBS (1: targets run at once),
+# FUZZ_BUILD (release, or dev for runs under 60 s: see below).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -62,18 +63,27 @@ fi
 fuzz+=(fuzz)
 sanitizer=${FUZZ_SANITIZER:-none}
 
-start=$(date +%s)
-"${fuzz[@]}" build --sanitizer "$sanitizer" --debug-assertions "${run[@]/#/}" 2>&1 | grep -v '^\s*Compiling' || true
-[[ ${PIPESTATUS[0]} -eq 0 ]] || { echo "fuzz.sh: build failed" >&2; exit 1; }
-echo "fuzz.sh: built in $(( $(date +%s) - start )) s"
+# Short runs (CI) build unoptimized: the instrumented optimized build of faer, image and vecdb costs
+# minutes more than the seconds of fuzzing it would speed up. FUZZ_BUILD=release|dev overrides.
+build=${FUZZ_BUILD:-$( ((secs < 60)) && echo dev || echo release)}
+flags=(--sanitizer "$sanitizer" --debug-assertions)
+[[ $build == dev ]] && flags+=(--dev)
 
+start=$(date +%s)
 mkdir -p fuzz/logs
+if ! "${fuzz[@]}" build "${flags[@]}" >fuzz/logs/build.log 2>&1; then
+  tail -40 fuzz/logs/build.log >&2
+  echo "fuzz.sh: build failed (fuzz/logs/build.log)" >&2
+  exit 1
+fi
+echo "fuzz.sh: built ($build) in $(( $(date +%s) - start )) s"
+
 run_one() {
   local t=$1
   mkdir -p "fuzz/corpus-new/$t" "fuzz/artifacts/$t" "fuzz/corpus/$t"
   local log="fuzz/logs/$t.log"
   # -fork/-jobs are not used: one process, so a crash stops it and fails the run.
-  if "${fuzz[@]}" run --sanitizer "$sanitizer" --debug-assertions "$t" "fuzz/corpus-new/$t" "fuzz/corpus/$t" -- \
+  if "${fuzz[@]}" run "${flags[@]}" "$t" "fuzz/corpus-new/$t" "fuzz/corpus/$t" -- \
       -max_total_time="$secs" -max_len="${max_len[$t]}" -rss_limit_mb="${FUZZ_RSS_MB:-2048}" \
       -timeout="${FUZZ_TIMEOUT:-10}" -artifact_prefix="fuzz/artifacts/$t/" -print_final_stats=1 >"$log" 2>&1; then
     local last

@@ -27,7 +27,7 @@ static COLLECTION: LazyLock<(Database, Arc<Collection>)> = LazyLock::new(|| {
             let x = id as f32;
             Record::new(id)
                 .with_vector("dense", Vector::Dense(vec![x, x * 0.5, -x, 1.0]))
-                .with_vector("bits", Vector::Binary((id * 0x9E37_79B9_7F4A_7C15).to_le_bytes().to_vec()))
+                .with_vector("bits", Vector::Binary(id.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_le_bytes().to_vec()))
                 .with_metadata(serde_json::json!({
                     "label": if id % 3 == 0 { "cat" } else { "dog" },
                     "size": id,

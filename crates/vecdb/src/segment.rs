@@ -379,9 +379,10 @@ impl Footer {
         let s = self.info_section();
         check_section(&self.sections, map, s, path)?;
         let (off, len, _) = self.sections[s];
-        serde_json::from_slice(&map[off..off + len])
-            .map(Some)
-            .map_err(|e| corrupt(path, format!("info section is not valid JSON: {e}")))
+        let info: SegmentInfo = serde_json::from_slice(&map[off..off + len])
+            .map_err(|e| corrupt(path, format!("info section is not valid JSON: {e}")))?;
+        info.schema.check_stored(path)?;
+        Ok(Some(info))
     }
 }
 

@@ -188,8 +188,9 @@ pub(crate) fn parse_header(data: &[u8], path: &Path) -> Result<WalHeader> {
     if !crc_ok(&data[..end], hcrc) {
         return Err(corrupt(path, "WAL header checksum mismatch"));
     }
-    let schema = serde_json::from_slice(&data[20..end])
+    let schema: CollectionSchema = serde_json::from_slice(&data[20..end])
         .map_err(|e| corrupt(path, format!("WAL header schema is not valid JSON: {e}")))?;
+    schema.check_stored(path)?;
     Ok(WalHeader { gen, schema: Some(schema), len: end + 4 })
 }
 

@@ -15,7 +15,7 @@ use axum::Json;
 use features::pipeline::{extract_bytes, extract_many};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use vecdb::{Collection, Filter, Hit, Metric, Query, SearchParams, SearchRequest, Vector};
+use vecdb::{Collection, Filter, Hit, Query, Vector};
 
 use super::admission::Ticket;
 use super::error::{ApiError, ApiResult};

@@ -84,7 +84,7 @@ pub(super) fn save(idx: &HnswIndex, dir: &Path) -> Result<()> {
 fn read<T: bytemuck::Pod>(dir: &Path, name: &str, want: usize) -> Result<Vec<T>> {
     let p = dir.join(name);
     let values = file::read_pod(&p)?;
-    check_len(&p, std::mem::size_of_val(values.as_slice()), want * std::mem::size_of::<T>())?;
+    check_len(&p, std::mem::size_of_val(values.as_slice()), want.saturating_mul(std::mem::size_of::<T>()))?;
     Ok(values)
 }
 
@@ -129,7 +129,7 @@ pub(super) fn load(dir: &Path) -> Result<HnswIndex> {
     // SAFETY: the file is private to this index directory; it must not be modified while mapped.
     let map = unsafe { memmap2::Mmap::map(&f) }.map_err(|e| Error::io(&vp, e))?;
     let len = file::verify(&vp, &map)?.len();
-    check_len(&vp, len, n * row_bytes)?;
+    check_len(&vp, len, n.saturating_mul(row_bytes))?;
     let rows = if n == 0 {
         if floats {
             Rows::F32(Vec::new())
