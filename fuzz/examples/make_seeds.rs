@@ -15,7 +15,7 @@ use std::fs;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
-use vecdb::index::{build_index, VectorIndex};
+use vecdb::index::build_index;
 use vecdb::{CollectionSchema, Database, Metric, Record, Vector, VectorField, VectorsRef};
 
 fn main() {
