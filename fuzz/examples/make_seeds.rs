@@ -71,7 +71,9 @@ fn database_seeds(root: &Path) {
         Record::new(id)
             .with_vector("dense", Vector::Dense(v))
             .with_vector("bits", Vector::Binary(id.to_le_bytes().to_vec()))
-            .with_metadata(serde_json::json!({"label": if id % 2 == 0 { "cat" } else { "dog" }, "size": id, "tags": ["a"]}))
+            .with_metadata(
+                serde_json::json!({"label": if id % 2 == 0 { "cat" } else { "dog" }, "size": id, "tags": ["a"]}),
+            )
     };
     c.insert((1..=12).map(record).collect()).expect("insert");
     c.delete(&[3]).expect("delete");
@@ -110,14 +112,26 @@ fn database_seeds(root: &Path) {
 
 fn index_seeds(root: &Path) {
     let dense = [
-        "Flat", "HNSW4", "HNSW4,SQ8", "KDForest2", "KDTree", "LSH64", "IVF2,Flat", "IVF2,PQ2", "IVF2,SQ8", "SQ8", "PQ2",
-        "PCA2,Flat", "PCAW2,HNSW4", "IVF2,PQ2,Refine",
+        "Flat",
+        "HNSW4",
+        "HNSW4,SQ8",
+        "KDForest2",
+        "KDTree",
+        "LSH64",
+        "IVF2,Flat",
+        "IVF2,PQ2",
+        "IVF2,SQ8",
+        "SQ8",
+        "PQ2",
+        "PCA2,Flat",
+        "PCAW2,HNSW4",
+        "IVF2,PQ2,Refine",
     ];
-    for (spec, metric, dim) in dense
-        .iter()
-        .map(|s| (*s, Metric::L2, 4))
-        .chain([("Flat", Metric::Hamming, 64), ("HNSW4", Metric::Hamming, 64), ("Flat", Metric::Cosine, 4)])
-    {
+    for (spec, metric, dim) in dense.iter().map(|s| (*s, Metric::L2, 4)).chain([
+        ("Flat", Metric::Hamming, 64),
+        ("HNSW4", Metric::Hamming, 64),
+        ("Flat", Metric::Cosine, 4),
+    ]) {
         let mut index = build_index(spec, dim, metric).expect("build index");
         let n = 300;
         let ids: Vec<u64> = (1..=n as u64).collect();

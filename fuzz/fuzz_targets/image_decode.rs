@@ -21,8 +21,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     HOOK.call_once(|| drop(std::panic::take_hook()));
     // A per-request budget like the server's (16 Mpixel, 8 MiB); decoding on this thread (no
     // watchdog: a slow decode is a libFuzzer timeout, a finding).
-    let limits =
-        DecodeLimits { max_file_bytes: 8 << 20, max_pixels: 16_000_000, time_budget: Duration::ZERO };
+    let limits = DecodeLimits { max_file_bytes: 8 << 20, max_pixels: 16_000_000, time_budget: Duration::ZERO };
     if let Ok(img) = features::decode_bytes(data, Path::new("fuzz-input"), &limits) {
         assert_eq!((img.image.width(), img.image.height()), (img.width, img.height));
         let small = resize_center_crop(&img.image, 32, 32, ResizeFilter::Bilinear);

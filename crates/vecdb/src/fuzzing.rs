@@ -57,7 +57,10 @@ fn fallback_schema() -> CollectionSchema {
     use crate::metric::Metric;
     use crate::schema::VectorField;
     CollectionSchema {
-        fields: vec![VectorField::new("dense", 4, Metric::L2, "Flat"), VectorField::new("bits", 64, Metric::Hamming, "Flat")],
+        fields: vec![
+            VectorField::new("dense", 4, Metric::L2, "Flat"),
+            VectorField::new("bits", 64, Metric::Hamming, "Flat"),
+        ],
     }
 }
 

@@ -125,8 +125,13 @@ impl SearchBody {
                 return Err(BodyError::Invalid(format!("{name} must be between 1 and {MAX_KNOB}, got {v}")));
             }
         }
-        let params =
-            SearchParams { ef: self.ef, nprobe: self.nprobe, checks: self.checks, rerank: self.rerank, ..Default::default() };
+        let params = SearchParams {
+            ef: self.ef,
+            nprobe: self.nprobe,
+            checks: self.checks,
+            rerank: self.rerank,
+            ..Default::default()
+        };
         Ok(SearchSpec { feature, k, threshold: self.threshold, filter, include_vectors: self.include_vectors, params })
     }
 

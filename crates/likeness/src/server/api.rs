@@ -118,10 +118,8 @@ async fn run_search(c: Arc<Collection>, spec: SearchSpec, query: Query, started:
     let name = c.name().to_string();
     let filter = spec.filter.clone();
     let c2 = c.clone();
-    let hits = tokio::task::spawn_blocking(move || -> ApiResult<Vec<Hit>> {
-        Ok(c.search(&spec.request(query))?)
-    })
-    .await??;
+    let hits =
+        tokio::task::spawn_blocking(move || -> ApiResult<Vec<Hit>> { Ok(c.search(&spec.request(query))?) }).await??;
     if hits.is_empty() {
         if let Some(filter) = filter {
             // Nothing matched: say so when the filter names a field no record has (a typo, or
