@@ -13,7 +13,8 @@
 # the committed corpus is only read. Environment: FUZZ_SANITIZER (none, the default: safe Rust needs
 # no ASan and runs ~2x faster; or address),
 # FUZZ_RSS_MB (2048), FUZZ_TIMEOUT (10: seconds one input may take), FUZZ_JOBS (1: targets run at once),
-# FUZZ_BUILD (release, or dev for runs under 60 s: see below).
+# FUZZ_BUILD (release, or dev for runs under 60 s: see below), FUZZ_NIGHTLY=0 (use the stable fallback even
+# where nightly is installed), FUZZ_TARGET_DIR (fuzz/target).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -33,7 +34,7 @@ if [[ $1 == list ]]; then
   exit 0
 fi
 
-export CARGO_TARGET_DIR="$root/fuzz/target"
+export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$root/fuzz/target}"
 if [[ $1 == seeds ]]; then
   cargo run --locked --manifest-path fuzz/Cargo.toml --example make_seeds
   exit 0
@@ -55,7 +56,7 @@ fi
 export PATH="$HOME/.cargo/bin:$PATH"
 
 fuzz=(cargo)
-if command -v rustup >/dev/null 2>&1 && rustup toolchain list | grep -q '^nightly'; then
+if [[ ${FUZZ_NIGHTLY:-1} != 0 ]] && command -v rustup >/dev/null 2>&1 && rustup toolchain list | grep -q '^nightly'; then
   fuzz+=(+nightly)
 else
   export RUSTC_BOOTSTRAP=1   # stable rustc accepts the -Z flags cargo-fuzz passes
