@@ -20,3 +20,4 @@ cargo test --workspace --profile test --locked -- --test-threads=2
 bash scripts/api-schema-check.sh target/debug/likeness   # schemathesis against /openapi.json: no 5xx, schema conformance
 LIKENESS_REQUIRE_ALL=1 bash scripts/python.sh   # the Python package: wheel into .venv-py, then pytest
 LIKENESS_REQUIRE_ALL=1 bash scripts/ray-tests.sh   # likeness.ray on a local 3-node Ray cluster (.venv-ray, the same wheel)
+bash scripts/fuzz.sh 10   # each cargo-fuzz target for 10 s over its committed corpus (docs/fuzzing.md)

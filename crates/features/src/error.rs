@@ -109,6 +109,7 @@ pub enum FeatureError {
 /// Shorthand for results in this crate.
 pub type Result<T, E = FeatureError> = std::result::Result<T, E>;
 
+#[cfg(feature = "cnn")]
 impl From<candle_core::Error> for FeatureError {
     fn from(e: candle_core::Error) -> Self {
         FeatureError::Inference(e.to_string())

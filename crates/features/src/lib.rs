@@ -6,6 +6,10 @@
 //! EfficientNet-Lite CNN embedding run in pure Rust with candle.
 //!
 //! This crate knows nothing about storage.
+//!
+//! Cargo feature `cnn` (on by default) builds the CNN, the projection heads, their training and
+//! the extractor registry (all on candle); without it the crate decodes images and runs the
+//! classic extractors only (the fuzz targets in `fuzz/` build it so, off candle).
 
 #![warn(missing_docs)]
 
@@ -17,6 +21,7 @@ pub mod metrics;
 pub mod phash;
 pub mod pipeline;
 pub mod preprocess;
+#[cfg(feature = "cnn")]
 pub mod registry;
 pub mod texture;
 
@@ -27,7 +32,11 @@ pub use metrics::{leave_one_out, query_vs_gallery, RetrievalMetrics};
 pub use pipeline::{
     extract_bytes, extract_image, extract_inputs, extract_many, extract_path, ImageInput, ImageRecord, Progress,
 };
+#[cfg(feature = "cnn")]
 pub use registry::{build_extractor, build_extractors, ExtractorOptions, DEFAULT_FEATURES};
+#[cfg(feature = "cnn")]
 pub mod cnn;
+#[cfg(feature = "cnn")]
 pub mod head;
+#[cfg(feature = "cnn")]
 pub mod train;

@@ -101,3 +101,14 @@ impl<'a> Reader<'a> {
         self.pos == self.buf.len()
     }
 }
+
+/// Whether `bytes` have CRC32 `stored`: every checksum of the on-disk formats is checked here.
+///
+/// With the `fuzzing` feature a fuzz target may turn checks off ([`crate::fuzzing`]), so that
+/// mutated inputs reach the parsers behind the checksums; without it this is a plain comparison.
+pub(crate) fn crc_ok(bytes: &[u8], stored: u32) -> bool {
+    let ok = crc32fast::hash(bytes) == stored;
+    #[cfg(feature = "fuzzing")]
+    let ok = ok || crate::fuzzing::checksums_ignored();
+    ok
+}

@@ -17,11 +17,15 @@ pub mod db;
 pub mod distance;
 pub mod error;
 pub mod filter;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod index;
 pub mod metric;
 pub mod repair;
 pub mod schema;
 pub mod search;
+pub mod search_body;
 pub mod vector;
 
 mod filter_parse;

@@ -9,7 +9,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::fsutil::{atomic_write, corrupt};
+use crate::fsutil::{atomic_write, corrupt, crc_ok};
 use crate::schema::CollectionSchema;
 
 const MAGIC: &[u8; 8] = b"VDBMAN01";
@@ -54,9 +54,36 @@ impl Manifest {
         if body.len() != len {
             return Err(corrupt(&path, format!("length {} does not match header {len}", body.len())));
         }
-        if crc32fast::hash(body) != crc {
+        if !crc_ok(body, crc) {
             return Err(corrupt(&path, "checksum mismatch"));
         }
-        serde_json::from_slice(body).map_err(|e| corrupt(&path, format!("unreadable JSON: {e}")))
+        let m: Manifest = serde_json::from_slice(body).map_err(|e| corrupt(&path, format!("unreadable JSON: {e}")))?;
+        m.schema.check_stored(&path)?;
+        Ok(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metric::Metric;
+    use crate::schema::VectorField;
+
+    /// Fuzzing (manifest_open, wal_replay): a schema with a dimension no collection can have
+    /// (here 2^62: `dim * 4` overflows) is a corrupt file, not an overflow later on.
+    #[test]
+    fn a_stored_schema_with_an_impossible_dimension_is_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let schema = CollectionSchema { fields: vec![VectorField::new("v", 1 << 62, Metric::L2, "Flat")] };
+        let m = Manifest { schema: schema.clone(), segments: vec![], wal_gen: 1, next_seq: 1 };
+        m.write(dir.path()).unwrap();
+        assert!(matches!(Manifest::read(dir.path()), Err(Error::Corrupt { .. })));
+        let wal = dir.path().join("wal.log");
+        drop(crate::wal::Wal::create(&wal, 1, &schema).unwrap());
+        let data = fs::read(&wal).unwrap();
+        assert!(matches!(crate::wal::parse_header(&data, &wal), Err(Error::Corrupt { .. })));
+        let empty = CollectionSchema { fields: vec![] };
+        Manifest { schema: empty, segments: vec![], wal_gen: 1, next_seq: 1 }.write(dir.path()).unwrap();
+        assert!(matches!(Manifest::read(dir.path()), Err(Error::Corrupt { .. })));
     }
 }

@@ -59,6 +59,23 @@ impl CollectionSchema {
     pub fn field_index(&self, name: &str) -> Result<usize> {
         self.fields.iter().position(|f| f.name == name).ok_or_else(|| Error::UnknownField(name.to_string()))
     }
+    /// Check a schema read from file `path` (MANIFEST, WAL header, segment info): at least one
+    /// field, every dimension in `1..=MAX_DIM`, so that sizes computed from it cannot overflow.
+    /// [`Error::Corrupt`] naming the file otherwise. (Names and index specs are checked when the
+    /// collection is created; a stored spec is trusted, as an index built from it exists.)
+    pub(crate) fn check_stored(&self, path: &std::path::Path) -> Result<()> {
+        if self.fields.is_empty() {
+            return Err(crate::fsutil::corrupt(path, "schema without vector fields"));
+        }
+        if let Some(f) = self.fields.iter().find(|f| f.dim == 0 || f.dim > MAX_DIM) {
+            return Err(crate::fsutil::corrupt(
+                path,
+                format!("schema field '{}' has dimension {}, outside 1..={MAX_DIM}", f.name, f.dim),
+            ));
+        }
+        Ok(())
+    }
+
     /// Check names, dimensions and index specs.
     pub fn validate(&self) -> Result<()> {
         if self.fields.is_empty() {

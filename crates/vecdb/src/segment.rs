@@ -38,7 +38,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::filter::Metadata;
-use crate::fsutil::{corrupt, Reader};
+use crate::fsutil::{corrupt, crc_ok, Reader};
 use crate::schema::CollectionSchema;
 use crate::vector::Element;
 use crate::vector::{VectorRef, VectorsRef};
@@ -297,7 +297,7 @@ struct Footer {
 /// Verify section `s`'s whole-section checksum.
 fn check_section(sections: &[(usize, usize, u32)], map: &[u8], s: usize, path: &Path) -> Result<()> {
     let (off, len, crc) = sections[s];
-    if crc32fast::hash(&map[off..off + len]) != crc {
+    if !crc_ok(&map[off..off + len], crc) {
         return Err(corrupt(path, format!("section {s} checksum mismatch")));
     }
     Ok(())
@@ -327,7 +327,7 @@ impl Footer {
             return Err(bad(format!("footer length {flen} exceeds the file")));
         }
         let footer = &map[len - 16 - flen..len - 16];
-        if crc32fast::hash(footer) != fcrc {
+        if !crc_ok(footer, fcrc) {
             return Err(bad("footer checksum mismatch".into()));
         }
         let mut r = Reader::new(footer);
@@ -379,9 +379,10 @@ impl Footer {
         let s = self.info_section();
         check_section(&self.sections, map, s, path)?;
         let (off, len, _) = self.sections[s];
-        serde_json::from_slice(&map[off..off + len])
-            .map(Some)
-            .map_err(|e| corrupt(path, format!("info section is not valid JSON: {e}")))
+        let info: SegmentInfo = serde_json::from_slice(&map[off..off + len])
+            .map_err(|e| corrupt(path, format!("info section is not valid JSON: {e}")))?;
+        info.schema.check_stored(path)?;
+        Ok(Some(info))
     }
 }
 
@@ -478,7 +479,7 @@ impl Segment {
         for s in 0..n_fields + 5 {
             let data = self.section(s);
             for (b, block) in data.chunks(CHECK_BLOCK).enumerate() {
-                if crc32fast::hash(block) != checks[next] {
+                if !crc_ok(block, checks[next]) {
                     return Err(corrupt(
                         &self.path,
                         format!("section {s} block {b} (bytes {}..) checksum mismatch", b * CHECK_BLOCK),

@@ -18,7 +18,9 @@ impl Element {
     /// Bytes one vector of `dim` components occupies.
     pub fn bytes_per_vector(self, dim: usize) -> usize {
         match self {
-            Element::F32 => dim * 4,
+            // Saturating: a dimension read from a damaged file must not overflow (a size this
+            // large then matches no file and is reported as corruption).
+            Element::F32 => dim.saturating_mul(4),
             Element::Bit => dim.div_ceil(8),
         }
     }

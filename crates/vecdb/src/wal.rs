@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::filter::Metadata;
-use crate::fsutil::{corrupt, Reader};
+use crate::fsutil::{corrupt, crc_ok, Reader};
 use crate::schema::CollectionSchema;
 use crate::vector::Vector;
 
@@ -170,7 +170,7 @@ pub(crate) fn parse_header(data: &[u8], path: &Path) -> Result<WalHeader> {
     if data.len() >= HEADER_V1 && &data[..8] == MAGIC_V1 {
         let gen = u64::from_le_bytes(data[8..16].try_into().expect("8 bytes"));
         let hcrc = u32::from_le_bytes(data[16..20].try_into().expect("4 bytes"));
-        if crc32fast::hash(&data[..16]) != hcrc {
+        if !crc_ok(&data[..16], hcrc) {
             return Err(corrupt(path, "WAL header checksum mismatch"));
         }
         return Ok(WalHeader { gen, schema: None, len: HEADER_V1 });
@@ -185,11 +185,12 @@ pub(crate) fn parse_header(data: &[u8], path: &Path) -> Result<WalHeader> {
     }
     let end = 20 + slen;
     let hcrc = u32::from_le_bytes(data[end..end + 4].try_into().expect("4 bytes"));
-    if crc32fast::hash(&data[..end]) != hcrc {
+    if !crc_ok(&data[..end], hcrc) {
         return Err(corrupt(path, "WAL header checksum mismatch"));
     }
-    let schema = serde_json::from_slice(&data[20..end])
+    let schema: CollectionSchema = serde_json::from_slice(&data[20..end])
         .map_err(|e| corrupt(path, format!("WAL header schema is not valid JSON: {e}")))?;
+    schema.check_stored(path)?;
     Ok(WalHeader { gen, schema: Some(schema), len: end + 4 })
 }
 
@@ -322,7 +323,7 @@ fn parse_frame(data: &[u8], pos: usize, want_lsn: Option<u64>) -> std::result::R
     let lsn = u64::from_le_bytes(h[4..12].try_into().expect("8 bytes"));
     let hcrc = u32::from_le_bytes(h[12..16].try_into().expect("4 bytes"));
     let pcrc = u32::from_le_bytes(h[16..20].try_into().expect("4 bytes"));
-    if crc32fast::hash(&h[..12]) != hcrc {
+    if !crc_ok(&h[..12], hcrc) {
         return Err("frame header checksum mismatch");
     }
     if let Some(w) = want_lsn {
@@ -335,7 +336,7 @@ fn parse_frame(data: &[u8], pos: usize, want_lsn: Option<u64>) -> std::result::R
     }
     let start = pos + FRAME_HEADER;
     let payload = data.get(start..start + len).ok_or("frame payload cut short")?;
-    if crc32fast::hash(payload) != pcrc {
+    if !crc_ok(payload, pcrc) {
         return Err("payload checksum mismatch");
     }
     Ok((payload, start + len))
@@ -347,7 +348,7 @@ fn find_valid_frame(data: &[u8], from: usize, min_lsn: u64) -> Option<usize> {
         let h = &data[p..p + FRAME_HEADER];
         let lsn = u64::from_le_bytes(h[4..12].try_into().expect("8 bytes"));
         lsn >= min_lsn
-            && crc32fast::hash(&h[..12]) == u32::from_le_bytes(h[12..16].try_into().expect("4 bytes"))
+            && crc_ok(&h[..12], u32::from_le_bytes(h[12..16].try_into().expect("4 bytes")))
             && parse_frame(data, p, None).is_ok()
     })
 }

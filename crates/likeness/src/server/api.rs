@@ -15,7 +15,7 @@ use axum::Json;
 use features::pipeline::{extract_bytes, extract_many};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use vecdb::{Collection, Filter, Hit, Metric, Query, SearchParams, SearchRequest, Vector};
+use vecdb::{Collection, Filter, Hit, Query, Vector};
 
 use super::admission::Ticket;
 use super::error::{ApiError, ApiResult};
@@ -26,7 +26,7 @@ use crate::image_meta::ImageMeta;
 use crate::indexer::{index_roots, IndexOptions, IndexProgress};
 
 /// Largest `k` a search may ask for.
-pub const MAX_K: usize = 10_000;
+pub use vecdb::search_body::MAX_K;
 
 type AppStateRef = State<Arc<AppState>>;
 
@@ -90,111 +90,30 @@ pub async fn labels(State(st): AppStateRef, Path(name): Path<String>) -> ApiResu
 
 /// Parse an id given as a decimal string or a JSON number.
 pub fn parse_id(v: &Value) -> ApiResult<u64> {
-    match v {
-        Value::String(s) => s.trim().parse().map_err(|_| ApiError::bad_request(format!("bad id '{s}'"))),
-        Value::Number(n) => n.as_u64().ok_or_else(|| ApiError::bad_request(format!("bad id {n}"))),
-        other => Err(ApiError::bad_request(format!("bad id {other} (expected a decimal string)"))),
-    }
+    search_body::parse_id(v).map_err(body_error)
 }
 
 fn parse_id_str(s: &str) -> ApiResult<u64> {
     parse_id(&Value::String(s.to_string()))
 }
 
-/// Search knobs shared by the JSON and multipart forms.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SearchBody {
-    /// Query vector (floats; for hamming fields the packed bytes).
-    pub vector: Option<Vec<f64>>,
-    /// Search by a stored record.
-    pub id: Option<Value>,
-    /// Feature (vector field) to search.
-    pub feature: Option<String>,
-    /// Number of results.
-    pub k: Option<usize>,
-    /// Range search threshold.
-    pub threshold: Option<f32>,
-    /// JSON filter.
-    pub filter: Option<Value>,
-    /// Include stored vectors in the hits.
-    #[serde(default)]
-    pub include_vectors: bool,
-    /// Index knobs: HNSW candidate list.
-    pub ef: Option<usize>,
-    /// IVF lists probed.
-    pub nprobe: Option<usize>,
-    /// k-d forest leaf budget.
-    pub checks: Option<usize>,
-    /// Candidates re-ranked exactly (LSH, `…,Refine`).
-    pub rerank: Option<usize>,
-}
+/// Search knobs shared by the JSON and multipart forms (parsed and checked by vecdb).
+pub use vecdb::search_body::SearchBody;
+use vecdb::search_body::{self, BodyError, SearchSpec};
 
-/// Upper bound of every index knob a request may set (bounds the work one request can ask for).
-const MAX_KNOB: usize = 100_000;
-
-struct SearchSpec {
-    feature: String,
-    k: Option<usize>,
-    threshold: Option<f32>,
-    filter: Option<Filter>,
-    include_vectors: bool,
-    params: SearchParams,
+/// A refused [`SearchBody`] as an API error: 400, 404 for a missing record, a filter error as
+/// every vecdb error.
+fn body_error(e: BodyError) -> ApiError {
+    match e {
+        BodyError::Invalid(msg) => ApiError::bad_request(msg),
+        BodyError::Filter(e) => e.into(),
+        e @ BodyError::NoSuchRecord { .. } => ApiError::not_found(e.to_string()),
+    }
 }
 
 fn search_spec(c: &Collection, b: &SearchBody) -> ApiResult<SearchSpec> {
     let feature = catalog::choose_feature(c, b.feature.as_deref()).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    if let Some(k) = b.k {
-        if k == 0 || k > MAX_K {
-            return Err(ApiError::bad_request(format!("k must be between 1 and {MAX_K}, got {k}")));
-        }
-    }
-    if let Some(t) = b.threshold {
-        if !t.is_finite() {
-            return Err(ApiError::bad_request("threshold must be a finite number"));
-        }
-    }
-    let filter = match &b.filter {
-        None | Some(Value::Null) => None,
-        Some(v) => Some(Filter::from_json(v)?),
-    };
-    let k = match (b.k, b.threshold) {
-        (k, Some(_)) => Some(k.unwrap_or(MAX_K)),
-        (k, None) => Some(k.unwrap_or(10)),
-    };
-    for (name, v) in [("ef", b.ef), ("nprobe", b.nprobe), ("checks", b.checks), ("rerank", b.rerank)] {
-        if let Some(v) = v.filter(|&v| v == 0 || v > MAX_KNOB) {
-            return Err(ApiError::bad_request(format!("{name} must be between 1 and {MAX_KNOB}, got {v}")));
-        }
-    }
-    let params = SearchParams { ef: b.ef, nprobe: b.nprobe, checks: b.checks, rerank: b.rerank, ..Default::default() };
-    Ok(SearchSpec { feature, k, threshold: b.threshold, filter, include_vectors: b.include_vectors, params })
-}
-
-fn query_vector(c: &Collection, feature: &str, v: &[f64]) -> ApiResult<Vector> {
-    let field = c
-        .schema()
-        .fields
-        .iter()
-        .find(|f| f.name == feature)
-        .ok_or_else(|| ApiError::bad_request(format!("unknown feature '{feature}'")))?;
-    if field.metric == Metric::Hamming {
-        let bytes = v
-            .iter()
-            .map(|x| {
-                if x.fract() == 0.0 && (0.0..=255.0).contains(x) {
-                    Ok(*x as u8)
-                } else {
-                    Err(ApiError::bad_request(format!(
-                        "feature '{feature}' holds bit vectors: give the packed bytes as integers 0..255 (got {x})"
-                    )))
-                }
-            })
-            .collect::<ApiResult<Vec<u8>>>()?;
-        Ok(Vector::Binary(bytes))
-    } else {
-        Ok(Vector::Dense(v.iter().map(|x| *x as f32).collect()))
-    }
+    b.spec(feature).map_err(body_error)
 }
 
 async fn run_search(c: Arc<Collection>, spec: SearchSpec, query: Query, started: Instant) -> ApiResult<Json<Value>> {
@@ -202,16 +121,8 @@ async fn run_search(c: Arc<Collection>, spec: SearchSpec, query: Query, started:
     let name = c.name().to_string();
     let filter = spec.filter.clone();
     let c2 = c.clone();
-    let hits = tokio::task::spawn_blocking(move || -> ApiResult<Vec<Hit>> {
-        let mut req = SearchRequest::new(spec.feature.clone(), query, spec.k.unwrap_or(10));
-        req.k = spec.k;
-        req.threshold = spec.threshold;
-        req.filter = spec.filter;
-        req.include_vectors = spec.include_vectors;
-        req.params = spec.params;
-        Ok(c.search(&req)?)
-    })
-    .await??;
+    let hits =
+        tokio::task::spawn_blocking(move || -> ApiResult<Vec<Hit>> { Ok(c.search(&spec.request(query))?) }).await??;
     if hits.is_empty() {
         if let Some(filter) = filter {
             // Nothing matched: say so when the filter names a field no record has (a typo, or
@@ -272,22 +183,7 @@ pub async fn search_json(
     let Json(body) = body.map_err(json_rejection)?;
     let c = st.collection(&name)?;
     let spec = search_spec(&c, &body)?;
-    let query = match (&body.vector, &body.id) {
-        (Some(_), Some(_)) => return Err(ApiError::bad_request("give either 'vector' or 'id', not both")),
-        (Some(v), None) => Query::Vector(query_vector(&c, &spec.feature, v)?),
-        (None, Some(id)) => {
-            let id = parse_id(id)?;
-            if c.get_metadata(id).is_none() {
-                return Err(ApiError::not_found(format!("no record with id {id} in collection '{name}'")));
-            }
-            Query::Id(id)
-        }
-        (None, None) => {
-            return Err(ApiError::bad_request(
-                "give 'vector' or 'id' (to search by an image, POST multipart to /search/image)",
-            ))
-        }
-    };
+    let query = body.query(&c, &spec.feature).map_err(body_error)?;
     run_search(c, spec, query, started).await
 }
 

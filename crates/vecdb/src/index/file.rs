@@ -18,7 +18,7 @@ use std::path::Path;
 use bytemuck::Pod;
 
 use crate::error::{Error, Result};
-use crate::fsutil::{atomic_write_parts, corrupt};
+use crate::fsutil::{atomic_write_parts, corrupt, crc_ok};
 
 /// Bytes of the footer at the end of every index file.
 pub const FOOTER_LEN: usize = 20;
@@ -48,7 +48,7 @@ pub fn verify<'a>(path: &Path, bytes: &'a [u8]) -> Result<&'a [u8]> {
         .ok_or_else(|| corrupt(path, format!("{} bytes, shorter than the index file footer", bytes.len())))?;
     check_footer(path, tail, body.len())?;
     let crc = u32::from_le_bytes(tail[8..12].try_into().expect("4 bytes"));
-    if crc32fast::hash(body) != crc {
+    if !crc_ok(body, crc) {
         return Err(corrupt(path, "checksum mismatch"));
     }
     Ok(body)
@@ -102,7 +102,7 @@ pub(crate) fn read_pod<T: Pod>(path: &Path) -> Result<Vec<T>> {
         .map_err(|e| Error::io(path, e))?;
     let body: &[u8] = bytemuck::cast_slice(&out);
     check_footer(path, &tail, body.len())?;
-    if crc32fast::hash(body) != u32::from_le_bytes(tail[8..12].try_into().expect("4 bytes")) {
+    if !crc_ok(body, u32::from_le_bytes(tail[8..12].try_into().expect("4 bytes"))) {
         return Err(corrupt(path, "checksum mismatch"));
     }
     Ok(out)

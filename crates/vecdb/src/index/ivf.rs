@@ -451,7 +451,7 @@ impl IvfIndex {
         }
         let dim = meta.dim;
         let centroids: Vec<f32> = read_pod(&dir.join("centroids.f32"))?;
-        if centroids.len() != meta.nlist * dim {
+        if Some(centroids.len()) != meta.nlist.checked_mul(dim) {
             return Err(corrupt(&dir.join("centroids.f32"), "centroid count does not match nlist"));
         }
         let quant = match meta.codec {
@@ -481,11 +481,12 @@ impl IvfIndex {
             IvfCodec::Pq { m } => (m, 1),
             IvfCodec::Sq8 => (dim, 0),
         };
-        let total: u64 = sizes.iter().sum();
+        // Checked: list sizes that wrap around to the number of ids would slice out of bounds.
+        let total = sizes.iter().try_fold(0u64, |a, &s| a.checked_add(s));
         if sizes.len() != meta.nlist
-            || total as usize != ids.len()
-            || codes.len() != ids.len() * cw
-            || extra.len() != ids.len() * ew
+            || total != Some(ids.len() as u64)
+            || Some(codes.len()) != ids.len().checked_mul(cw)
+            || Some(extra.len()) != ids.len().checked_mul(ew)
         {
             return Err(corrupt(&dir.join("sizes.u64"), "inverted list sizes do not match the stored ids and codes"));
         }
@@ -720,5 +721,26 @@ impl VectorIndex for IvfIndex {
         write_pod(&dir.join("ids.u64"), &ids)?;
         write_pod(&dir.join("codes.u8"), &codes)?;
         write_pod(&dir.join("extra.f32"), &extra)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Fuzzing (index_snapshot): inverted list sizes whose sum wraps around to the number of
+    /// stored ids passed the size check, then sliced out of bounds. Now corrupt.
+    #[test]
+    fn list_sizes_that_overflow_are_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ix = IvfIndex::new("IVF2,Flat", 4, Metric::L2, 2, IvfCodec::Flat).unwrap();
+        let data: Vec<f32> = (0..1200).map(|i| (i * 7 % 13) as f32).collect();
+        let ids: Vec<u64> = (0..300).collect();
+        ix.train(VectorsRef::Dense(&data)).unwrap();
+        ix.add(&ids, VectorsRef::Dense(&data)).unwrap();
+        ix.save(dir.path()).unwrap();
+        assert_eq!(IvfIndex::load(dir.path()).unwrap().len(), 300);
+        write_pod(&dir.path().join("sizes.u64"), &[u64::MAX, 301]).unwrap();
+        assert!(matches!(IvfIndex::load(dir.path()), Err(Error::Corrupt { .. })));
     }
 }

@@ -391,11 +391,16 @@ impl KdForest {
                 let perm: Vec<u32> = read_pod(&dir.join(format!("tree{t}.perm")))?;
                 let ok = perm.len() == meta.indexed
                     && perm.iter().all(|&p| (p as usize) < meta.indexed)
-                    && nodes.iter().all(|n| {
+                    && nodes.iter().enumerate().all(|(i, n)| {
                         if n.dim == LEAF {
                             n.a <= n.b && n.b as usize <= perm.len()
                         } else {
-                            (n.dim as usize) < meta.dim && (n.a as usize) < nodes.len() && (n.b as usize) < nodes.len()
+                            // Children come after their parent (the build writes nodes in pre-order):
+                            // a link back would make the search descend forever.
+                            (n.dim as usize) < meta.dim
+                                && (i as u64) < u64::from(n.a.min(n.b))
+                                && (n.a as usize) < nodes.len()
+                                && (n.b as usize) < nodes.len()
                         }
                     })
                     && !nodes.is_empty();
@@ -538,5 +543,29 @@ impl VectorIndex for KdForest {
             write_pod(&dir.join(format!("tree{t}.perm")), &tree.perm)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Fuzzing (index_snapshot): a saved tree whose node links back to itself made every
+    /// search descend forever, queueing until memory ran out. Such a tree is now corrupt.
+    #[test]
+    fn a_tree_with_a_cycle_is_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ix = KdForest::new(2, Metric::L2, 1, false).unwrap();
+        let data: Vec<f32> = (0..600).map(|i| (i * 7 % 13) as f32).collect();
+        let ids: Vec<u64> = (0..300).collect();
+        ix.add(&ids, VectorsRef::Dense(&data)).unwrap();
+        ix.save(dir.path()).unwrap();
+        assert!(KdForest::load(dir.path()).is_ok());
+        let path = dir.path().join("tree0.nodes");
+        let mut nodes: Vec<Node> = read_pod(&path).unwrap();
+        assert_ne!(nodes[0].dim, LEAF, "the root of 300 points is an inner node");
+        nodes[0].a = 0;
+        write_pod(&path, &nodes).unwrap();
+        assert!(matches!(KdForest::load(dir.path()), Err(Error::Corrupt { .. })));
     }
 }

@@ -84,7 +84,7 @@ pub(super) fn save(idx: &HnswIndex, dir: &Path) -> Result<()> {
 fn read<T: bytemuck::Pod>(dir: &Path, name: &str, want: usize) -> Result<Vec<T>> {
     let p = dir.join(name);
     let values = file::read_pod(&p)?;
-    check_len(&p, std::mem::size_of_val(values.as_slice()), want * std::mem::size_of::<T>())?;
+    check_len(&p, std::mem::size_of_val(values.as_slice()), want.saturating_mul(std::mem::size_of::<T>()))?;
     Ok(values)
 }
 
@@ -129,7 +129,7 @@ pub(super) fn load(dir: &Path) -> Result<HnswIndex> {
     // SAFETY: the file is private to this index directory; it must not be modified while mapped.
     let map = unsafe { memmap2::Mmap::map(&f) }.map_err(|e| Error::io(&vp, e))?;
     let len = file::verify(&vp, &map)?.len();
-    check_len(&vp, len, n * row_bytes)?;
+    check_len(&vp, len, n.saturating_mul(row_bytes))?;
     let rows = if n == 0 {
         if floats {
             Rows::F32(Vec::new())
@@ -150,15 +150,16 @@ pub(super) fn load(dir: &Path) -> Result<HnswIndex> {
     let upper: Vec<u32> = read(dir, "upper.bin", meta.upper_words)?;
     let deleted = Bits(read(dir, "deleted.bin", n.div_ceil(64))?);
 
-    // Structure checks: every block in bounds, every link a real node.
+    // Structure checks: every block in bounds, every link a real node that has the link's level
+    // (a search follows a level-l link to that node's level-l block).
     let gp = dir.join("links0.bin");
-    let check_block = |block: &[u32], cap: usize, what: &str| -> Result<()> {
+    let check_block = |block: &[u32], cap: usize, level: usize, what: &str| -> Result<()> {
         let c = block[0] as usize;
         if c > cap {
             return Err(corrupt(&gp, format!("{what}: {c} links, at most {cap} allowed")));
         }
-        if let Some(bad) = block[1..=c].iter().find(|&&x| x as usize >= n) {
-            return Err(corrupt(&gp, format!("{what}: link to node {bad} of {n}")));
+        if let Some(bad) = block[1..=c].iter().find(|&&x| x as usize >= n || (levels[x as usize] as usize) < level) {
+            return Err(corrupt(&gp, format!("{what}: link to node {bad} of {n}, which is not on that level")));
         }
         Ok(())
     };
@@ -167,7 +168,7 @@ pub(super) fn load(dir: &Path) -> Result<HnswIndex> {
         if level > MAX_LEVEL {
             return Err(corrupt(&dir.join("levels.bin"), format!("node {v} has level {level}")));
         }
-        check_block(&links0[v * (m0 + 1)..(v + 1) * (m0 + 1)], m0, &format!("node {v} level 0"))?;
+        check_block(&links0[v * (m0 + 1)..(v + 1) * (m0 + 1)], m0, 0, &format!("node {v} level 0"))?;
         let off = upper_off[v];
         if level == 0 {
             continue;
@@ -178,7 +179,7 @@ pub(super) fn load(dir: &Path) -> Result<HnswIndex> {
         }
         for l in 1..=level {
             let s = off as usize + (l - 1) * (m + 1);
-            check_block(&upper[s..s + m + 1], m, &format!("node {v} level {l}"))?;
+            check_block(&upper[s..s + m + 1], m, l, &format!("node {v} level {l}"))?;
         }
     }
     match meta.entry {
@@ -226,4 +227,37 @@ pub(super) fn load(dir: &Path) -> Result<HnswIndex> {
         rng: meta.rng,
         unwalked: 0,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::{SearchParams, VectorIndex};
+    use crate::vector::{VectorRef, VectorsRef};
+
+    /// Fuzzing (index_snapshot): an upper-level link to a node that is not on that level passed
+    /// the load checks; the search then followed it and indexed that node's (absent) upper
+    /// block out of bounds. Now corrupt.
+    #[test]
+    fn an_upper_link_to_a_node_below_that_level_is_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let (n, dim) = (300usize, 2usize);
+        let data: Vec<f32> = (0..n * dim).map(|i| (i * 7 % 31) as f32).collect();
+        let mut ix = HnswIndex::new(dim, Metric::L2, 4, 50);
+        ix.add(&(0..n as u64).collect::<Vec<_>>(), VectorsRef::Dense(&data)).unwrap();
+        ix.save(dir.path()).unwrap();
+        let loaded = load(dir.path()).unwrap();
+        assert_eq!(loaded.search(VectorRef::Dense(&[1.0, 2.0]), 3, &SearchParams::default(), None).unwrap().len(), 3);
+        let (ep, top) = ix.graph.entry().unwrap();
+        assert!(top >= 1, "300 nodes with M=4 have upper levels");
+        let levels: Vec<u8> = file::read_pod(&dir.path().join("levels.bin")).unwrap();
+        let low = levels.iter().position(|&l| l == 0).unwrap() as u32;
+        let offs: Vec<u32> = file::read_pod(&dir.path().join("upper_off.bin")).unwrap();
+        let mut upper: Vec<u32> = file::read_pod(&dir.path().join("upper.bin")).unwrap();
+        let s = offs[ep as usize] as usize; // the entry point's level-1 block
+        upper[s] = 1;
+        upper[s + 1] = low;
+        file::write_pod(&dir.path().join("upper.bin"), &upper).unwrap();
+        assert!(matches!(load(dir.path()), Err(Error::Corrupt { .. })));
+    }
 }
