@@ -40,10 +40,18 @@ fn is_word_char(c: char) -> bool {
     !(c.is_whitespace() || "()\",=!<>^".contains(c))
 }
 
-/// An error pointing at byte `at` of `src`.
+/// An error pointing at byte `at` of `src` (a long filter is shown as the 80 characters around
+/// the spot).
 fn error_at(src: &str, at: usize, msg: impl std::fmt::Display) -> Error {
+    const SHOWN: usize = 80;
+    let chars: Vec<char> = src.chars().collect();
     let col = src[..at.min(src.len())].chars().count();
-    Error::InvalidFilter(format!("{msg}\n  {src}\n  {}^", " ".repeat(col)))
+    let start = col.saturating_sub(SHOWN / 2).min(chars.len().saturating_sub(SHOWN));
+    let end = (start + SHOWN).min(chars.len());
+    let (pre, post) = (if start > 0 { "…" } else { "" }, if end < chars.len() { "…" } else { "" });
+    let shown: String = chars[start..end].iter().collect();
+    let caret = col - start + pre.chars().count();
+    Error::InvalidFilter(format!("{msg}\n  {pre}{shown}{post}\n  {}^", " ".repeat(caret)))
 }
 
 fn tokenize(src: &str) -> Result<Vec<Spanned>> {
@@ -104,10 +112,17 @@ fn tokenize(src: &str) -> Result<Vec<Spanned>> {
     Ok(out)
 }
 
+/// Deepest nesting of parentheses and `not` a filter may have: the parser, the matcher and the
+/// drop of a `Filter` recurse once per level, and a hostile filter string ("((((…" or
+/// "not not not …") must get an error, not overflow a thread's stack.
+pub(crate) const MAX_DEPTH: usize = 64;
+
 struct Parser<'a> {
     src: &'a str,
     toks: Vec<Spanned>,
     pos: usize,
+    /// Parentheses and `not`s open at the current token.
+    depth: usize,
 }
 
 impl Parser<'_> {
@@ -144,6 +159,17 @@ impl Parser<'_> {
     }
 
     fn unary(&mut self) -> Result<Filter> {
+        let nests = self.keyword("not") || self.peek() == Some(&Tok::Open);
+        if nests && self.depth == MAX_DEPTH {
+            return Err(self.err(format!("nested too deeply (more than {MAX_DEPTH} levels of '(' and 'not')")));
+        }
+        self.depth += usize::from(nests);
+        let out = self.unary_nested();
+        self.depth -= usize::from(nests);
+        out
+    }
+
+    fn unary_nested(&mut self) -> Result<Filter> {
         if self.keyword("not") {
             self.pos += 1;
             return Ok(Filter::Not(Box::new(self.unary()?)));
@@ -276,7 +302,7 @@ fn typed(w: &str) -> Value {
 /// Parse a command-line filter expression (see the [module docs](self)).
 pub(crate) fn parse(src: &str) -> Result<Filter> {
     let toks = tokenize(src)?;
-    let mut p = Parser { src, toks, pos: 0 };
+    let mut p = Parser { src, toks, pos: 0, depth: 0 };
     let f = p.or()?;
     if p.pos < p.toks.len() {
         let hint = match p.peek() {
@@ -335,6 +361,34 @@ mod tests {
             parse("tags in tabby, tiger cat,Persian cat").unwrap(),
             Filter::In("tags".into(), vec![json!("tabby"), json!("tiger cat"), json!("Persian cat")])
         );
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let ok = format!("{}label=cat{}", "(".repeat(MAX_DEPTH), ")".repeat(MAX_DEPTH));
+        assert!(parse(&ok).is_ok());
+        let ok = format!("{}label=cat", "not ".repeat(MAX_DEPTH));
+        assert!(parse(&ok).is_ok());
+        for deep in [
+            format!("{}label=cat{}", "(".repeat(MAX_DEPTH + 1), ")".repeat(MAX_DEPTH + 1)),
+            format!("{}label=cat", "not ".repeat(1_000_000)),
+            "(".repeat(1_000_000),
+            "not (".repeat(100_000),
+        ] {
+            let e = parse(&deep).unwrap_err().to_string();
+            assert!(e.contains("nested too deeply") && e.len() < 400, "{}", &e[..e.len().min(400)]);
+        }
+    }
+
+    #[test]
+    fn a_long_filter_shows_the_part_around_the_mistake() {
+        let src = format!("{}width>=", "label=cat and ".repeat(20));
+        let e = parse(&src).unwrap_err().to_string();
+        let lines: Vec<&str> = e.lines().collect();
+        assert!(lines[1].starts_with("  …") && !lines[1].ends_with('…'), "{e}");
+        let caret = lines[2].chars().count() - 1;
+        assert_eq!(lines[1].chars().nth(caret), None, "the caret is just past the end, where a value is missing: {e}");
+        assert!(lines[1].chars().count() <= 2 + 1 + 80, "{e}");
     }
 
     #[test]
