@@ -158,8 +158,9 @@ pub struct CollectionStats {
     pub segments: usize,
     /// Bytes in the write-ahead log.
     pub wal_bytes: u64,
-    /// Heap bytes of the per-record bookkeeping shared by the fields: the id → row map, the
-    /// memtable's metadata, and segment metadata decoded for filters.
+    /// Heap bytes of the per-record bookkeeping shared by the fields: the segments' dead-row
+    /// bitsets (no id → row map: ids are found in the mapped, sorted id columns) and the
+    /// memtable's entries.
     pub records_heap_bytes: u64,
     /// Per vector field.
     pub fields: Vec<FieldStats>,
