@@ -212,6 +212,15 @@ fn check_wal(
 }
 
 /// Verify field `field`'s index snapshot if there is one.
+/// True when a snapshot saved for `saved` serves a field of spec `spec` (an `Auto` field: one of
+/// the graphs its policy builds).
+fn snapshot_spec_fits(saved: &str, spec: &str) -> bool {
+    match crate::collection::AutoPolicy::parse(spec) {
+        Some(_) => crate::collection::is_auto_graph(saved),
+        None => saved == spec,
+    }
+}
+
 fn check_snapshot(dir: &Path, field: &str, spec: &str, m: &Manifest) -> Option<FileCheck> {
     let sdir = snapshot_dir(dir, field);
     let mpath = snapshot_marker(dir, field);
@@ -221,7 +230,7 @@ fn check_snapshot(dir: &Path, field: &str, spec: &str, m: &Manifest) -> Option<F
     let name = sdir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let r = match read_marker(dir, field) {
         None => Err((Status::Warning, "no usable marker: the index is rebuilt at the next open".to_string())),
-        Some(mk) if mk.spec != spec || !m.segments.starts_with(&mk.segments) => {
+        Some(mk) if !snapshot_spec_fits(&mk.spec, spec) || !m.segments.starts_with(&mk.segments) => {
             Err((Status::Warning, "stale (saved for other segments or spec): rebuilt at the next open".into()))
         }
         Some(_) => match crate::index::load_index(&sdir) {

@@ -69,7 +69,7 @@ impl Database {
             match classify_collection_dir(&p)? {
                 DirKind::Collection => {
                     let c = Collection::open(&name, &p, lock.clone())?;
-                    collections.insert(name, Arc::new(c));
+                    collections.insert(name, c.shared());
                 }
                 DirKind::Unfinished => {
                     // A drop or a create that did not finish: the rename protocol proves it obsolete.
@@ -147,7 +147,7 @@ impl Database {
         }
         for (name, p) in present {
             if !known.iter().any(|(n, _)| *n == name) {
-                let c = Arc::new(Collection::open_read_only(&name, &p)?);
+                let c = Collection::open_read_only(&name, &p)?.shared();
                 self.collections.write().insert(name, c);
                 changed += 1;
             }
@@ -186,7 +186,7 @@ impl Database {
         Collection::create_files(&tmp, &schema)?;
         fs::rename(&tmp, &dir).map_err(|e| Error::io(&dir, e))?;
         sync_dir(&cdir)?;
-        let c = Arc::new(Collection::open(name, &dir, lock.clone())?);
+        let c = Collection::open(name, &dir, lock.clone())?.shared();
         cols.insert(name.to_string(), c.clone());
         Ok(c)
     }

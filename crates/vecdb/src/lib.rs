@@ -43,5 +43,5 @@ pub use filter::{Filter, Metadata};
 pub use index::{IdFilter, Neighbor, SearchParams, VectorIndex};
 pub use metric::Metric;
 pub use schema::{CollectionSchema, Record, VectorField};
-pub use search::{CollectionStats, FieldStats, Hit, IndexOrigin, Query, SearchRequest};
+pub use search::{CollectionStats, FieldStats, Hit, IndexBuild, IndexOrigin, Query, SearchRequest};
 pub use vector::{Element, Vector, VectorRef, VectorsRef};

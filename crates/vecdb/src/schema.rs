@@ -94,7 +94,10 @@ impl CollectionSchema {
                 )));
             }
             // Building an empty index checks the spec against dim and metric.
-            index::build_index(&f.index, f.dim, f.metric)?;
+            match crate::collection::AutoPolicy::parse(&f.index) {
+                Some(policy) => drop(policy?),
+                None => drop(index::build_index(&f.index, f.dim, f.metric)?),
+            }
         }
         Ok(())
     }

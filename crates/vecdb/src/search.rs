@@ -116,6 +116,25 @@ pub struct FieldStats {
     pub heap_bytes: u64,
     /// Where the index came from when the collection was opened (or last rebuilt).
     pub origin: IndexOrigin,
+    /// For a field whose spec is `Auto`: what serves it and why (size, threshold, memory budget).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    /// A background index build in progress on this field (`Auto`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<IndexBuild>,
+}
+
+/// Progress of a background index build (an `Auto` field past its threshold).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IndexBuild {
+    /// The spec being built, e.g. `"HNSW32"`.
+    pub spec: String,
+    /// Records added so far...
+    pub done: usize,
+    /// ...of the records the build started from (writes since are added at the end).
+    pub total: usize,
+    /// Seconds since the build started.
+    pub seconds: f64,
 }
 
 /// How a field's index came to be.

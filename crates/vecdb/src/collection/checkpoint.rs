@@ -220,8 +220,14 @@ impl Collection {
         manifest.schema = schema.clone();
         manifest.write(&self.dir)?;
         w.manifest = manifest;
-        self.state.write().indexes[f] = built;
+        {
+            let mut st = self.state.write();
+            st.cancel_build(f);
+            st.indexes[f] = built;
+        }
         self.push_schema(schema);
+        drop(w);
+        self.start_due_builds();
         Ok(())
     }
 }

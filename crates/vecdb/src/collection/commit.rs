@@ -226,6 +226,7 @@ impl Collection {
                 st.retry_unready(schema);
             }
         }
+        self.start_due_builds();
         if w.wal.len() >= CHECKPOINT_BYTES {
             if let Err(e) = self.checkpoint_locked(&mut w) {
                 tracing::error!(collection = %self.name, error = %e, "checkpoint failed");

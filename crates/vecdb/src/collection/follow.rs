@@ -119,6 +119,8 @@ impl Collection {
             queue: Mutex::new(Queue::default()),
             cv: Condvar::new(),
             dropped: AtomicBool::new(false),
+            me: OnceLock::new(),
+            builds_running: Default::default(),
             _lock: None,
         })
     }
@@ -133,7 +135,12 @@ impl Collection {
             return Ok(RefreshReport::default());
         };
         let mut f = f.lock();
-        retrying(|| self.refresh_once(&mut f))
+        let report = retrying(|| self.refresh_once(&mut f))?;
+        drop(f);
+        if report.changed() {
+            self.start_due_builds();
+        }
+        Ok(report)
     }
 
     fn refresh_once(&self, f: &mut Follower) -> Result<RefreshReport> {
@@ -182,7 +189,11 @@ impl Collection {
         if follower.manifest.schema != *self.schema() {
             self.push_schema(follower.manifest.schema.clone());
         }
-        *self.state.write() = st;
+        {
+            let mut old = self.state.write();
+            old.cancel_builds();
+            *old = st;
+        }
         *f = follower;
         Ok(RefreshReport { reloaded: true, ..RefreshReport::default() })
     }

@@ -20,6 +20,8 @@
 //! | `snapshot.rs` | saving and loading index snapshots so a restart does not rebuild them |
 //! | `query.rs` | reads: get, scan, search, batch search, stats |
 
+mod auto;
+mod background;
 mod checkpoint;
 mod commit;
 mod follow;
@@ -31,8 +33,8 @@ mod state;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
 
 use parking_lot::{Condvar, Mutex, RecursiveRwLock};
 
@@ -43,6 +45,8 @@ use crate::schema::CollectionSchema;
 use crate::wal::Wal;
 
 use commit::Queue;
+pub use auto::{parse_size, AutoPolicy, DEFAULT_THRESHOLD as AUTO_THRESHOLD};
+pub(crate) use auto::is_auto_graph;
 pub use follow::RefreshReport;
 pub(crate) use snapshot::{read_marker, snapshot_dir, snapshot_marker};
 use state::State;
@@ -132,6 +136,11 @@ pub struct Collection {
     dropped: AtomicBool,
     /// The database lock (writers only).
     _lock: Option<Arc<DbLock>>,
+    /// A weak handle on the `Arc` this collection lives in (set by [`Collection::shared`]), for
+    /// the background index builds.
+    me: OnceLock<Weak<Collection>>,
+    /// Background build threads still running (including the checkpoint after a swap).
+    builds_running: Arc<AtomicUsize>,
 }
 
 /// How this handle reaches the files.
@@ -149,6 +158,14 @@ impl std::fmt::Debug for Collection {
 }
 
 impl Collection {
+    /// Put an opened collection in its `Arc` and start the background index builds it is due.
+    pub(crate) fn shared(self) -> Arc<Collection> {
+        let c = Arc::new(self);
+        let _ = c.me.set(Arc::downgrade(&c));
+        c.start_due_builds();
+        c
+    }
+
     /// Mark dropped: later calls fail with [`Error::UnknownCollection`].
     pub(crate) fn mark_dropped(&self) {
         let _s = self.snapshotting.lock();
@@ -216,6 +233,7 @@ impl Collection {
 
 impl Drop for Collection {
     fn drop(&mut self) {
+        self.state.get_mut().cancel_builds();
         if self.dropped.load(Ordering::SeqCst) {
             return;
         }

@@ -45,6 +45,8 @@ impl Collection {
             queue: Mutex::new(Queue::default()),
             cv: Condvar::new(),
             dropped: AtomicBool::new(false),
+            me: OnceLock::new(),
+            builds_running: Default::default(),
             _lock: Some(lock),
         })
     }

@@ -5,6 +5,7 @@ use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
+use super::auto::AutoPolicy;
 use super::state::Buf;
 use super::{dir_bytes, Access, Collection};
 use crate::error::{Error, Result};
@@ -141,7 +142,7 @@ impl Collection {
         }
         let st = self.state.read();
         let fi = &st.indexes[f];
-        if !fi.ready {
+        if !fi.ready || fi.rerank {
             drop(st);
             return reqs.par_iter().map(|r| self.search(r)).collect();
         }
@@ -198,6 +199,17 @@ impl Collection {
                     resident_bytes: st.segments.iter().map(|s| s.column_resident_bytes(f) as u64).sum(),
                     heap_bytes: (fi.index.memory_bytes() + st.memtable.len() * field.bytes_per_vector()) as u64,
                     origin: fi.origin,
+                    policy: match AutoPolicy::parse(&field.index) {
+                        Some(Ok(p)) => Some(match (fi.stored, fi.rerank) {
+                            (true, _) => p.choose(field, st.len()).1,
+                            (false, rerank) => {
+                                let how = if rerank { " + exact re-rank from the mapped vectors" } else { "" };
+                                format!("{}{how}: chosen by the Auto policy ({})", fi.spec, p.choose(field, st.len()).1)
+                            }
+                        }),
+                        _ => None,
+                    },
+                    build: st.build_of(f).map(|b| b.progress()),
                 })
                 .collect(),
         }

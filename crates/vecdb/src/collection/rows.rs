@@ -9,6 +9,7 @@
 use crate::segment::Segment;
 
 /// The live rows of one segment.
+#[derive(Clone)]
 pub(super) struct SegRows {
     /// One bit per row, set when the row is dead (replaced or deleted); empty while none is.
     dead: Vec<u64>,

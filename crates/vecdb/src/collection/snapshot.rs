@@ -5,6 +5,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use super::auto::{GRAPH_SPEC, GRAPH_SQ8_SPEC};
 use super::state::{FieldIndex, State};
 use super::{Collection, Writer};
 use crate::error::{Error, Result};
@@ -24,11 +25,11 @@ impl Collection {
         }
         let mut due = Vec::new();
         for (f, (field, fi)) in self.schema().fields.iter().zip(&st.indexes).enumerate() {
-            if !fi.ready || fi.index.description() == "Flat" {
+            if !fi.ready || fi.stored || fi.index.description() == "Flat" {
                 continue;
             }
             let marker = SnapshotMarker {
-                spec: field.index.clone(),
+                spec: fi.spec.clone(),
                 segments: w.manifest.segments.clone(),
                 wal_gen: w.manifest.wal_gen,
             };
@@ -110,11 +111,12 @@ impl State {
         dir: &Path,
         field: &VectorField,
         f: usize,
+        spec: &str,
         m: &Manifest,
         read_only: bool,
     ) -> Option<FieldIndex> {
         let marker = read_marker(dir, &field.name)?;
-        if marker.spec != field.index || !m.segments.starts_with(&marker.segments) {
+        if marker.spec != spec || !m.segments.starts_with(&marker.segments) {
             if !read_only {
                 discard_snapshot(dir, &field.name);
             }
@@ -152,6 +154,28 @@ impl State {
             tried_at: self.len(),
             origin: IndexOrigin::Snapshot { caught_up },
             stored: false,
+            spec: spec.to_string(),
+            rerank: false,
+            build_failed_at: None,
         })
+    }
+
+    /// [`State::load_snapshot`] for an `Auto` field: the saved graph when it is one of the
+    /// policy's ([`GRAPH_SPEC`] or [`GRAPH_SQ8_SPEC`], searched with an exact re-rank).
+    pub(super) fn load_auto_snapshot(
+        &self,
+        dir: &Path,
+        field: &VectorField,
+        f: usize,
+        m: &Manifest,
+        read_only: bool,
+    ) -> Option<FieldIndex> {
+        let spec = read_marker(dir, &field.name)?.spec;
+        if spec != GRAPH_SPEC && spec != GRAPH_SQ8_SPEC {
+            return self.load_snapshot(dir, field, f, GRAPH_SPEC, m, read_only); // discards it
+        }
+        let mut fi = self.load_snapshot(dir, field, f, &spec, m, read_only)?;
+        fi.rerank = spec == GRAPH_SQ8_SPEC;
+        Some(fi)
     }
 }

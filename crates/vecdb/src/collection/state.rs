@@ -9,6 +9,8 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
+use super::auto::{AutoPolicy, Choice};
+use super::background::BuildTrack;
 use super::rows::{intersect, SegRows};
 use crate::error::{Error, Result};
 use crate::filter::{Filter, Metadata};
@@ -29,6 +31,11 @@ const BUILD_CHUNK: usize = 16_384;
 const TRAIN_SAMPLE: usize = 100_000;
 /// Batches with fewer queries than this on a stored field are run as independent searches.
 const GEMM_MIN_QUERIES: usize = 8;
+/// A re-ranked search (8-bit graph, full vectors from the mapping) re-scores this many
+/// candidates per result asked for...
+pub(super) const RERANK_FACTOR: usize = 4;
+/// ...and at least this many.
+pub(super) const RERANK_MIN: usize = 40;
 
 /// Where a live record's vectors are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +64,30 @@ pub(super) struct FieldIndex {
     /// True for a `Flat` field: searches scan the stored rows in place (segment columns, mapped)
     /// and `index` holds only the memtable's vectors.
     pub(super) stored: bool,
+    /// The factory spec `index` was built from (for an `Auto` field: the one the policy chose).
+    pub(super) spec: String,
+    /// True when searches re-rank the index's candidates exactly with the stored vectors (an
+    /// `Auto` field past its memory budget, served by 8-bit codes).
+    pub(super) rerank: bool,
+    /// An `Auto` field: the live count when a background graph build last failed (it is tried
+    /// again once the collection has doubled).
+    pub(super) build_failed_at: Option<usize>,
+}
+
+impl FieldIndex {
+    /// A field index built here, searched as its spec says.
+    pub(super) fn built(index: Box<dyn VectorIndex>, spec: &str, ready: bool, tried_at: usize, stored: bool) -> Self {
+        FieldIndex {
+            index,
+            ready,
+            tried_at,
+            origin: IndexOrigin::Built,
+            stored,
+            spec: spec.trim().to_string(),
+            rerank: false,
+            build_failed_at: None,
+        }
+    }
 }
 
 /// The in-memory view readers share.
@@ -75,6 +106,9 @@ pub(super) struct State {
     /// Live records whose vectors are in a segment.
     pub(super) seg_live: usize,
     pub(super) indexes: Vec<FieldIndex>,
+    /// Graph builds running in the background for `Auto` fields (see `background.rs`); every
+    /// write tells them which ids it touched.
+    pub(super) builds: Vec<Arc<BuildTrack>>,
 }
 
 /// A growable row-major buffer of vectors of one field.
@@ -228,6 +262,7 @@ impl State {
 
     /// Insert or replace records (in the indexes too when `update_index`).
     pub(super) fn put(&mut self, recs: Vec<PutRec>, schema: &CollectionSchema, update_index: bool) {
+        self.touch(recs.iter().map(|r| r.id));
         if update_index {
             let ids: Vec<u64> = recs.iter().map(|r| r.id).collect();
             for (f, field) in schema.fields.iter().enumerate() {
@@ -250,6 +285,7 @@ impl State {
 
     /// Delete ids (from the indexes too when `update_index`); returns how many were live.
     pub(super) fn delete(&mut self, ids: &[u64], update_index: bool) -> usize {
+        self.touch(ids.iter().copied());
         let mut n = 0;
         for &id in ids {
             if self.memtable.remove(&id).is_some() {
@@ -268,16 +304,24 @@ impl State {
         n
     }
 
-    /// Build a fresh index of `spec` for field `f` from the stored vectors.
-    pub(super) fn build_field(&self, spec: &str, field: &VectorField, f: usize) -> Result<FieldIndex> {
-        let mut index = build_index(spec, field.dim, field.metric)?;
-        let n = self.len();
-        if is_stored_spec(spec) {
-            self.add_live_since(field, f, self.segments.len(), index.as_mut())?;
-            return Ok(FieldIndex { index, ready: true, tried_at: n, origin: IndexOrigin::Built, stored: true });
+    /// Tell the background builds that records `ids` were written or deleted.
+    fn touch(&self, ids: impl Iterator<Item = u64> + Clone) {
+        for b in &self.builds {
+            b.touched.lock().extend(ids.clone());
         }
-        let not_ready =
-            |index| Ok(FieldIndex { index, ready: false, tried_at: n, origin: IndexOrigin::Built, stored: false });
+    }
+
+    /// Build a fresh index of `spec` for field `f` from the stored vectors. An `Auto` spec gets
+    /// exact search over the stored rows here; its graph is built in the background.
+    pub(super) fn build_field(&self, spec: &str, field: &VectorField, f: usize) -> Result<FieldIndex> {
+        let auto = AutoPolicy::parse(spec).transpose()?.is_some();
+        let mut index = build_index(if auto { "Flat" } else { spec }, field.dim, field.metric)?;
+        let n = self.len();
+        if auto || is_stored_spec(spec) {
+            self.add_live_since(field, f, self.segments.len(), index.as_mut())?;
+            return Ok(FieldIndex::built(index, "Flat", true, n, true));
+        }
+        let not_ready = |index| Ok(FieldIndex::built(index, spec, false, n, false));
         if !index.is_trained() {
             if n == 0 {
                 return not_ready(index);
@@ -300,7 +344,7 @@ impl State {
             tracing::warn!(field = %field.name, spec, error = %e, "index build failed; exact search meanwhile");
             return not_ready(index);
         }
-        Ok(FieldIndex { index, ready: true, tried_at: n, origin: IndexOrigin::Built, stored: false })
+        Ok(FieldIndex::built(index, spec, true, n, false))
     }
 
     /// Refill the memtable part of every stored (`Flat`) field's index from the memtable (after
@@ -454,6 +498,9 @@ impl State {
         if !fi.ready || fi.stored {
             return self.scan_stored(field, f, q, k, threshold, params, pred);
         }
+        if fi.rerank {
+            return self.search_reranked(field, f, q, k, threshold, params, pred);
+        }
         Ok(match (k, threshold) {
             (None, None) => return Err(Error::InvalidArgument("a search needs k, a threshold, or both".into())),
             (Some(0), _) => Vec::new(),
@@ -465,6 +512,50 @@ impl State {
             }
             (None, Some(t)) => fi.index.range_search(q, t, params, pred)?,
         })
+    }
+
+    /// Search through an index of compact codes, then re-rank its candidates exactly with the
+    /// stored vectors (read from the mapped columns): [`RERANK_FACTOR`] × k candidates (at least
+    /// [`RERANK_MIN`]), the graph's beam widened to match. A range search takes the index's
+    /// candidates within the radius and keeps those whose exact distance is within it.
+    #[allow(clippy::too_many_arguments)]
+    fn search_reranked(
+        &self,
+        field: &VectorField,
+        f: usize,
+        q: VectorRef<'_>,
+        k: Option<usize>,
+        threshold: Option<f32>,
+        params: &SearchParams,
+        pred: Option<IdFilter<'_>>,
+    ) -> Result<Vec<Neighbor>> {
+        let index = &self.indexes[f].index;
+        let cands = match k {
+            None => match threshold {
+                Some(t) => index.range_search(q, t, params, pred)?,
+                None => return Err(Error::InvalidArgument("a search needs k, a threshold, or both".into())),
+            },
+            Some(0) => return Ok(Vec::new()),
+            Some(k) => {
+                let want = (k * RERANK_FACTOR).max(RERANK_MIN);
+                let ef = params.ef.unwrap_or(crate::index::hnsw::DEFAULT_EF_SEARCH).max(want);
+                index.search(q, want, &SearchParams { ef: Some(ef), ..params.clone() }, pred)?
+            }
+        };
+        let mut out = Vec::with_capacity(cands.len());
+        for c in cands {
+            if let Some(v) = self.vector(c.id, f) {
+                let d = field.metric.distance(q, v)?;
+                if threshold.is_none_or(|t| d <= t) {
+                    out.push(Neighbor { id: c.id, distance: d });
+                }
+            }
+        }
+        sort_neighbors(&mut out);
+        if let Some(k) = k {
+            out.truncate(k);
+        }
+        Ok(out)
     }
 
     /// Exact search over the stored rows: every segment's column scanned in place (rows that are
@@ -591,6 +682,7 @@ impl State {
             tombstones: Vec::new(),
             seg_live: 0,
             indexes: Vec::new(),
+            builds: Vec::new(),
         }
     }
 
@@ -658,6 +750,7 @@ impl State {
         }
         self.seg_live += seg.rows();
         if update_index {
+            self.touch(gone.iter().copied().chain(changed.iter().map(|&r| seg.ids()[r])));
             if !self.memtable.is_empty() {
                 tracing::warn!(
                     left = self.memtable.len(),
@@ -705,12 +798,24 @@ impl State {
             .fields
             .par_iter()
             .enumerate()
-            .map(|(f, field)| match is_stored_spec(&field.index) {
-                true => st.build_field(&field.index, field, f),
-                false => match st.load_snapshot(dir, field, f, manifest, read_only) {
-                    Some(fi) => Ok(fi),
-                    None => st.build_field(&field.index, field, f),
-                },
+            .map(|(f, field)| {
+                if is_stored_spec(&field.index) {
+                    return st.build_field(&field.index, field, f);
+                }
+                match AutoPolicy::parse(&field.index).transpose()? {
+                    // An `Auto` field past its threshold loads the graph it saved (whichever of
+                    // the policy's graphs that was); anything else starts exact and the graph
+                    // is built in the background.
+                    Some(policy) => Ok(match policy.choose(field, st.len()).0 {
+                        Choice::Exact => None,
+                        Choice::Graph { .. } => st.load_auto_snapshot(dir, field, f, manifest, read_only),
+                    }
+                    .map_or_else(|| st.build_field(&field.index, field, f), Ok)?),
+                    None => match st.load_snapshot(dir, field, f, &field.index, manifest, read_only) {
+                        Some(fi) => Ok(fi),
+                        None => st.build_field(&field.index, field, f),
+                    },
+                }
             })
             .collect();
         self.indexes = built.into_iter().collect::<Result<_>>()?;

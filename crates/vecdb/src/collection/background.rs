@@ -1,0 +1,398 @@
+//! Background graph builds for `Auto` fields (see `auto.rs`): searches stay exact and writes go
+//! on while the graph is built, then it is swapped in atomically.
+//!
+//! 1. Under the state's write lock (briefly): the build registers a [`BuildTrack`] and takes
+//!    what it reads: the segments (immutable, mapped, shared), a copy of their dead-row bitsets
+//!    and of the memtable's vectors.
+//! 2. Without any lock: the graph is trained (8-bit codes) and filled from that copy, in
+//!    chunks, checking for cancellation between them.
+//! 3. Catch-up: every write since step 1 appended the ids it touched to the track; the build
+//!    drains them under a read lock, re-reads those records (present: re-added, gone: removed)
+//!    and applies them outside the lock, until few are left.
+//! 4. Under the write lock: the last touched ids are applied and the graph replaces the exact
+//!    scan in one step, so a search sees either the exact answer or the graph's, never a mix.
+//! 5. A writer then checkpoints, which saves the graph's snapshot: the next open loads it. A
+//!    crash before that loses nothing (the records are in the WAL and segments) and the next open
+//!    starts the build again.
+//!
+//! The thread holds only a weak handle on the collection between steps: dropping the
+//! collection cancels the build.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use super::auto::{AutoPolicy, Choice, GRAPH_SPEC, GRAPH_SQ8_SPEC};
+use super::rows::SegRows;
+use super::state::{Buf, FieldIndex, State};
+use super::{Access, Collection};
+use crate::error::Result;
+use crate::index::{build_index, VectorIndex};
+use crate::schema::VectorField;
+use crate::search::IndexBuild;
+use crate::segment::Segment;
+
+/// Rows per `add` call of a background build (the cancellation granularity).
+const CHUNK: usize = 8_192;
+/// Most vectors used to train 8-bit codes.
+const TRAIN_SAMPLE: usize = 100_000;
+/// Catch-up rounds outside the lock stop once a round has fewer touched ids than this.
+const CATCH_UP_DONE: usize = 1_024;
+/// Most catch-up rounds outside the lock (under steady heavy writes the last round runs under
+/// the write lock whatever its size).
+const CATCH_UP_ROUNDS: usize = 8;
+
+/// A background build in progress, shared between the build thread and the state.
+pub(super) struct BuildTrack {
+    /// The field being built.
+    pub(super) field: usize,
+    /// The spec being built.
+    pub(super) spec: String,
+    /// True when searches on the result re-rank exactly (an 8-bit graph).
+    pub(super) rerank: bool,
+    /// Records added so far, of `total`.
+    pub(super) done: AtomicUsize,
+    /// Records in the copy the build started from.
+    pub(super) total: usize,
+    /// Ids written or deleted since the build took its copy.
+    pub(super) touched: Mutex<Vec<u64>>,
+    /// Set to stop the build (the field's index was changed, the state reloaded).
+    pub(super) cancel: AtomicBool,
+    started: Instant,
+}
+
+impl BuildTrack {
+    /// The progress figures `stats` reports.
+    pub(super) fn progress(&self) -> IndexBuild {
+        IndexBuild {
+            spec: self.spec.clone(),
+            done: self.done.load(Ordering::Relaxed),
+            total: self.total,
+            seconds: self.started.elapsed().as_secs_f64(),
+        }
+    }
+}
+
+/// What a build reads, taken under the write lock when it starts.
+struct Source {
+    segments: Vec<Arc<Segment>>,
+    rows: Vec<SegRows>,
+    mem_ids: Vec<u64>,
+    mem_vectors: Buf,
+}
+
+impl State {
+    /// The build running for field `f`, if any.
+    pub(super) fn build_of(&self, f: usize) -> Option<&Arc<BuildTrack>> {
+        self.builds.iter().find(|b| b.field == f)
+    }
+
+    /// Stop and forget the build of field `f` (its index is being replaced).
+    pub(super) fn cancel_build(&mut self, f: usize) {
+        self.builds.retain(|b| {
+            let keep = b.field != f;
+            if !keep {
+                b.cancel.store(true, Ordering::SeqCst);
+            }
+            keep
+        });
+    }
+
+    /// Stop every build (the state is being replaced).
+    pub(super) fn cancel_builds(&mut self) {
+        for b in self.builds.drain(..) {
+            b.cancel.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// The graph spec an `Auto` field should get now, if a build should start: when it is served
+    /// exactly and has reached its threshold, or by the float graph and has outgrown its budget.
+    fn build_due(&self, policy: &AutoPolicy, field: &VectorField, f: usize) -> Option<(String, bool)> {
+        let fi = &self.indexes[f];
+        if self.build_of(f).is_some() {
+            return None;
+        }
+        let n = self.len();
+        if fi.build_failed_at.is_some_and(|at| n < at.saturating_mul(2)) {
+            return None;
+        }
+        let Choice::Graph { spec, rerank } = policy.choose(field, n).0 else { return None };
+        let upgrade = fi.stored || (fi.spec == GRAPH_SPEC && spec == GRAPH_SQ8_SPEC);
+        upgrade.then_some((spec, rerank))
+    }
+}
+
+impl Collection {
+    /// Start the background builds that `Auto` fields are due (see `auto.rs`); called after
+    /// writes, opens, refreshes and index changes. Cheap when none is due.
+    pub(crate) fn start_due_builds(&self) {
+        if self.dropped.load(Ordering::SeqCst) {
+            return;
+        }
+        let schema = self.schema();
+        for (f, field) in schema.fields.iter().enumerate() {
+            let Some(Ok(policy)) = AutoPolicy::parse(&field.index) else { continue };
+            if self.state.read().build_due(&policy, field, f).is_none() {
+                continue;
+            }
+            let Some(me) = self.me.get().cloned() else { continue };
+            let (track, source) = {
+                let mut st = self.state.write();
+                let Some((spec, rerank)) = st.build_due(&policy, field, f) else { continue };
+                let source = take_source(&st, field, f);
+                let track = Arc::new(BuildTrack {
+                    field: f,
+                    spec,
+                    rerank,
+                    done: AtomicUsize::new(0),
+                    total: st.len(),
+                    touched: Mutex::new(Vec::new()),
+                    cancel: AtomicBool::new(false),
+                    started: Instant::now(),
+                });
+                st.builds.push(track.clone());
+                (track, source)
+            };
+            tracing::info!(collection = %self.name, field = %field.name, spec = %track.spec, records = track.total, "building the index in the background");
+            let field = field.clone();
+            let running = Running::start(&self.builds_running);
+            let spawned = std::thread::Builder::new().name(format!("vecdb-build-{}", field.name)).spawn(move || {
+                let _running = running;
+                run_build(me, track, source, field)
+            });
+            if let Err(e) = spawned {
+                tracing::warn!(error = %e, "could not start a background index build");
+                self.state.write().cancel_build(f);
+            }
+        }
+    }
+
+    /// The background builds in progress (empty when none).
+    pub fn index_builds(&self) -> Vec<(String, IndexBuild)> {
+        let schema = self.schema();
+        let st = self.state.read();
+        st.builds.iter().map(|b| (schema.fields[b.field].name.clone(), b.progress())).collect()
+    }
+
+    /// Wait until no background index build is running, calling `progress` about twice a second
+    /// with the builds in progress. A command that ends after a bulk load calls this so that the
+    /// next process opens the saved graph instead of building it again.
+    pub fn wait_for_index_builds(&self, mut progress: impl FnMut(&[(String, IndexBuild)])) {
+        loop {
+            let builds = self.index_builds();
+            // A finished build still saves its snapshot (the thread checkpoints) after the swap.
+            if builds.is_empty() && self.builds_running.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            if !builds.is_empty() {
+                progress(&builds);
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+/// Counts a build thread as running until it ends (whatever way it ends).
+struct Running(Arc<AtomicUsize>);
+
+impl Running {
+    fn start(counter: &Arc<AtomicUsize>) -> Running {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Running(counter.clone())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Copy what a build of field `f` reads: the segments, their dead rows, the memtable's vectors.
+fn take_source(st: &State, field: &VectorField, f: usize) -> Source {
+    let mut mem_ids = Vec::with_capacity(st.memtable.len());
+    let mut mem_vectors = Buf::new(field.element());
+    for (&id, m) in &st.memtable {
+        mem_ids.push(id);
+        mem_vectors.push(m.vectors[f].as_ref());
+    }
+    Source { segments: st.segments.clone(), rows: st.rows.clone(), mem_ids, mem_vectors }
+}
+
+/// The build thread's body: build, catch up, swap, checkpoint; on failure the field stays
+/// exact and the build is tried again once the collection has doubled.
+fn run_build(me: Weak<Collection>, track: Arc<BuildTrack>, source: Source, field: VectorField) {
+    let built = build(&track, &source, &field);
+    drop(source);
+    let index = match built {
+        Ok(Some(index)) => index,
+        Ok(None) => return, // cancelled
+        Err(e) => {
+            tracing::warn!(field = %field.name, spec = %track.spec, error = %e, "background index build failed; exact search goes on");
+            if let Some(c) = me.upgrade() {
+                let mut st = c.state.write();
+                if is_current(&st, &track) {
+                    st.indexes[track.field].build_failed_at = Some(track.total);
+                    st.cancel_build(track.field);
+                }
+            }
+            return;
+        }
+    };
+    let Some(swapped) = catch_up_and_swap(&me, &track, index, &field) else { return };
+    let Some(c) = me.upgrade() else { return };
+    tracing::info!(collection = %c.name, field = %field.name, spec = %track.spec, records = swapped, seconds = track.started.elapsed().as_secs_f64(), "background index build done");
+    if matches!(c.access, Access::Writer(_)) {
+        if let Err(e) = c.checkpoint() {
+            tracing::warn!(field = %field.name, error = %e, "checkpoint after the index build failed (the index is rebuilt after a restart)");
+        }
+    }
+}
+
+/// True while `track` is still the state's build of its field.
+fn is_current(st: &State, track: &Arc<BuildTrack>) -> bool {
+    st.build_of(track.field).is_some_and(|b| Arc::ptr_eq(b, track))
+}
+
+/// Build the graph from `source`; `Ok(None)` when cancelled.
+fn build(track: &BuildTrack, source: &Source, field: &VectorField) -> Result<Option<Box<dyn VectorIndex>>> {
+    let mut index = build_index(&track.spec, field.dim, field.metric)?;
+    let live_rows = |si: usize| {
+        let seg = &source.segments[si];
+        (0..seg.rows()).filter(move |&r| !source.rows[si].is_dead(r))
+    };
+    if !index.is_trained() {
+        let stride = track.total.div_ceil(TRAIN_SAMPLE).max(1);
+        let mut sample = Buf::new(field.element());
+        let mut i = 0usize;
+        for (si, seg) in source.segments.iter().enumerate() {
+            for r in live_rows(si) {
+                if i.is_multiple_of(stride) {
+                    sample.push(seg.vector(track.field, r));
+                }
+                i += 1;
+            }
+        }
+        // Everything may still be in the memtable (a bulk load before its first checkpoint).
+        index.train(if i == 0 { source.mem_vectors.as_ref() } else { sample.as_ref() })?;
+    }
+    let (mut ids, mut buf) = (Vec::with_capacity(CHUNK), Buf::new(field.element()));
+    let flush = |ids: &mut Vec<u64>, buf: &mut Buf, index: &mut Box<dyn VectorIndex>| -> Result<bool> {
+        if track.cancel.load(Ordering::SeqCst) {
+            return Ok(false);
+        }
+        if !ids.is_empty() {
+            index.add(ids, buf.as_ref())?;
+            track.done.fetch_add(ids.len(), Ordering::Relaxed);
+        }
+        ids.clear();
+        buf.clear();
+        Ok(true)
+    };
+    for (si, seg) in source.segments.iter().enumerate() {
+        for r in live_rows(si) {
+            ids.push(seg.ids()[r]);
+            buf.push(seg.vector(track.field, r));
+            if ids.len() == CHUNK && !flush(&mut ids, &mut buf, &mut index)? {
+                return Ok(None);
+            }
+        }
+    }
+    if !flush(&mut ids, &mut buf, &mut index)? {
+        return Ok(None);
+    }
+    if !source.mem_ids.is_empty() {
+        index.add(&source.mem_ids, source.mem_vectors.as_ref())?;
+        track.done.fetch_add(source.mem_ids.len(), Ordering::Relaxed);
+    }
+    Ok(Some(index))
+}
+
+/// The touched ids drained from `track`, read back from `st`: (present ids, their vectors of the
+/// field, ids no longer live).
+fn drain_touched(st: &State, track: &BuildTrack, field: &VectorField) -> (Vec<u64>, Buf, Vec<u64>) {
+    let mut touched = std::mem::take(&mut *track.touched.lock());
+    touched.sort_unstable();
+    touched.dedup();
+    let (mut ids, mut buf, mut gone) = (Vec::new(), Buf::new(field.element()), Vec::new());
+    for id in touched {
+        match st.vector(id, track.field) {
+            Some(v) => {
+                ids.push(id);
+                buf.push(v);
+            }
+            None => gone.push(id),
+        }
+    }
+    (ids, buf, gone)
+}
+
+fn apply_touched(index: &mut dyn VectorIndex, ids: &[u64], buf: &Buf, gone: &[u64]) -> Result<()> {
+    index.remove(gone)?;
+    if !ids.is_empty() {
+        index.add(ids, buf.as_ref())?;
+    }
+    Ok(())
+}
+
+/// Apply the writes made during the build, then swap the graph in; the number of records it
+/// holds, or `None` when the build was cancelled, failed or the collection is gone.
+fn catch_up_and_swap(
+    me: &Weak<Collection>,
+    track: &Arc<BuildTrack>,
+    mut index: Box<dyn VectorIndex>,
+    field: &VectorField,
+) -> Option<usize> {
+    let fail = |c: &Collection, e: crate::error::Error| {
+        tracing::warn!(field = %field.name, error = %e, "background index catch-up failed; exact search goes on");
+        let mut st = c.state.write();
+        if is_current(&st, track) {
+            st.indexes[track.field].build_failed_at = Some(track.total);
+            st.cancel_build(track.field);
+        }
+    };
+    for _ in 0..CATCH_UP_ROUNDS {
+        let c = me.upgrade()?;
+        let (ids, buf, gone) = {
+            let st = c.state.read();
+            if !is_current(&st, track) {
+                return None;
+            }
+            drain_touched(&st, track, field)
+        };
+        drop(c);
+        let n = ids.len() + gone.len();
+        if let Err(e) = apply_touched(index.as_mut(), &ids, &buf, &gone) {
+            fail(&*me.upgrade()?, e);
+            return None;
+        }
+        if n < CATCH_UP_DONE {
+            break;
+        }
+    }
+    let c = me.upgrade()?;
+    let mut st = c.state.write();
+    if !is_current(&st, track) {
+        return None;
+    }
+    let (ids, buf, gone) = drain_touched(&st, track, field);
+    if let Err(e) = apply_touched(index.as_mut(), &ids, &buf, &gone) {
+        drop(st);
+        fail(&c, e);
+        return None;
+    }
+    let n = st.len();
+    if index.len() != n {
+        drop(st);
+        let why = format!("the built index holds {} records, the collection {n}", index.len());
+        fail(&c, crate::error::Error::InvalidArgument(why));
+        return None;
+    }
+    let mut fi = FieldIndex::built(index, &track.spec, true, n, false);
+    fi.rerank = track.rerank;
+    st.indexes[track.field] = fi;
+    st.cancel_build(track.field);
+    Some(n)
+}
