@@ -246,7 +246,7 @@ fn model_args(model_dir: Option<PathBuf>, device: &str) -> PyResult<ModelArgs> {
 ///     >>> report["added"], report["failed"]
 ///     (12, [])
 #[pyfunction]
-#[pyo3(signature = (folder, db, *, collection = "images".to_string(), features = None, index = "Flat".to_string(),
+#[pyo3(signature = (folder, db, *, collection = "images".to_string(), features = None, index = "Auto".to_string(),
     prune = false, batch = 128, model_dir = None, device = "cpu", progress = None))]
 #[allow(clippy::too_many_arguments)]
 pub fn index_folder<'py>(
@@ -281,7 +281,14 @@ pub fn index_folder<'py>(
         index_cmd::canonical_roots(&dirs).map_err(|e| BindError::Class(ErrorClass::NotFound, format!("{e:#}")))?;
         let db = db.open(true)?;
         let on_progress = |p: IndexProgress| watch.tick(p.done, p.total);
-        index_cmd::index_folders(&db, &dirs, &settings, &on_progress, &watch.stop).map_err(app_error)
+        let report = index_cmd::index_folders(&db, &dirs, &settings, &on_progress, &watch.stop).map_err(app_error)?;
+        if !report.interrupted {
+            // An `Auto` collection past its threshold: leave its graph built and saved.
+            if let Ok(c) = db.collection(&settings.collection) {
+                c.wait_for_index_builds(|_| {});
+            }
+        }
+        Ok(report)
     })?;
     if let Some(e) = watch.take_error() {
         return Err(e);

@@ -324,11 +324,22 @@ impl PyCollection {
         search::search(py, self.open()?, query, opts)
     }
 
-    /// Rebuild a field's index with a factory string (e.g. ``"HNSW16,SQ8"``) and keep it in
-    /// the schema; runs without the GIL.
+    /// Rebuild a field's index with a factory string (e.g. ``"HNSW16,SQ8"``, or ``"Auto"``: its
+    /// graph then builds in the background, see :meth:`wait_for_index`) and keep it in the
+    /// schema; runs without the GIL.
     fn set_index(&self, py: Python<'_>, field: String, spec: String) -> PyResult<()> {
         let coll = self.open()?;
         without_gil(py, move || coll.set_index(&field, &spec).map_err(BindError::from))
+    }
+
+    /// Wait until the background index builds of ``Auto`` fields end (the graph swapped in and
+    /// saved); returns at once when none runs. Runs without the GIL.
+    fn wait_for_index(&self, py: Python<'_>) -> PyResult<()> {
+        let coll = self.open()?;
+        without_gil(py, move || {
+            coll.wait_for_index_builds(|_| {});
+            Ok(())
+        })
     }
 
     /// Rewrite all live records into one segment, dropping deleted and replaced rows.

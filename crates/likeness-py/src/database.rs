@@ -78,7 +78,7 @@ pub struct PyVectorField {
 #[pymethods]
 impl PyVectorField {
     #[new]
-    #[pyo3(signature = (name, dim, metric = "l2", index = String::from("Flat")))]
+    #[pyo3(signature = (name, dim, metric = "l2", index = String::from("Auto")))]
     fn new(name: String, dim: usize, metric: &str, index: String) -> PyResult<Self> {
         let metric: Metric = metric.parse().map_err(|e: vecdb::Error| BindError::from(e))?;
         Ok(PyVectorField { name, dim, metric: metric.to_string(), index })
@@ -118,7 +118,7 @@ fn field_from_py(obj: &Bound<'_, PyAny>) -> PyResult<vecdb::VectorField> {
     }
     if let Ok(t) = obj.cast::<PyTuple>() {
         let parsed = match t.len() {
-            3 => t.extract::<(String, usize, String)>().map(|(n, d, m)| (n, d, m, "Flat".to_string())),
+            3 => t.extract::<(String, usize, String)>().map(|(n, d, m)| (n, d, m, "Auto".to_string())),
             4 => t.extract::<(String, usize, String, String)>(),
             _ => Err(type_error("")),
         };

@@ -161,7 +161,7 @@ impl PyEmbedder {
 
     /// One ``VectorField`` per feature, to create a collection for these vectors; dense
     /// features get ``index``, hashes (hamming) get ``binary_index``.
-    #[pyo3(signature = (index = "Flat", binary_index = "Flat"))]
+    #[pyo3(signature = (index = "Auto", binary_index = "Flat"))]
     fn fields(&self, index: &str, binary_index: &str) -> Vec<PyVectorField> {
         self.extractors
             .iter()

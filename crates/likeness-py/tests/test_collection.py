@@ -144,3 +144,25 @@ def test_set_index_compact_stats_persist(tmp_path, rng):
         c = db["c"]
         assert c.count() == 400 and c.schema[0].index == "HNSW16,SQ8"
         np.testing.assert_array_equal(c.get(250).vectors["emb"], data[250])
+
+
+def test_auto_index_is_the_default_and_builds_its_graph_in_the_background(tmp_path, rng):
+    path = tmp_path / "db"
+    data = vecs(600, rng, dim=8)
+    with likeness.Database(path) as db:
+        c = db.create_collection("c", [VectorField("emb", 8, "l2", "Auto,threshold=300")])
+        c.insert(np.arange(200), {"emb": data[:200]})
+        field = c.stats()["fields"][0]
+        assert field["index"] == "Flat" and "below the graph threshold of 300" in field["policy"]
+        c.insert(np.arange(200, 600), {"emb": data[200:]})
+        c.wait_for_index()
+        field = c.stats()["fields"][0]
+        assert field["index"] == "HNSW32" and "chosen by the Auto policy" in field["policy"]
+        assert "build" not in field
+        hits = c.search(data[123], k=1)
+        assert hits.ids[0] == 123
+        with pytest.raises(likeness.InvalidArgumentError, match="budget"):
+            db.create_collection("d", [VectorField("emb", 8, "l2", "Auto,budget=lots")])
+        assert db.create_collection("e", [("emb", 8, "l2")]).schema[0].index == "Auto"
+    with likeness.Database(path) as db:
+        assert db["c"].stats()["fields"][0]["origin"]["kind"] == "snapshot"

@@ -23,7 +23,7 @@ def test_create_list_drop_reopen(tmp_path):
     with likeness.Database(str(path)) as db:
         assert db.collection_names() == ["a"]
         schema = db["a"].schema
-        assert schema == [VectorField("vec", 4, "l2", "Flat"), VectorField("bits", 64, "hamming", "Flat")]
+        assert schema == [VectorField("vec", 4, "l2", "Auto"), VectorField("bits", 64, "hamming", "Flat")]
         assert [f.dtype for f in schema] == ["float32", "uint8"]
         assert db.collection("a").fields == ["vec", "bits"]
 

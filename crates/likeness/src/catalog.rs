@@ -90,7 +90,7 @@ pub fn schema_for(extractors: &[Box<dyn FeatureExtractor>], index: &str) -> Resu
 ///   for the features not named. A pair naming no feature of the collection is an error.
 pub fn index_for(field: &str, metric: Metric, dim: usize, arg: &str) -> Result<String> {
     let arg = arg.trim();
-    if !arg.contains('=') {
+    if !is_per_feature(arg) {
         let for_bits = metric != Metric::Hamming || vecdb::index::build_index(arg, dim, metric).is_ok();
         return Ok(if for_bits { arg.into() } else { "Flat".into() });
     }
@@ -106,9 +106,15 @@ pub fn index_for(field: &str, metric: Metric, dim: usize, arg: &str) -> Result<S
     Ok(spec)
 }
 
+/// True when `--index ARG` is a list of `feature=spec` pairs rather than one spec (an `Auto`
+/// spec has `=` in its settings: `Auto,budget=4G`).
+fn is_per_feature(arg: &str) -> bool {
+    arg.contains('=') && !arg.trim_start().to_ascii_lowercase().starts_with("auto")
+}
+
 /// Check that every `feature=` of a per-feature `--index` names one of `fields`.
 pub fn check_index_arg(arg: &str, fields: &[String]) -> Result<()> {
-    if !arg.contains('=') {
+    if !is_per_feature(arg) {
         return Ok(());
     }
     for name in arg.split(';').filter_map(|p| p.split_once('=')).map(|(n, _)| crate::heads::canonical(n.trim())) {
@@ -354,5 +360,9 @@ mod tests {
         }
         assert_eq!(index_for("phash", Metric::Hamming, 64, "cnn=HNSW32;phash=HNSW8").unwrap(), "HNSW8");
         assert_eq!(index_for("color", Metric::L2, 48, "cnn=HNSW32;phash=HNSW8").unwrap(), "Flat");
+        // The automatic policy: dense fields follow it (budget and all), hashes are scanned.
+        assert_eq!(index_for("cnn", Metric::Cosine, 1280, "Auto,budget=2G").unwrap(), "Auto,budget=2G");
+        assert_eq!(index_for("phash", Metric::Hamming, 64, "Auto,budget=2G").unwrap(), "Flat");
+        assert_eq!(index_for("cnn", Metric::Cosine, 1280, "cnn=Auto,budget=2G;color=Flat").unwrap(), "Auto,budget=2G");
     }
 }

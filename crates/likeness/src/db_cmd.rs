@@ -90,7 +90,8 @@ pub struct SetIndexArgs {
     /// Vector field, e.g. cnn.
     #[arg(long)]
     pub field: String,
-    /// vecdb factory spec, e.g. Flat, HNSW32, HNSW16,SQ8, IVF256,SQ8, PCA128,HNSW32.
+    /// vecdb factory spec, e.g. Auto, Auto,budget=4G, Flat, HNSW32, HNSW16,SQ8, IVF256,SQ8,
+    /// PCA128,HNSW32.
     #[arg(long)]
     pub index: String,
     /// Collection.
@@ -239,6 +240,9 @@ fn set_index(a: &SetIndexArgs) -> Result<()> {
     let field = crate::catalog::choose_feature(&coll, Some(&a.field))?;
     let start = std::time::Instant::now();
     coll.set_index(&field, &a.index)?;
+    // `Auto`: the graph (when the field is past its threshold) builds in the background; wait
+    // for it so that it is saved when the command ends.
+    crate::index_policy::wait_for_builds(&coll, a.json);
     let secs = start.elapsed().as_secs_f64();
     let stats = coll.stats();
     let fs = stats.fields.iter().find(|f| f.name == field);
@@ -314,7 +318,7 @@ fn info(args: &InfoArgs) -> Result<()> {
             .map(|f| {
                 let (disk, resident, heap) = f.per_vector(s.count);
                 json!({"name": f.name, "dim": f.dim, "metric": f.metric.to_string(), "index": f.index,
-                       "memory_bytes": f.memory_bytes, "origin": f.origin,
+                       "memory_bytes": f.memory_bytes, "origin": f.origin, "policy": f.policy, "build": f.build,
                        "disk_bytes": f.disk_bytes, "resident_bytes": f.resident_bytes, "heap_bytes": f.heap_bytes,
                        "per_vector": {"disk_bytes": disk, "resident_bytes": resident, "heap_bytes": heap}})
             })
@@ -373,6 +377,18 @@ fn info(args: &InfoArgs) -> Result<()> {
                 pv["resident_bytes"].as_f64().unwrap_or(0.0),
                 pv["heap_bytes"].as_f64().unwrap_or(0.0),
             );
+            if let Some(why) = f["policy"].as_str() {
+                println!("        Auto policy: {why}");
+            }
+            if let Some(b) = f["build"].as_object() {
+                println!(
+                    "        building {} in the background: {}/{} vectors after {:.0} s (searches stay exact meanwhile)",
+                    b.get("spec").and_then(|v| v.as_str()).unwrap_or("?"),
+                    b.get("done").and_then(|v| v.as_u64()).unwrap_or(0),
+                    b.get("total").and_then(|v| v.as_u64()).unwrap_or(0),
+                    b.get("seconds").and_then(|v| v.as_f64()).unwrap_or(0.0),
+                );
+            }
         }
     }
     Ok(())

@@ -57,8 +57,13 @@ pub fn run(args: &Args) -> Result<()> {
     }
     {
         let db = Database::open(&args.db)?;
-        let (coll, extractors) =
-            crate::index_cmd::open_or_create(&db, DEFAULT_COLLECTION, Some(&args.features), "Flat", &args.model)?;
+        let (coll, extractors) = crate::index_cmd::open_or_create(
+            &db,
+            DEFAULT_COLLECTION,
+            Some(&args.features),
+            crate::index_policy::DEFAULT_INDEX,
+            &args.model,
+        )?;
         let bar = ProgressBar::new(0);
         bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} images  {per_sec}").expect("static template"));
         let progress = |p: IndexProgress| {

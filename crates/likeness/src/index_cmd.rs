@@ -29,11 +29,18 @@ pub struct Args {
     /// Collection name.
     #[arg(long, default_value = DEFAULT_COLLECTION)]
     pub collection: String,
-    /// Index for new collections: one vecdb factory spec for the dense features (e.g. HNSW32,
-    /// HNSW16,SQ8, IVF256,SQ8; hashes stay Flat unless it is HNSW<M>[,efC<n>]), or per feature,
-    /// `cnn=HNSW32;color=Flat`. Change it later with `likeness db set-index`.
-    #[arg(long, default_value = "Flat")]
+    /// Index for new collections. Default `Auto`: exact search below 10,000 images, then an
+    /// HNSW graph built in the background (an 8-bit one with exact re-ranking past
+    /// --memory-budget); `Auto,threshold=N` moves the switch. Or pin one vecdb factory spec for
+    /// the dense features (e.g. Flat, HNSW32, HNSW16,SQ8, IVF256,SQ8; hashes stay Flat unless it
+    /// is HNSW<M>[,efC<n>]), or per feature, `cnn=HNSW32;color=Flat`. Change it later with
+    /// `likeness db set-index`.
+    #[arg(long, default_value = crate::index_policy::DEFAULT_INDEX)]
     pub index: String,
+    /// Memory the automatic index of each field may take (e.g. 4G, 512MiB; default half of the
+    /// RAM): past it the graph traverses 8-bit codes and re-ranks with the mapped vectors.
+    #[arg(long, value_name = "SIZE")]
+    pub memory_budget: Option<String>,
     /// Remove records of files under these folders that no longer exist.
     #[arg(long)]
     pub prune: bool,
@@ -70,7 +77,7 @@ impl Default for IndexSettings {
         IndexSettings {
             collection: DEFAULT_COLLECTION.to_string(),
             features: None,
-            index: "Flat".to_string(),
+            index: crate::index_policy::DEFAULT_INDEX.to_string(),
             prune: false,
             batch: IndexOptions::default().chunk,
             model: Default::default(),
@@ -137,8 +144,14 @@ pub fn run(args: &Args) -> Result<()> {
             bar.set_message(format!("{} failed", p.failed));
         }
     };
-    let report = index_folders(&db, &args.dirs, &IndexSettings::from(args), &on_progress, &stop)?;
+    let mut settings = IndexSettings::from(args);
+    settings.index = crate::index_policy::with_budget(&args.index, args.memory_budget.as_deref())?;
+    let report = index_folders(&db, &args.dirs, &settings, &on_progress, &stop)?;
     bar.finish_and_clear();
+    if !report.interrupted {
+        // Leave the graph saved for the next command rather than half built.
+        crate::index_policy::wait_for_builds(&*db.collection(&args.collection)?, args.json);
+    }
     print_report(&report, &args.collection, &args.db, args.json)?;
     if report.interrupted {
         // A requested stop (Ctrl-C, SIGTERM from `docker stop` or systemd) that ended cleanly:

@@ -14,6 +14,7 @@ pub mod eval_cmd;
 pub mod heads;
 pub mod image_meta;
 pub mod index_cmd;
+pub mod index_policy;
 pub mod indexer;
 pub mod json_ids;
 pub mod knobs;

@@ -54,6 +54,17 @@ fn main() -> std::process::ExitCode {
         }
     }
     likeness::init_tracing();
+    // Commands that write (or serve) build an `Auto` collection's graph in the background;
+    // one-shot readers search exactly meanwhile instead of starting a build they would abandon.
+    let builds = matches!(
+        cli.command,
+        Command::Index(_)
+            | Command::Serve(_)
+            | Command::Demo(_)
+            | Command::Vectors(vectors_cmd::VectorsCommand::Import(_))
+            | Command::Db(db_cmd::DbCommand::SetIndex(_))
+    );
+    vecdb::collection::set_background_builds(builds);
     match run(&cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -64,9 +64,15 @@ pub struct ImportArgs {
     /// Metric of a new collection: l2, cosine, dot.
     #[arg(long, default_value = "l2")]
     pub metric: Metric,
-    /// Index factory spec of a new collection, e.g. Flat, HNSW32, IVF256,PQ16.
-    #[arg(long, default_value = "Flat")]
+    /// Index factory spec of a new collection: `Auto` (default: exact below 10,000 vectors,
+    /// then a graph built in the background; see --memory-budget), or pinned, e.g. Flat, HNSW32,
+    /// IVF256,PQ16.
+    #[arg(long, default_value = crate::index_policy::DEFAULT_INDEX)]
     pub index: String,
+    /// Memory the automatic index may take (e.g. 4G, 512MiB; default half of the RAM): past it
+    /// the graph traverses 8-bit codes and re-ranks with the mapped vectors.
+    #[arg(long, value_name = "SIZE")]
+    pub memory_budget: Option<String>,
     /// Id of the first row.
     #[arg(long, default_value_t = 0)]
     pub start_id: u64,
@@ -191,7 +197,8 @@ fn import(a: &ImportArgs) -> Result<()> {
         }
         c
     } else {
-        let schema = CollectionSchema { fields: vec![VectorField::new(&a.field, m.cols, a.metric, &a.index)] };
+        let spec = crate::index_policy::with_budget(&a.index, a.memory_budget.as_deref())?;
+        let schema = CollectionSchema { fields: vec![VectorField::new(&a.field, m.cols, a.metric, spec)] };
         db.create_collection(&a.collection, schema)?
     };
     let start = Instant::now();
@@ -204,12 +211,16 @@ fn import(a: &ImportArgs) -> Result<()> {
             .collect();
         coll.upsert(recs).with_context(|| format!("storing batch {b}"))?;
     }
+    // An `Auto` collection that crossed its threshold builds its graph in the background: wait,
+    // so that the graph is saved for the next command (counted in the time).
+    crate::index_policy::wait_for_builds(&coll, a.json);
     let secs = start.elapsed().as_secs_f64();
     let rate = m.rows as f64 / secs.max(1e-9);
+    let index = coll.stats().fields.iter().find(|f| f.name == a.field).map(|f| f.index.clone());
     if a.json {
         println!(
             "{}",
-            json!({"imported": m.rows, "dim": m.cols, "seconds": secs, "vectors_per_second": rate, "count": coll.count()})
+            json!({"imported": m.rows, "dim": m.cols, "seconds": secs, "vectors_per_second": rate, "count": coll.count(), "index": index})
         );
     } else {
         println!(

@@ -45,3 +45,69 @@ fn db_info_reports_disk_resident_and_heap_bytes_per_field() {
     assert!(human.contains("scans the mapped segments in place"), "{human}");
     assert!(human.contains("per vector 128.0 /"), "{human}");
 }
+
+/// The index is automatic by default: `vectors import` past the threshold waits for the graph
+/// built in the background, `db info` says what serves and why, `--memory-budget` below the
+/// float graph's size gives the 8-bit graph with exact re-ranking.
+#[test]
+fn auto_index_policy_from_the_cli() {
+    let tmp = tempfile::tempdir().unwrap();
+    let npy = tmp.path().join("v.npy");
+    write_npy(&npy, 3000, 32);
+    let db = tmp.path().join("db");
+    let small = tmp.path().join("small.db");
+    // Default (Auto, threshold 10,000): 3,000 vectors are scanned exactly.
+    let out = run_json(&["vectors", "import", "--db", s(&small), "--collection", "c", s(&npy), "--json"]);
+    assert_eq!(out["index"], "Flat", "{out}");
+    let info = run_json(&["db", "info", s(&small), "--json"]);
+    let policy = info["collections"][0]["fields"][0]["policy"].as_str().unwrap().to_string();
+    assert!(policy.contains("below the graph threshold of 10000"), "{policy}");
+
+    let out = run_json(&[
+        "vectors",
+        "import",
+        "--db",
+        s(&db),
+        "--collection",
+        "c",
+        "--index",
+        "Auto,threshold=1000",
+        s(&npy),
+        "--json",
+    ]);
+    assert_eq!(out["index"], "HNSW32", "{out}");
+    let human = run_ok(&["db", "info", s(&db)]);
+    assert!(human.contains("Auto policy: HNSW32"), "{human}");
+    assert!(human.contains("loaded from snapshot"), "the import saved the graph: {human}");
+
+    let lean = tmp.path().join("lean.db");
+    let out = run_json(&[
+        "vectors",
+        "import",
+        "--db",
+        s(&lean),
+        "--collection",
+        "c",
+        "--index",
+        "Auto,threshold=1000",
+        "--memory-budget",
+        "64K",
+        s(&npy),
+        "--json",
+    ]);
+    assert_eq!(out["index"], "HNSW32,SQ8", "{out}");
+    let err = run_err(&[
+        "vectors",
+        "import",
+        "--db",
+        s(&tmp.path().join("x.db")),
+        "--collection",
+        "c",
+        "--index",
+        "HNSW32",
+        "--memory-budget",
+        "1G",
+        s(&npy),
+    ]);
+    assert!(err.contains("--memory-budget applies to the Auto index policy"), "{err}");
+}

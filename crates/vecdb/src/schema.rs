@@ -95,8 +95,12 @@ impl CollectionSchema {
             }
             // Building an empty index checks the spec against dim and metric.
             match crate::collection::AutoPolicy::parse(&f.index) {
-                Some(policy) => drop(policy?),
-                None => drop(index::build_index(&f.index, f.dim, f.metric)?),
+                Some(policy) => {
+                    policy?;
+                }
+                None => {
+                    index::build_index(&f.index, f.dim, f.metric)?;
+                }
             }
         }
         Ok(())

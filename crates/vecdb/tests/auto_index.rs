@@ -48,7 +48,8 @@ fn exact_below_the_threshold_then_a_graph_built_in_the_background_and_saved() {
     let dir = tempfile::tempdir().unwrap();
     {
         let db = Database::open(dir.path()).unwrap();
-        let c = db.create_collection("c", CollectionSchema::single("v", DIM, Metric::L2, "Auto,threshold=1000")).unwrap();
+        let c =
+            db.create_collection("c", CollectionSchema::single("v", DIM, Metric::L2, "Auto,threshold=1000")).unwrap();
         c.insert((0..999).map(record).collect()).unwrap();
         let s = field_stats(&c);
         assert_eq!(s.index, "Flat");

@@ -26,7 +26,7 @@ class VectorField:
     dim: int
     metric: str
     index: str
-    def __init__(self, name: str, dim: int, metric: Metric = "l2", index: str = "Flat") -> None: ...
+    def __init__(self, name: str, dim: int, metric: Metric = "l2", index: str = "Auto") -> None: ...
     @property
     def dtype(self) -> Literal["float32", "uint8"]:
         """``"float32"`` for dense fields, ``"uint8"`` (packed bits) for hamming fields."""
@@ -106,7 +106,9 @@ class Collection:
     ) -> SearchResults:
         """Top-k (and/or range) search by a vector, a batch, a record id or a list of ids."""
     def set_index(self, field: str, spec: str) -> None:
-        """Rebuild a field's index with a factory string, e.g. ``"HNSW16,SQ8"``."""
+        """Rebuild a field's index with a factory string, e.g. ``"HNSW16,SQ8"`` or ``"Auto"``."""
+    def wait_for_index(self) -> None:
+        """Wait until background index builds (``Auto`` fields past their threshold) end."""
     def compact(self) -> None: ...
     def checkpoint(self) -> None: ...
     def stats(self) -> Dict[str, Any]: ...
@@ -166,7 +168,7 @@ class Embedder:
     def metrics(self) -> Dict[str, str]: ...
     @property
     def device(self) -> str: ...
-    def fields(self, index: str = "Flat", binary_index: str = "Flat") -> List[VectorField]: ...
+    def fields(self, index: str = "Auto", binary_index: str = "Flat") -> List[VectorField]: ...
     @overload
     def embed(self, images: Union[List[ImageInput], Tuple[ImageInput, ...]]) -> Embeddings: ...
     @overload
@@ -232,7 +234,7 @@ def index_folder(
     *,
     collection: str = "images",
     features: Optional[Union[str, Sequence[str]]] = None,
-    index: str = "Flat",
+    index: str = "Auto",
     prune: bool = False,
     batch: int = 128,
     model_dir: Optional[PathLike] = None,

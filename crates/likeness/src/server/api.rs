@@ -51,13 +51,17 @@ pub async fn not_found(req: Request) -> ApiError {
 }
 
 fn collection_json(c: &Collection) -> Value {
+    let stats = c.stats();
     let fields: Vec<Value> = c
         .schema()
         .fields
         .iter()
         .map(|f| {
             let bands = crate::closeness::bands(&f.name);
-            json!({"name": f.name, "dim": f.dim, "metric": f.metric.to_string(), "index": f.index, "bands": bands})
+            let fs = stats.fields.iter().find(|s| s.name == f.name);
+            json!({"name": f.name, "dim": f.dim, "metric": f.metric.to_string(), "index": f.index,
+                   "serving": fs.map(|s| s.index.clone()), "policy": fs.and_then(|s| s.policy.clone()),
+                   "build": fs.and_then(|s| s.build.clone()), "bands": bands})
         })
         .collect();
     json!({"name": c.name(), "count": c.count(), "fields": fields})

@@ -62,9 +62,10 @@ pub struct Args {
     /// Features of collections created through the API.
     #[arg(long, default_value = "cnn,color,phash")]
     pub features: String,
-    /// Index of collections created through the API: one factory spec for the dense features
+    /// Index of collections created through the API: `Auto` (default: exact below 10,000
+    /// images, then a graph built in the background), one factory spec for the dense features
     /// (e.g. HNSW16,SQ8; hashes stay Flat), or per feature, `cnn=HNSW32;color=Flat`.
-    #[arg(long, default_value = "Flat")]
+    #[arg(long, default_value = crate::index_policy::DEFAULT_INDEX)]
     pub index: String,
     /// Collection the web page and `/thumb` use first.
     #[arg(long, default_value = crate::catalog::DEFAULT_COLLECTION)]

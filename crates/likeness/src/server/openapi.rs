@@ -187,7 +187,11 @@ fn core_document() -> Value {
             "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
             "Collection": {"type": "object", "properties": {"name": {"type": "string"}, "count": {"type": "integer"},
                 "fields": {"type": "array", "items": {"type": "object", "properties": {"name": {"type": "string"}, "dim": {"type": "integer"},
-                    "metric": {"enum": ["l2", "cosine", "dot", "hamming"]}, "index": {"type": "string"},
+                    "metric": {"enum": ["l2", "cosine", "dot", "hamming"]}, "index": {"type": "string", "description": "The field's index spec (e.g. `Auto`, `HNSW32`)"},
+                    "serving": {"type": "string", "description": "The index answering searches now (for `Auto`: `Flat` while small, then the graph it chose)"},
+                    "policy": {"type": ["string", "null"], "description": "For `Auto`: what serves the field and why (size, threshold, memory budget)"},
+                    "build": {"type": ["object", "null"], "description": "A background index build in progress",
+                        "properties": {"spec": {"type": "string"}, "done": {"type": "integer"}, "total": {"type": "integer"}, "seconds": {"type": "number"}}},
                     "bands": {"type": ["object", "null"], "description": "Distance bands of calibrated features (docs/app.md): at most `near_duplicate`, `similar`, `related`; further is unrelated",
                         "properties": {"near_duplicate": {"type": "number"}, "similar": {"type": "number"}, "related": {"type": "number"}}}}}}}},
             "SearchBody": {"type": "object", "additionalProperties": false, "properties": {

@@ -18,6 +18,7 @@
 //! The thread holds only a weak handle on the collection between steps: dropping the
 //! collection cancels the build.
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -33,6 +34,16 @@ use crate::index::{build_index, VectorIndex};
 use crate::schema::VectorField;
 use crate::search::IndexBuild;
 use crate::segment::Segment;
+
+/// Whether collections of this process start background builds (see [`set_background_builds`]).
+static BUILDS_ENABLED: AtomicBool = AtomicBool::new(true);
+
+/// Turn the background index builds of `Auto` fields on or off for this process (on by
+/// default). A short-lived reader (one search, a report) turns them off: it searches exactly
+/// meanwhile and would exit before a build ended. Builds already running go on.
+pub fn set_background_builds(on: bool) {
+    BUILDS_ENABLED.store(on, Ordering::SeqCst);
+}
 
 /// Rows per `add` call of a background build (the cancellation granularity).
 const CHUNK: usize = 8_192;
@@ -128,7 +139,7 @@ impl Collection {
     /// Start the background builds that `Auto` fields are due (see `auto.rs`); called after
     /// writes, opens, refreshes and index changes. Cheap when none is due.
     pub(crate) fn start_due_builds(&self) {
-        if self.dropped.load(Ordering::SeqCst) {
+        if self.dropped.load(Ordering::SeqCst) || !BUILDS_ENABLED.load(Ordering::SeqCst) {
             return;
         }
         let schema = self.schema();
@@ -194,6 +205,15 @@ impl Collection {
     }
 }
 
+/// Removes a progress file when dropped.
+struct ProgressGuard(PathBuf);
+
+impl Drop for ProgressGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// Counts a build thread as running until it ends (whatever way it ends).
 struct Running(Arc<AtomicUsize>);
 
@@ -210,6 +230,34 @@ impl Drop for Running {
     }
 }
 
+/// The file a writer's build keeps its progress in, for other processes (`db info`).
+fn progress_path(dir: &Path, field: &str) -> PathBuf {
+    dir.join(format!("index-{field}.building"))
+}
+
+/// What the progress file holds.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ProgressFile {
+    pid: u32,
+    build: IndexBuild,
+}
+
+/// Write the progress file of `track` (best effort: a report, not data).
+fn write_progress(dir: &Path, field: &str, track: &BuildTrack) {
+    let file = ProgressFile { pid: std::process::id(), build: track.progress() };
+    if let Ok(json) = serde_json::to_vec(&file) {
+        let _ = crate::fsutil::atomic_write(&progress_path(dir, field), &json);
+    }
+}
+
+/// The build another (live) process runs on `field` of the collection in `dir`, from its
+/// progress file.
+pub(super) fn read_progress(dir: &Path, field: &str) -> Option<IndexBuild> {
+    let file: ProgressFile = serde_json::from_slice(&std::fs::read(progress_path(dir, field)).ok()?).ok()?;
+    let alive = Path::new(&format!("/proc/{}", file.pid)).exists();
+    alive.then_some(file.build)
+}
+
 /// Copy what a build of field `f` reads: the segments, their dead rows, the memtable's vectors.
 fn take_source(st: &State, field: &VectorField, f: usize) -> Source {
     let mut mem_ids = Vec::with_capacity(st.memtable.len());
@@ -224,7 +272,16 @@ fn take_source(st: &State, field: &VectorField, f: usize) -> Source {
 /// The build thread's body: build, catch up, swap, checkpoint; on failure the field stays
 /// exact and the build is tried again once the collection has doubled.
 fn run_build(me: Weak<Collection>, track: Arc<BuildTrack>, source: Source, field: VectorField) {
-    let built = build(&track, &source, &field);
+    // A writer shows its progress to other processes; the file goes when the build ends.
+    let report_to = me.upgrade().filter(|c| matches!(c.access, Access::Writer(_))).map(|c| c.dir.clone());
+    let _progress_file = report_to.as_ref().map(|dir| ProgressGuard(progress_path(dir, &field.name)));
+    let report = |t: &BuildTrack| {
+        if let Some(dir) = &report_to {
+            write_progress(dir, &field.name, t);
+        }
+    };
+    report(&track);
+    let built = build(&track, &source, &field, &report);
     drop(source);
     let index = match built {
         Ok(Some(index)) => index,
@@ -257,7 +314,13 @@ fn is_current(st: &State, track: &Arc<BuildTrack>) -> bool {
 }
 
 /// Build the graph from `source`; `Ok(None)` when cancelled.
-fn build(track: &BuildTrack, source: &Source, field: &VectorField) -> Result<Option<Box<dyn VectorIndex>>> {
+fn build(
+    track: &BuildTrack,
+    source: &Source,
+    field: &VectorField,
+    report: &dyn Fn(&BuildTrack),
+) -> Result<Option<Box<dyn VectorIndex>>> {
+    let mut reported = Instant::now();
     let mut index = build_index(&track.spec, field.dim, field.metric)?;
     let live_rows = |si: usize| {
         let seg = &source.segments[si];
@@ -279,13 +342,17 @@ fn build(track: &BuildTrack, source: &Source, field: &VectorField) -> Result<Opt
         index.train(if i == 0 { source.mem_vectors.as_ref() } else { sample.as_ref() })?;
     }
     let (mut ids, mut buf) = (Vec::with_capacity(CHUNK), Buf::new(field.element()));
-    let flush = |ids: &mut Vec<u64>, buf: &mut Buf, index: &mut Box<dyn VectorIndex>| -> Result<bool> {
+    let mut flush = |ids: &mut Vec<u64>, buf: &mut Buf, index: &mut Box<dyn VectorIndex>| -> Result<bool> {
         if track.cancel.load(Ordering::SeqCst) {
             return Ok(false);
         }
         if !ids.is_empty() {
             index.add(ids, buf.as_ref())?;
             track.done.fetch_add(ids.len(), Ordering::Relaxed);
+            if reported.elapsed() > Duration::from_secs(2) {
+                report(track);
+                reported = Instant::now();
+            }
         }
         ids.clear();
         buf.clear();

@@ -44,9 +44,10 @@ use crate::manifest::Manifest;
 use crate::schema::CollectionSchema;
 use crate::wal::Wal;
 
-use commit::Queue;
-pub use auto::{parse_size, AutoPolicy, DEFAULT_THRESHOLD as AUTO_THRESHOLD};
 pub(crate) use auto::is_auto_graph;
+pub use auto::{parse_size, AutoPolicy, DEFAULT_THRESHOLD as AUTO_THRESHOLD};
+pub use background::set_background_builds;
+use commit::Queue;
 pub use follow::RefreshReport;
 pub(crate) use snapshot::{read_marker, snapshot_dir, snapshot_marker};
 use state::State;

@@ -76,6 +76,7 @@ fn remove_stray_files(dir: &Path, m: &Manifest) -> Result<()> {
         let name = e.file_name().to_string_lossy().into_owned();
         let is_wal = name.starts_with("wal-") && name.ends_with(".log");
         let stray = name.ends_with(".tmp")
+            || name.ends_with(".building")
             || (is_wal && name != keep_wal)
             || (name.starts_with("seg-") && name.ends_with(".seg") && !keep_segs.contains(&name));
         if !stray || name == MANIFEST || !e.path().is_file() {

@@ -209,7 +209,10 @@ impl Collection {
                         }),
                         _ => None,
                     },
-                    build: st.build_of(f).map(|b| b.progress()),
+                    build: st.build_of(f).map(|b| b.progress()).or_else(|| match self.access {
+                        Access::Follower(_) => super::background::read_progress(&self.dir, &field.name),
+                        Access::Writer(_) => None,
+                    }),
                 })
                 .collect(),
         }
