@@ -17,23 +17,8 @@ BASE="$WORK/base_${N}_${D}.npy"
 QUERIES="$WORK/q_1k_${D}.npy"
 [ -f "$BASE" ] || python3 "$HERE/scale_data.py" "$N" "$D" "$BASE" "$QUERIES"
 
-# run CMD...: prints "wall_s max_rss_kb peak_rss_anon_kb" (RssAnon sampled every 5 ms).
-measure() {
-  local out; out=$(mktemp)
-  /usr/bin/time -f "%e %M" -o "$out.time" "$@" > "$out" 2>&1 &
-  local tpid=$! peak=0 pid=""
-  while kill -0 "$tpid" 2>/dev/null; do
-    [ -z "$pid" ] && pid=$(pgrep -P "$tpid" | head -1 || true)
-    if [ -n "$pid" ] && [ -r "/proc/$pid/status" ]; then
-      local a; a=$(awk '/^RssAnon/{print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
-      [ -n "$a" ] && [ "$a" -gt "$peak" ] && peak=$a
-    fi
-    sleep 0.005
-  done
-  wait "$tpid" || { cat "$out"; return 1; }
-  echo "$(cat "$out.time") $peak"
-  rm -f "$out" "$out.time"
-}
+# shellcheck source=bench/measure.sh
+source "$HERE/measure.sh"
 
 for run in 1 2; do
   DB="$WORK/db_${N}_${D}"

@@ -136,8 +136,13 @@ pub(crate) fn graph_bytes(field: &VectorField, n: usize, quantized: bool) -> u64
     (n as u64) * (vector + links + 32) as u64
 }
 
-/// Physical memory in bytes (`/proc/meminfo`), or 8 GiB where it cannot be read.
+/// Physical memory in bytes (`/proc/meminfo`, read once), or 8 GiB where it cannot be read.
 pub(crate) fn physical_memory() -> u64 {
+    static MEMORY: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *MEMORY.get_or_init(read_physical_memory)
+}
+
+fn read_physical_memory() -> u64 {
     let fallback = 8 << 30;
     let Ok(text) = std::fs::read_to_string("/proc/meminfo") else { return fallback };
     text.lines()
