@@ -125,7 +125,7 @@ fn check_collection(db: &Database, name: &str, feature: Option<&str>) -> Result<
     };
     let coll = likeness::catalog::open_collection(db, name).map_err(not_found)?;
     if let Some(f) = feature {
-        likeness::catalog::choose_feature(&coll, Some(f)).map_err(not_found)?;
+        likeness::multi_search::choose_features(&coll, Some(f)).map_err(not_found)?;
     }
     Ok(())
 }
@@ -324,7 +324,7 @@ pub fn index_folder<'py>(
 #[pyfunction]
 #[pyo3(signature = (db, images = None, *, k = None, threshold = None, filter = None, feature = None,
     collection = "images".to_string(), ids = None, ef = None, nprobe = None, checks = None, rerank = None,
-    model_dir = None, device = "cpu"))]
+    model_dir = None, device = "cpu", robust = None))]
 #[allow(clippy::too_many_arguments)]
 pub fn search_images<'py>(
     py: Python<'py>,
@@ -342,6 +342,7 @@ pub fn search_images<'py>(
     rerank: Option<usize>,
     model_dir: Option<PathBuf>,
     device: &str,
+    robust: Option<String>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let (queries, many) = match (images.filter(|i| !i.is_none()), ids.filter(|i| !i.is_none())) {
         (Some(images), None) => {
@@ -366,6 +367,11 @@ pub fn search_images<'py>(
         threshold,
         filter,
         feature,
+        robust: match robust.as_deref() {
+            None => likeness::robust::Views::none(),
+            Some(spec) => likeness::robust::Views::parse(spec)
+                .map_err(|e| class_err(ErrorClass::InvalidArgument, &e.to_string()))?,
+        },
         params: SearchParams { ef, nprobe, checks, rerank, ..Default::default() },
         model: model_args(model_dir, device)?,
     };

@@ -260,6 +260,7 @@ def search_images(
     rerank: Optional[int] = None,
     model_dir: Optional[PathLike] = None,
     device: str = "cpu",
+    robust: Optional[str] = None,
 ) -> QueryResults: ...
 @overload
 def search_images(
@@ -278,6 +279,7 @@ def search_images(
     rerank: Optional[int] = None,
     model_dir: Optional[PathLike] = None,
     device: str = "cpu",
+    robust: Optional[str] = None,
 ) -> List[QueryResults]: ...
 @overload
 def search_images(
@@ -296,6 +298,7 @@ def search_images(
     rerank: Optional[int] = None,
     model_dir: Optional[PathLike] = None,
     device: str = "cpu",
+    robust: Optional[str] = None,
 ) -> Union[QueryResults, List[QueryResults]]:
     """Search a collection with query images (or stored ids), exactly as ``likeness search``
     does; one query gives one ``QueryResults``, a list gives a list."""
