@@ -324,7 +324,7 @@ pub fn index_folder<'py>(
 #[pyfunction]
 #[pyo3(signature = (db, images = None, *, k = None, threshold = None, filter = None, feature = None,
     collection = "images".to_string(), ids = None, ef = None, nprobe = None, checks = None, rerank = None,
-    model_dir = None, device = "cpu", robust = None))]
+    model_dir = None, device = "cpu", robust = None, fusion = "rrf"))]
 #[allow(clippy::too_many_arguments)]
 pub fn search_images<'py>(
     py: Python<'py>,
@@ -343,6 +343,7 @@ pub fn search_images<'py>(
     model_dir: Option<PathBuf>,
     device: &str,
     robust: Option<String>,
+    fusion: &str,
 ) -> PyResult<Bound<'py, PyAny>> {
     let (queries, many) = match (images.filter(|i| !i.is_none()), ids.filter(|i| !i.is_none())) {
         (Some(images), None) => {
@@ -372,6 +373,7 @@ pub fn search_images<'py>(
             Some(spec) => likeness::robust::Views::parse(spec)
                 .map_err(|e| class_err(ErrorClass::InvalidArgument, &e.to_string()))?,
         },
+        fusion: fusion.parse().map_err(|e: String| class_err(ErrorClass::InvalidArgument, e))?,
         params: SearchParams { ef, nprobe, checks, rerank, ..Default::default() },
         model: model_args(model_dir, device)?,
     };

@@ -5,6 +5,32 @@
 
 use std::collections::HashMap;
 
+use serde::Serialize;
+
+/// How a hybrid search combines its features' results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fusion {
+    /// Reciprocal-rank fusion: Σ 1 / (`RRF_K` + rank).
+    #[default]
+    Rrf,
+    /// The best calibrated similarity ([`crate::closeness::similarity`]) over the features with
+    /// distance bands (cnn, phash, dhash): a record is as close as its closest calibrated
+    /// feature says; uncalibrated features (colour) only break ties.
+    Max,
+}
+
+impl std::str::FromStr for Fusion {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Fusion, String> {
+        match s.trim() {
+            "rrf" => Ok(Fusion::Rrf),
+            "max" => Ok(Fusion::Max),
+            other => Err(format!("unknown fusion '{other}' (expected rrf or max)")),
+        }
+    }
+}
+
 /// The RRF constant (Cormack et al. 2009): damps the weight of the very first ranks.
 pub const RRF_K: f64 = 60.0;
 
@@ -54,6 +80,13 @@ pub fn max_score(lists: usize) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fusion_names() {
+        assert_eq!("max".parse::<Fusion>(), Ok(Fusion::Max));
+        assert_eq!("rrf".parse::<Fusion>(), Ok(Fusion::Rrf));
+        assert!("sum".parse::<Fusion>().unwrap_err().contains("unknown fusion 'sum'"));
+    }
 
     #[test]
     fn agreement_beats_one_first_place() {

@@ -52,6 +52,8 @@ pub struct ViewQueries {
     pub names: Vec<String>,
     /// Per view, the query per feature.
     pub queries: Vec<BTreeMap<String, Query>>,
+    /// Per view, the distance added before merging ([`Views::penalty`]).
+    pub penalties: Vec<f32>,
 }
 
 impl ViewQueries {
@@ -60,6 +62,7 @@ impl ViewQueries {
         ViewQueries {
             names: vec!["original".into()],
             queries: vec![features.iter().map(|f| (f.clone(), Query::Id(id))).collect()],
+            penalties: vec![0.0],
         }
     }
 
@@ -68,6 +71,7 @@ impl ViewQueries {
         ViewQueries {
             names: vec!["original".into()],
             queries: vec![vectors.into_iter().map(|(f, v)| (f, Query::Vector(v))).collect()],
+            penalties: vec![0.0],
         }
     }
 
@@ -85,7 +89,8 @@ impl ViewQueries {
                 q.insert(ex.name().to_string(), Query::Vector(to_vector(&f.vector)));
             }
         }
-        Ok(ViewQueries { names, queries })
+        let penalties = names.iter().map(|n| views.penalty(n)).collect();
+        Ok(ViewQueries { names, queries, penalties })
     }
 }
 
@@ -102,6 +107,8 @@ pub struct Base {
     pub params: SearchParams,
     /// Return stored vectors with each hit.
     pub include_vectors: bool,
+    /// How several features are combined.
+    pub fusion: fusion::Fusion,
 }
 
 /// A hit with its explanation.
@@ -111,7 +118,8 @@ pub struct ExplainedHit {
     pub hit: Hit,
     /// Distance on each feature searched, in the search's order.
     pub distances: Vec<(String, f32)>,
-    /// Hybrid: the RRF score as a share of the best possible (1 = first on every feature).
+    /// Hybrid: the fused score — RRF over the best possible (1 = first on every feature), or
+    /// for `max` fusion the best calibrated similarity.
     pub fused: Option<f64>,
     /// Robust: the view that found the record closest on the primary feature.
     pub view: Option<String>,
@@ -147,7 +155,7 @@ pub fn search(coll: &Collection, features: &[String], q: &ViewQueries, base: &Ba
             })
             .collect::<Result<_>>()?;
         let per_view = if reqs.len() == 1 { vec![coll.search(&reqs[0])?] } else { coll.search_batch(&reqs)? };
-        lists.push(merge_best(per_view, depth));
+        lists.push(merge_best(per_view, &q.penalties, depth));
     }
     let schema = coll.schema();
     let explain = |hit: Hit, distances: Vec<(String, f32)>, fused: Option<f64>, view: Option<usize>| {
@@ -172,18 +180,24 @@ pub fn search(coll: &Collection, features: &[String], q: &ViewQueries, base: &Ba
             .collect());
     }
     let ids: Vec<Vec<u64>> = lists.iter().map(|l| l.iter().map(|h| h.hit.id).collect()).collect();
-    let fused = fusion::rrf(&ids, k);
     let found: Vec<HashMap<u64, (f32, usize, &Hit)>> =
         lists.iter().map(|l| l.iter().map(|h| (h.hit.id, (h.hit.distance, h.view, &h.hit))).collect()).collect();
-    let max = fusion::max_score(features.len());
-    let mut out = Vec::with_capacity(fused.len());
-    for fz in fused {
+    // Candidates with their fused score: RRF's top k, or every candidate (scored below).
+    let candidates: Vec<(u64, f64)> = match base.fusion {
+        fusion::Fusion::Rrf => {
+            let max = fusion::max_score(features.len());
+            fusion::rrf(&ids, k).into_iter().map(|f| (f.id, f.score / max)).collect()
+        }
+        fusion::Fusion::Max => fusion::rrf(&ids, usize::MAX).into_iter().map(|f| (f.id, 0.0)).collect(),
+    };
+    let mut out = Vec::with_capacity(candidates.len());
+    for (id, score) in candidates {
         let mut distances = Vec::with_capacity(features.len());
         let mut hit = None;
         let mut view = None;
         let mut stored = None;
         for (fi, f) in features.iter().enumerate() {
-            if let Some((d, v, h)) = found[fi].get(&fz.id) {
+            if let Some((d, v, h)) = found[fi].get(&id) {
                 distances.push((f.clone(), *d));
                 hit.get_or_insert_with(|| (*h).clone());
                 if fi == 0 {
@@ -192,7 +206,7 @@ pub fn search(coll: &Collection, features: &[String], q: &ViewQueries, base: &Ba
             } else {
                 // Not in this feature's list: its distance from the stored vector.
                 if stored.is_none() {
-                    stored = coll.get(fz.id)?;
+                    stored = coll.get(id)?;
                 }
                 if let Some(d) = stored.as_ref().and_then(|r| stored_distance(coll, r, f, &q.queries[0])) {
                     distances.push((f.clone(), d));
@@ -200,7 +214,29 @@ pub fn search(coll: &Collection, features: &[String], q: &ViewQueries, base: &Ba
             }
         }
         let Some(hit) = hit else { continue };
-        out.push(explain(hit, distances, Some(fz.score / max), view));
+        out.push(explain(hit, distances, Some(score), view));
+    }
+    if base.fusion == fusion::Fusion::Max {
+        // Best calibrated similarity first; then the mean similarity over every feature.
+        let mean = |h: &ExplainedHit| {
+            let sims: Vec<f32> = h
+                .distances
+                .iter()
+                .filter_map(|(f, d)| {
+                    let fl = schema.fields.iter().find(|x| &x.name == f)?;
+                    crate::closeness::similarity(f, fl.metric, fl.dim, *d)
+                })
+                .collect();
+            sims.iter().sum::<f32>() / sims.len().max(1) as f32
+        };
+        for h in &mut out {
+            h.fused = h.judgement.similarity.map(f64::from);
+        }
+        out.sort_by(|a, b| {
+            let (sa, sb) = (a.judgement.similarity.unwrap_or(0.0), b.judgement.similarity.unwrap_or(0.0));
+            sb.total_cmp(&sa).then(mean(b).total_cmp(&mean(a))).then(a.hit.id.cmp(&b.hit.id))
+        });
+        out.truncate(k);
     }
     Ok(out)
 }
@@ -255,9 +291,12 @@ impl ExplainedHit {
     }
 }
 
-/// Whether the best hit is calibrated as unrelated ("no close match"); `None` when no verdict
-/// is available (no hit, or uncalibrated features only).
+/// Whether every hit is calibrated as unrelated ("no close match": for a plain search, the
+/// best hit is); `None` when no verdict is available (no hit, or uncalibrated features only).
 pub fn no_close_match(hits: &[ExplainedHit]) -> Option<bool> {
-    let first = hits.first()?;
-    first.judgement.verdict.map(|v| v == "unrelated")
+    let verdicts: Vec<&str> = hits.iter().filter_map(|h| h.judgement.verdict).collect();
+    if verdicts.is_empty() {
+        return None;
+    }
+    Some(verdicts.iter().all(|v| *v == "unrelated"))
 }

@@ -25,7 +25,7 @@ pub struct ViewsError {
 }
 
 /// Which views of a query image a robust search embeds (the image itself always).
-#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Views {
     /// The image turned by 90°, 180° and 270°.
     pub turns: bool,
@@ -34,8 +34,21 @@ pub struct Views {
     /// Tilts turned back: the image rotated by each of these angles (degrees, both signs)
     /// and cut to the rectangle without blank corners.
     pub tilts: Vec<f64>,
-    /// A grid of regions at 1/2 and 2/3 of the shorter side (picture in picture, borders).
+    /// A grid of regions at 1/2 and 0.7 of the shorter side (picture in picture, borders).
     pub regions: bool,
+    /// Added to the distances found through region views before merging, so that a region
+    /// must beat the whole image by this margin (regions of an ordinary query match crops of
+    /// other photos; see BENCHMARKS.md). Default [`REGION_PENALTY`].
+    pub region_penalty: f32,
+}
+
+/// The default [`Views::region_penalty`] (cosine distance).
+pub const REGION_PENALTY: f32 = 0.05;
+
+impl Default for Views {
+    fn default() -> Views {
+        Views { turns: false, mirror: false, tilts: Vec::new(), regions: false, region_penalty: REGION_PENALTY }
+    }
 }
 
 /// Tilts used by `tilt` (both signs of each).
@@ -52,7 +65,7 @@ impl Views {
 
     /// Every view: turns, mirror, tilts of [`DEFAULT_TILTS`], regions.
     pub fn all() -> Views {
-        Views { turns: true, mirror: true, tilts: DEFAULT_TILTS.to_vec(), regions: true }
+        Views { turns: true, mirror: true, tilts: DEFAULT_TILTS.to_vec(), regions: true, ..Views::default() }
     }
 
     /// Parse `turns,mirror,tilt,regions` (any subset, comma-separated), `tilt=10:20:30` for
@@ -94,6 +107,15 @@ impl Views {
         !self.turns && !self.mirror && self.tilts.is_empty() && !self.regions
     }
 
+    /// What to add to the distances of the view named `name` before merging.
+    pub fn penalty(&self, name: &str) -> f32 {
+        if name.starts_with("region") {
+            self.region_penalty
+        } else {
+            0.0
+        }
+    }
+
     /// The views of `image`, named (`original`, `turn90`, `mirror`, `tilt-15`, `region 3/14`…),
     /// the image itself first.
     pub fn images(&self, image: &RgbImage) -> Vec<(String, RgbImage)> {
@@ -131,24 +153,27 @@ pub struct ViewHit {
     pub view: usize,
 }
 
-/// Merge per-view hit lists (index = view) by each record's smallest distance; the `k`
-/// closest, ties broken by view order then id.
-pub fn merge_best(per_view: Vec<Vec<Hit>>, k: usize) -> Vec<ViewHit> {
-    let mut best: HashMap<u64, ViewHit> = HashMap::new();
+/// Merge per-view hit lists (index = view) by each record's smallest distance plus its view's
+/// penalty (`penalties[view]`, 0 where missing); the `k` closest, ties broken by view order
+/// then id. The hits keep their true distances.
+pub fn merge_best(per_view: Vec<Vec<Hit>>, penalties: &[f32], k: usize) -> Vec<ViewHit> {
+    let mut best: HashMap<u64, (f32, ViewHit)> = HashMap::new();
     for (view, hits) in per_view.into_iter().enumerate() {
+        let pen = penalties.get(view).copied().unwrap_or(0.0);
         for hit in hits {
+            let score = hit.distance + pen;
             match best.get(&hit.id) {
-                Some(b) if b.hit.distance <= hit.distance => {}
+                Some((b, _)) if *b <= score => {}
                 _ => {
-                    best.insert(hit.id, ViewHit { hit, view });
+                    best.insert(hit.id, (score, ViewHit { hit, view }));
                 }
             }
         }
     }
-    let mut out: Vec<ViewHit> = best.into_values().collect();
-    out.sort_by(|a, b| a.hit.distance.total_cmp(&b.hit.distance).then(a.view.cmp(&b.view)).then(a.hit.id.cmp(&b.hit.id)));
+    let mut out: Vec<(f32, ViewHit)> = best.into_values().collect();
+    out.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.view.cmp(&b.1.view)).then(a.1.hit.id.cmp(&b.1.hit.id)));
     out.truncate(k);
-    out
+    out.into_iter().map(|(_, h)| h).collect()
 }
 
 #[cfg(test)]
@@ -185,8 +210,15 @@ mod tests {
 
     #[test]
     fn merge_keeps_each_records_best_view() {
-        let merged = merge_best(vec![vec![hit(1, 0.5), hit(2, 0.2)], vec![hit(1, 0.1), hit(3, 0.3)]], 2);
+        let lists = || vec![vec![hit(1, 0.5), hit(2, 0.2)], vec![hit(1, 0.1), hit(3, 0.3)]];
+        let merged = merge_best(lists(), &[], 2);
         assert_eq!(merged.iter().map(|h| (h.hit.id, h.view)).collect::<Vec<_>>(), [(1, 1), (2, 0)]);
         assert_eq!(merged[0].hit.distance, 0.1);
+        // A penalty on view 1: record 1 is now closest through view 1 only at 0.1 + 0.3 > 0.2.
+        let merged = merge_best(lists(), &[0.0, 0.3], 3);
+        assert_eq!(merged.iter().map(|h| (h.hit.id, h.view)).collect::<Vec<_>>(), [(2, 0), (1, 1), (1, 0)][..2]);
+        assert_eq!(merged[1].hit.distance, 0.1, "the true distance is kept");
+        assert_eq!(Views::all().penalty("region 1/4 at 0,0 10x10"), REGION_PENALTY);
+        assert_eq!(Views::all().penalty("tilt+15"), 0.0);
     }
 }

@@ -45,6 +45,10 @@ pub struct Args {
     /// turns,mirror,tilt[=DEG:DEG],regions (docs/app.md, "Robust search").
     #[arg(long, value_name = "VIEWS", num_args = 0..=1, default_missing_value = "all")]
     pub robust: Option<String>,
+    /// How a hybrid search combines its features: rrf (reciprocal rank, the default) or max
+    /// (the best calibrated similarity among cnn/phash/dhash; colour breaks ties).
+    #[arg(long, default_value = "rrf")]
+    pub fusion: crate::fusion::Fusion,
     /// Search by a stored record ("more like this"; the record itself is excluded): its id as
     /// printed by `search` (with or without quotes) or the path of an indexed image.
     #[arg(long, conflicts_with = "images", value_name = "ID|PATH")]
@@ -127,6 +131,8 @@ pub struct SearchSettings {
     pub feature: Option<String>,
     /// Robust search: the query views searched besides the image itself (images only).
     pub robust: Views,
+    /// How a hybrid search combines its features.
+    pub fusion: crate::fusion::Fusion,
     /// Index knobs (ef, nprobe, ...).
     pub params: SearchParams,
     /// Where the CNN model is and where it runs.
@@ -142,6 +148,7 @@ impl Default for SearchSettings {
             filter: None,
             feature: None,
             robust: Views::none(),
+            fusion: Default::default(),
             params: SearchParams::default(),
             model: Default::default(),
         }
@@ -170,7 +177,14 @@ pub fn search_images(db: &Database, queries: &Queries, settings: &SearchSettings
         (k, Some(_)) => k,
         (k, None) => Some(k.unwrap_or(10)),
     };
-    let base = Base { k, threshold: settings.threshold, filter: filter.clone(), params: settings.params.clone(), include_vectors: false };
+    let base = Base {
+        k,
+        threshold: settings.threshold,
+        filter: filter.clone(),
+        params: settings.params.clone(),
+        include_vectors: false,
+        fusion: settings.fusion,
+    };
 
     let (labels, queries): (Vec<String>, Vec<ViewQueries>) = match queries {
         Queries::Ids(ids) => {
@@ -243,6 +257,7 @@ pub fn run(args: &Args) -> Result<()> {
             Some(spec) => Views::parse(spec)?,
             None => Views::none(),
         },
+        fusion: args.fusion,
         params: args.knobs.params(),
         model: args.model.clone(),
     };

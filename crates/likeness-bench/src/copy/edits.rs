@@ -1,8 +1,6 @@
 //! The edited copies of the copy-detection benchmark: each [`EditKind`] turns an original photo
 //! into a copy with parameters drawn from a seeded generator, so a run is reproducible.
 
-use std::io::Cursor;
-
 use features::augment;
 use image::codecs::jpeg::JpegEncoder;
 use image::{imageops, DynamicImage, Rgb, RgbImage};

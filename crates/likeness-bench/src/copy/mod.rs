@@ -1,6 +1,7 @@
 //! `likeness-bench copy`: copy detection. Real photos are split (seeded) into *originals* and
-//! *hosts*; the database holds the originals among distractors — random crops of the hosts and
-//! emoji — and each original is queried through one copy per [`EditKind`] (crops, rotations,
+//! *hosts*; half the hosts receive the pasted originals of picture-in-picture copies (and are
+//! not stored), the other half give distractors. The database holds the originals among
+//! distractors — random crops of those hosts, and emoji — and each original is queried through one copy per [`EditKind`] (crops, rotations,
 //! mirror, perspective, colour, blur, JPEG, overlays, picture in picture into a host,
 //! screenshots). The command prints recall@1 (the original is the first hit) per edit kind for
 //! each search mode: plain CNN, the robust views of [`likeness::robust`], and the hybrid
@@ -20,10 +21,11 @@ use features::preprocess::{fit_within, ResizeFilter};
 use features::{is_image_path, load_image, DecodeLimits, FeatureExtractor};
 use image::RgbImage;
 use likeness::catalog::{build_extractors, schema_for, to_vector};
-use likeness::fusion::rrf;
-use likeness::robust::{merge_best, Views};
+use likeness::fusion::Fusion;
+use likeness::multi_search::{self, Base, ViewQueries};
+use likeness::robust::Views;
 use serde::Serialize;
-use vecdb::{Database, Hit, Query, Record, SearchRequest, Vector};
+use vecdb::{Database, Query, Record};
 
 pub use edits::{EditKind, Rng};
 
@@ -37,7 +39,7 @@ pub struct Args {
     #[arg(long)]
     originals: Option<usize>,
     /// Random crops of each host stored as distractors.
-    #[arg(long, default_value_t = 40)]
+    #[arg(long, default_value_t = 80)]
     crops_per_host: usize,
     /// Folder of emoji PNGs stored as distractors (default: $LIKENESS_TEST_DATA/emoji/64).
     #[arg(long)]
@@ -61,24 +63,29 @@ pub struct Args {
     json: bool,
 }
 
-/// A search mode of the table: which query views it searches on `cnn`, and whether it fuses
-/// in `color` and `phash`.
+/// A search mode of the table: which query views it searches, on which features, fused how.
 struct Mode {
     name: &'static str,
     views: Views,
-    hybrid: bool,
+    features: &'static [&'static str],
+    fusion: Fusion,
 }
 
 fn modes() -> Vec<Mode> {
     let v = |s: &str| Views::parse(s).expect("built-in spec");
+    const CNN: &[&str] = &["cnn"];
+    const HYBRID: &[&str] = &["cnn", "color", "phash"];
+    let m = |name, views, features, fusion| Mode { name, views, features, fusion };
     vec![
-        Mode { name: "cnn", views: Views::none(), hybrid: false },
-        Mode { name: "+turns+mirror", views: v("turns,mirror"), hybrid: false },
-        Mode { name: "+tilt", views: v("tilt"), hybrid: false },
-        Mode { name: "+regions", views: v("regions"), hybrid: false },
-        Mode { name: "robust(all)", views: Views::all(), hybrid: false },
-        Mode { name: "hybrid", views: Views::none(), hybrid: true },
-        Mode { name: "hybrid+robust", views: Views::all(), hybrid: true },
+        m("cnn", Views::none(), CNN, Fusion::Rrf),
+        m("+turns+mirror", v("turns,mirror"), CNN, Fusion::Rrf),
+        m("+tilt", v("tilt"), CNN, Fusion::Rrf),
+        m("+regions(p=0)", Views { region_penalty: 0.0, ..v("regions") }, CNN, Fusion::Rrf),
+        m("+regions", v("regions"), CNN, Fusion::Rrf),
+        m("robust(all)", Views::all(), CNN, Fusion::Rrf),
+        m("hybrid-rrf", Views::none(), HYBRID, Fusion::Rrf),
+        m("hybrid-max", Views::none(), HYBRID, Fusion::Max),
+        m("hybrid-max+all", Views::all(), HYBRID, Fusion::Max),
     ]
 }
 
@@ -154,17 +161,30 @@ fn embed_records(extractors: &[Box<dyn FeatureExtractor>], images: &[(u64, RgbIm
     Ok(out)
 }
 
-/// One query: the edited copy's CNN vector per view (named) and its color and phash vectors.
+/// One query: the edited copy embedded in every view.
 struct QueryVecs {
     original: u64,
     kind: EditKind,
-    cnn: Vec<(String, Vector)>,
-    color: Vector,
-    phash: Vector,
+    views: ViewQueries,
 }
 
-fn search(c: &vecdb::Collection, field: &str, v: &Vector, k: usize) -> Result<Vec<Hit>> {
-    Ok(c.search(&SearchRequest::new(field, Query::Vector(v.clone()), k))?)
+/// The views of `q` that `views` asks for (by name: `original`, `turn…`, `mirror`, `tilt…`,
+/// `region…`).
+fn select(q: &ViewQueries, views: &Views) -> ViewQueries {
+    let keep = |name: &str| {
+        name == "original"
+            || (views.turns && name.starts_with("turn"))
+            || (views.mirror && name == "mirror")
+            || (!views.tilts.is_empty() && name.starts_with("tilt"))
+            || (views.regions && name.starts_with("region"))
+    };
+    let mut out = ViewQueries { names: Vec::new(), queries: Vec::new(), penalties: Vec::new() };
+    for (n, v) in q.names.iter().zip(&q.queries).filter(|(n, _)| keep(n)) {
+        out.names.push(n.clone());
+        out.queries.push(v.clone());
+        out.penalties.push(views.penalty(n));
+    }
+    out
 }
 
 /// Run `likeness-bench copy`.
@@ -198,11 +218,14 @@ pub fn run(args: &Args) -> Result<()> {
 
     let originals: Vec<RgbImage> = orig_paths.iter().map(|p| load(p, args.max_side)).collect::<Result<_>>()?;
     let hosts: Vec<RgbImage> = host_paths.iter().map(|p| load(p, args.max_side)).collect::<Result<_>>()?;
+    // Half the hosts receive the pasted originals and stay out of the database (a picture in
+    // picture whose host is stored has two right answers); the other half give distractors.
+    let (pip_hosts, sources) = hosts.split_at(hosts.len().div_ceil(2));
 
-    // Distractors: random crops of the hosts (30–90% of each side, some mirrored) and emoji.
+    // Distractors: random crops of the source hosts (30–90% of each side, some mirrored) and emoji.
     let mut stored: Vec<(u64, RgbImage)> = originals.iter().enumerate().map(|(i, im)| (i as u64, im.clone())).collect();
     let mut next_id = 1_000_000u64;
-    for host in &hosts {
+    for host in sources {
         for _ in 0..args.crops_per_host {
             let s = rng.range(0.3, 0.9);
             let (w, h) = ((host.width() as f64 * s) as u32, (host.height() as f64 * rng.range(0.3, 0.9)) as u32);
@@ -256,22 +279,23 @@ pub fn run(args: &Args) -> Result<()> {
     for (oi, img) in originals.iter().enumerate() {
         for &kind in &kinds {
             let mut r = Rng::new(args.seed ^ (oi as u64 + 1).wrapping_mul(0x9e37_79b9) ^ (kind as u64 + 1) << 40);
-            let host = &hosts[r.below(hosts.len())];
+            let host = &pip_hosts[r.below(pip_hosts.len())];
             let copy = kind.apply(img, host, &mut r);
             let copy = features::pipeline::working_image(copy);
-            let views = all_views.images(&copy);
-            let imgs: Vec<RgbImage> = views.iter().map(|(_, im)| im.clone()).collect();
             let t = Instant::now();
-            let cnn = extractors[0].extract_batch(&imgs)?;
+            let refs: Vec<&dyn FeatureExtractor> = extractors.iter().map(|e| e.as_ref()).collect();
+            let views = ViewQueries::embed(&copy, &all_views, &refs[..1])?;
             cnn_s += t.elapsed().as_secs_f64();
-            n_views += imgs.len();
-            queries.push(QueryVecs {
-                original: oi as u64,
-                kind,
-                cnn: views.into_iter().map(|(n, _)| n).zip(cnn.iter().map(|f| to_vector(&f.vector))).collect(),
-                color: to_vector(&extractors[1].extract(&copy)?.vector),
-                phash: to_vector(&extractors[2].extract(&copy)?.vector),
-            });
+            n_views += views.names.len();
+            // The cheap features in every view too (for hybrid + robust).
+            let mut views = views;
+            let imgs: Vec<RgbImage> = all_views.images(&copy).into_iter().map(|(_, im)| im).collect();
+            for ex in &extractors[1..] {
+                for (q, f) in views.queries.iter_mut().zip(ex.extract_batch(&imgs)?) {
+                    q.insert(ex.name().to_string(), Query::Vector(to_vector(&f.vector)));
+                }
+            }
+            queries.push(QueryVecs { original: oi as u64, kind, views });
         }
         eprintln!("queries of original {}/{} embedded", oi + 1, originals.len());
     }
@@ -279,46 +303,27 @@ pub fn run(args: &Args) -> Result<()> {
 
     let mut results = Vec::new();
     for mode in modes() {
-        let v = &mode.views;
-        let keep = |name: &str| {
-            name == "original"
-                || (v.turns && name.starts_with("turn"))
-                || (v.mirror && name == "mirror")
-                || (!v.tilts.is_empty() && name.starts_with("tilt"))
-                || (v.regions && name.starts_with("region"))
-        };
+        let features: Vec<String> = mode.features.iter().map(|f| f.to_string()).collect();
+        let base = Base { k: Some(10), fusion: mode.fusion, ..Default::default() };
         let mut hits_by_kind: BTreeMap<String, (usize, usize)> = BTreeMap::new();
         let mut search_s = 0.0;
         let mut views_used = 0usize;
         for q in &queries {
+            let vq = select(&q.views, &mode.views);
+            views_used += vq.names.len();
             let t = Instant::now();
-            let k = if mode.hybrid { 50 } else { 10 };
-            let per_view: Vec<Vec<Hit>> = q
-                .cnn
-                .iter()
-                .filter(|(n, _)| keep(n))
-                .map(|(_, v)| search(&coll, "cnn", v, k))
-                .collect::<Result<_>>()?;
-            views_used += per_view.len();
-            let cnn_list: Vec<u64> = merge_best(per_view, k).into_iter().map(|h| h.hit.id).collect();
-            let top = if mode.hybrid {
-                let color: Vec<u64> = search(&coll, "color", &q.color, k)?.into_iter().map(|h| h.id).collect();
-                let phash: Vec<u64> = search(&coll, "phash", &q.phash, k)?.into_iter().map(|h| h.id).collect();
-                rrf(&[cnn_list, color, phash], 1).first().map(|f| f.id)
-            } else {
-                cnn_list.first().copied()
-            };
+            let hits = multi_search::search(&coll, &features, &vq, &base)?;
             search_s += t.elapsed().as_secs_f64();
             let e = hits_by_kind.entry(q.kind.name().to_string()).or_default();
             e.1 += 1;
-            if top == Some(q.original) {
+            if hits.first().map(|h| h.hit.id) == Some(q.original) {
                 e.0 += 1;
             }
         }
         let total: usize = hits_by_kind.values().map(|v| v.1).sum();
         let good: usize = hits_by_kind.values().map(|v| v.0).sum();
         let vpq = views_used as f64 / queries.len().max(1) as f64;
-        let extra = if mode.hybrid { 2.0 } else { 0.0 }; // color + phash extraction, roughly a view
+        let extra = if mode.features.len() > 1 { 2.0 } else { 0.0 }; // color + phash, ~1 ms each
         results.push(ModeResult {
             mode: mode.name.to_string(),
             recall_at_1: hits_by_kind.iter().map(|(k, (g, n))| (k.clone(), *g as f64 / *n as f64)).collect(),
@@ -351,7 +356,7 @@ pub fn run(args: &Args) -> Result<()> {
 
 fn print_table(r: &Report) {
     println!(
-        "copy detection: {} originals × {} edit kinds = {} queries; {} distractors ({} hosts' crops + emoji) + the originals stored",
+        "copy detection: {} originals × {} edit kinds = {} queries; {} distractors (crops of half of {} hosts + emoji) + the originals stored",
         r.originals,
         r.edit_kinds.len(),
         r.queries,

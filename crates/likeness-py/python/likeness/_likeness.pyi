@@ -261,6 +261,7 @@ def search_images(
     model_dir: Optional[PathLike] = None,
     device: str = "cpu",
     robust: Optional[str] = None,
+    fusion: str = "rrf",
 ) -> QueryResults: ...
 @overload
 def search_images(
@@ -280,6 +281,7 @@ def search_images(
     model_dir: Optional[PathLike] = None,
     device: str = "cpu",
     robust: Optional[str] = None,
+    fusion: str = "rrf",
 ) -> List[QueryResults]: ...
 @overload
 def search_images(
@@ -299,6 +301,7 @@ def search_images(
     model_dir: Optional[PathLike] = None,
     device: str = "cpu",
     robust: Optional[str] = None,
+    fusion: str = "rrf",
 ) -> Union[QueryResults, List[QueryResults]]:
     """Search a collection with query images (or stored ids), exactly as ``likeness search``
     does; one query gives one ``QueryResults``, a list gives a list."""

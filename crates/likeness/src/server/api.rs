@@ -25,6 +25,7 @@ use crate::catalog::{build_record, FileFacts};
 use crate::image_meta::ImageMeta;
 use crate::indexer::{index_roots, IndexOptions, IndexProgress};
 use crate::multi_search::{self, Base, ExplainedHit, ViewQueries};
+use crate::fusion::Fusion;
 use crate::robust::Views;
 
 /// Largest `k` a search may ask for.
@@ -144,6 +145,7 @@ async fn run_search(
     spec: SearchSpec,
     query: ViewQueries,
     views: Option<Views>,
+    fusion: Fusion,
     started: Instant,
 ) -> ApiResult<Json<Value>> {
     let feature = features.join("+");
@@ -156,6 +158,7 @@ async fn run_search(
         filter: spec.filter,
         params: spec.params,
         include_vectors: spec.include_vectors,
+        fusion,
     };
     let hits = tokio::task::spawn_blocking(move || -> ApiResult<Vec<ExplainedHit>> {
         multi_search::search(&c, &features, &query, &base).map_err(|e| match e.downcast::<vecdb::Error>() {
@@ -189,6 +192,9 @@ async fn run_search(
     });
     if let Some(v) = views.filter(|v| !v.is_plain()) {
         out["robust"] = serde_json::to_value(v).unwrap_or(Value::Null);
+    }
+    if feature.contains('+') {
+        out["fusion"] = json!(fusion);
     }
     Ok(Json(out))
 }
@@ -234,10 +240,19 @@ fn hit_json(h: &Hit) -> Value {
 pub async fn search_json(
     State(st): AppStateRef,
     Path(name): Path<String>,
-    body: Result<Json<SearchBody>, JsonRejection>,
+    body: Result<Json<Value>, JsonRejection>,
 ) -> ApiResult<Json<Value>> {
     let started = Instant::now();
-    let Json(body) = body.map_err(json_rejection)?;
+    let Json(mut raw) = body.map_err(json_rejection)?;
+    // `fusion` is the application's (how a hybrid combines features); the rest is vecdb's body.
+    let fusion = match raw.as_object_mut().and_then(|o| o.remove("fusion")) {
+        None | Some(Value::Null) => Fusion::default(),
+        Some(Value::String(f)) => f.parse().map_err(ApiError::bad_request)?,
+        Some(other) => return Err(ApiError::bad_request(format!("fusion must be \"rrf\" or \"max\", got {other}"))),
+    };
+    let body: SearchBody = serde_json::from_value(raw).map_err(|e| {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("Failed to deserialize the JSON body into the target type: {e}"))
+    })?;
     let c = st.collection(&name)?;
     let (features, spec) = search_spec(&c, &body)?;
     let query = match body.query(&c, &spec.feature).map_err(body_error)? {
@@ -251,7 +266,7 @@ pub async fn search_json(
             )))
         }
     };
-    run_search(c, features, spec, query, None, started).await
+    run_search(c, features, spec, query, None, fusion, started).await
 }
 
 /// Map axum's JSON rejections to JSON errors with the same status.
@@ -347,11 +362,17 @@ pub async fn search_image(State(st): AppStateRef, Path(name): Path<String>, req:
     let c = st.collection(&name)?;
     let mp = Multipart::from_request(req, &()).await.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
     let up = read_multipart(mp).await?;
-    let (robust, fields): (Vec<_>, Vec<_>) = up.fields.iter().cloned().partition(|(k, _)| k == "robust");
-    let views = match robust.last() {
-        Some((_, v)) => parse_robust(v)?,
-        None => Views::none(),
-    };
+    let (ours, fields): (Vec<_>, Vec<_>) =
+        up.fields.iter().cloned().partition(|(k, _)| k == "robust" || k == "fusion");
+    let mut views = Views::none();
+    let mut fusion = Fusion::default();
+    for (k, v) in &ours {
+        if k == "robust" {
+            views = parse_robust(v)?;
+        } else if !v.trim().is_empty() {
+            fusion = v.parse().map_err(ApiError::bad_request)?;
+        }
+    }
     let body = form_to_search_body(&fields)?;
     let (features, spec) = search_spec(&c, &body)?;
     let (file, bytes) = up.image.ok_or_else(|| ApiError::bad_request("missing multipart file field 'image'"))?;
@@ -378,7 +399,7 @@ pub async fn search_image(State(st): AppStateRef, Path(name): Path<String>, req:
         Ok(ViewQueries::embed(&image, &views2, &chosen)?)
     })
     .await??;
-    run_search(c, features, spec, query, Some(views), started).await
+    run_search(c, features, spec, query, Some(views), fusion, started).await
 }
 
 /// Answer `err` to a refused request after reading and discarding its body (streaming, at most
