@@ -20,9 +20,7 @@ impl Homography {
     pub fn from_points(from: &[(f64, f64); 4], to: &[(f64, f64); 4]) -> Option<Homography> {
         // Eight equations in h0..h7 (h8 = 1).
         let mut a = [[0.0f64; 9]; 8];
-        for i in 0..4 {
-            let (x, y) = from[i];
-            let (u, v) = to[i];
+        for (i, (&(x, y), &(u, v))) in from.iter().zip(to).enumerate() {
             a[2 * i] = [x, y, 1.0, 0.0, 0.0, 0.0, -u * x, -u * y, u];
             a[2 * i + 1] = [0.0, 0.0, 0.0, x, y, 1.0, -v * x, -v * y, v];
         }
@@ -49,20 +47,17 @@ fn solve8(mut a: [[f64; 9]; 8]) -> Option<[f64; 8]> {
             return None;
         }
         a.swap(col, pivot);
-        for row in 0..8 {
+        let pivot_row = a[col];
+        for (row, r) in a.iter_mut().enumerate() {
             if row != col {
-                let f = a[row][col] / a[col][col];
-                for k in col..9 {
-                    a[row][k] -= f * a[col][k];
+                let f = r[col] / pivot_row[col];
+                for (v, p) in r.iter_mut().zip(pivot_row).skip(col) {
+                    *v -= f * p;
                 }
             }
         }
     }
-    let mut x = [0.0; 8];
-    for i in 0..8 {
-        x[i] = a[i][8] / a[i][i];
-    }
-    Some(x)
+    Some(std::array::from_fn(|i| a[i][8] / a[i][i]))
 }
 
 /// Bilinear sample of `img` at `(x, y)` (pixel centres at integer + 0.5); `None` outside.
@@ -78,13 +73,11 @@ fn sample(img: &RgbImage, x: f64, y: f64) -> Option<[u8; 3]> {
     let (tx, ty) = (fx - x0 as f64, fy - y0 as f64);
     let p = |x, y| img.get_pixel(x, y).0;
     let (a, b, c, d) = (p(x0, y0), p(x1, y0), p(x0, y1), p(x1, y1));
-    let mut out = [0u8; 3];
-    for k in 0..3 {
+    Some(std::array::from_fn(|k| {
         let top = a[k] as f64 * (1.0 - tx) + b[k] as f64 * tx;
         let bottom = c[k] as f64 * (1.0 - tx) + d[k] as f64 * tx;
-        out[k] = (top * (1.0 - ty) + bottom * ty).round().clamp(0.0, 255.0) as u8;
-    }
-    Some(out)
+        (top * (1.0 - ty) + bottom * ty).round().clamp(0.0, 255.0) as u8
+    }))
 }
 
 /// An image of `width × height` whose pixel `(u, v)` is the source pixel at `inverse(u, v)`
@@ -246,8 +239,9 @@ mod tests {
     #[test]
     fn perspective_warp_puts_the_corners_where_asked() {
         let img = RgbImage::from_pixel(50, 50, Rgb([255, 0, 0]));
-        let out = warp_perspective(&img, &[(10.0, 10.0), (40.0, 5.0), (45.0, 45.0), (5.0, 40.0)], 50, 50, Rgb([0, 0, 255]))
-            .unwrap();
+        let out =
+            warp_perspective(&img, &[(10.0, 10.0), (40.0, 5.0), (45.0, 45.0), (5.0, 40.0)], 50, 50, Rgb([0, 0, 255]))
+                .unwrap();
         assert_eq!(out.get_pixel(25, 25).0, [255, 0, 0]);
         assert_eq!(out.get_pixel(1, 1).0, [0, 0, 255]);
     }

@@ -371,7 +371,7 @@ pub fn search_images<'py>(
         robust: match robust.as_deref() {
             None => likeness::robust::Views::none(),
             Some(spec) => likeness::robust::Views::parse(spec)
-                .map_err(|e| class_err(ErrorClass::InvalidArgument, &e.to_string()))?,
+                .map_err(|e| class_err(ErrorClass::InvalidArgument, e.to_string()))?,
         },
         fusion: fusion.parse().map_err(|e: String| class_err(ErrorClass::InvalidArgument, e))?,
         params: SearchParams { ef, nprobe, checks, rerank, ..Default::default() },

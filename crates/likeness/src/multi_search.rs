@@ -133,7 +133,10 @@ const FUSION_DEPTH: usize = 100;
 /// Search `coll` for `q` on `features` (see the module docs).
 pub fn search(coll: &Collection, features: &[String], q: &ViewQueries, base: &Base) -> Result<Vec<ExplainedHit>> {
     if features.len() > 1 && base.threshold.is_some() {
-        bail!("a threshold applies to one feature's distances: it cannot be combined with a hybrid search ({})", features.join("+"));
+        bail!(
+            "a threshold applies to one feature's distances: it cannot be combined with a hybrid search ({})",
+            features.join("+")
+        );
     }
     let k = base.k.unwrap_or(vecdb::search_body::MAX_K);
     let depth = if features.len() > 1 { k.max(FUSION_DEPTH) } else { k };
@@ -160,13 +163,7 @@ pub fn search(coll: &Collection, features: &[String], q: &ViewQueries, base: &Ba
     let schema = coll.schema();
     let explain = |hit: Hit, distances: Vec<(String, f32)>, fused: Option<f64>, view: Option<usize>| {
         let judgement = judge(schema, &distances);
-        ExplainedHit {
-            hit,
-            distances,
-            fused,
-            view: view.filter(|_| robust).map(|v| q.names[v].clone()),
-            judgement,
-        }
+        ExplainedHit { hit, distances, fused, view: view.filter(|_| robust).map(|v| q.names[v].clone()), judgement }
     };
     if features.len() == 1 {
         let list = lists.pop().unwrap_or_default();

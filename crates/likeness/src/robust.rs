@@ -214,9 +214,10 @@ mod tests {
         let merged = merge_best(lists(), &[], 2);
         assert_eq!(merged.iter().map(|h| (h.hit.id, h.view)).collect::<Vec<_>>(), [(1, 1), (2, 0)]);
         assert_eq!(merged[0].hit.distance, 0.1);
-        // A penalty on view 1: record 1 is now closest through view 1 only at 0.1 + 0.3 > 0.2.
+        // A penalty of 0.3 on view 1: record 1 scores 0.4 through it (still under its 0.5 in
+        // view 0) and now comes after record 2; record 3 scores 0.6.
         let merged = merge_best(lists(), &[0.0, 0.3], 3);
-        assert_eq!(merged.iter().map(|h| (h.hit.id, h.view)).collect::<Vec<_>>(), [(2, 0), (1, 1), (1, 0)][..2]);
+        assert_eq!(merged.iter().map(|h| (h.hit.id, h.view)).collect::<Vec<_>>(), [(2, 0), (1, 1), (3, 1)]);
         assert_eq!(merged[1].hit.distance, 0.1, "the true distance is kept");
         assert_eq!(Views::all().penalty("region 1/4 at 0,0 10x10"), REGION_PENALTY);
         assert_eq!(Views::all().penalty("tilt+15"), 0.0);

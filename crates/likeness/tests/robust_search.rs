@@ -115,6 +115,30 @@ fn cli_robust_hybrid_and_explanations() {
     for r in results(q) {
         assert_eq!(r["distances"].as_object().unwrap().len(), 3, "every hit has every distance: {r}");
     }
+    // Max fusion: ordered by the best calibrated similarity, which is the fused score.
+    let v = run_json(&[
+        "search",
+        s(&f.q30),
+        "--db",
+        db,
+        "-k",
+        "5",
+        "--feature",
+        "cnn+color+phash",
+        "--fusion",
+        "max",
+        "--json",
+    ]);
+    let hits = results(&v[0]);
+    assert_eq!(file_name(result_path(&hits[0])), "chelsea.png", "{v}");
+    for h in hits {
+        let (fused, sim) = (h["fused_score"].as_f64().unwrap(), h["similarity"].as_f64().unwrap());
+        assert!((fused - sim).abs() < 1e-6, "{h}");
+    }
+    let sims: Vec<f64> = hits.iter().map(|h| h["similarity"].as_f64().unwrap()).collect();
+    assert!(sims.windows(2).all(|w| w[0] >= w[1]), "{sims:?}");
+    let e = run_err(&["search", s(&f.q30), "--db", db, "--feature", "cnn+color", "--fusion", "sum"]);
+    assert!(e.contains("unknown fusion 'sum'"), "{e}");
     let text = run_ok(&["search", s(&f.q30), "--db", db, "-k", "2", "--feature", "cnn+color+phash"]);
     assert!(text.contains("near duplicate") && text.contains("phash "), "{text}");
 
@@ -167,10 +191,16 @@ fn api_robust_hybrid_and_explanations() {
     assert_eq!(first_name(&v), "chelsea.png", "{v}");
     assert_eq!(results(&v)[0]["distances"].as_object().unwrap().len(), 3, "{v}");
     assert!(results(&v)[0]["fused_score"].as_f64().unwrap() > 0.95, "{v}");
-    let (st, v) =
-        srv.search_image_with("images", q30.clone(), &[("feature", "cnn+color"), ("threshold", "0.3")]);
+    let (st, v) = srv.search_image_with("images", q30.clone(), &[("feature", "cnn+color"), ("threshold", "0.3")]);
     assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
     assert!(v["error"].as_str().unwrap().contains("hybrid"), "{v}");
+    let (st, v) =
+        srv.search_image_with("images", q30.clone(), &[("k", "3"), ("feature", "cnn+color+phash"), ("fusion", "max")]);
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!((v["fusion"].as_str(), first_name(&v).as_str()), (Some("max"), "chelsea.png"), "{v}");
+    let (st, v) = srv.search_image_with("images", q30.clone(), &[("feature", "cnn+color"), ("fusion", "sum")]);
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("unknown fusion 'sum'"), "{v}");
     let (st, v) = srv.search_image_with("images", q30.clone(), &[("feature", "cnn+nope")]);
     assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
     assert!(v["error"].as_str().unwrap().contains("'nope'"), "{v}");
@@ -179,9 +209,10 @@ fn api_robust_hybrid_and_explanations() {
     let id = photo_id(&f);
     let (st, v) = srv.post_json(
         "/api/collections/images/search",
-        &json!({"id": id, "feature": "cnn+color+phash", "k": 3}),
+        &json!({"id": id, "feature": "cnn+color+phash", "k": 3, "fusion": "max"}),
     );
     assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["fusion"], "max", "{v}");
     assert_eq!(results(&v)[0]["distances"].as_object().unwrap().len(), 3, "{v}");
     assert!(results(&v).iter().all(|r| r["id"] != id), "the record itself is excluded: {v}");
     let (st, v) = srv.post_json(

@@ -272,8 +272,8 @@ fn fill_rect(img: &mut RgbImage, x: u32, y: u32, w: u32, h: u32, c: Rgb<u8>, alp
 
 fn blend(img: &mut RgbImage, x: u32, y: u32, c: Rgb<u8>, alpha: f64) {
     let p = img.get_pixel_mut(x, y);
-    for k in 0..3 {
-        p.0[k] = (p.0[k] as f64 * (1.0 - alpha) + c.0[k] as f64 * alpha).round() as u8;
+    for (v, c) in p.0.iter_mut().zip(c.0) {
+        *v = (*v as f64 * (1.0 - alpha) + c as f64 * alpha).round() as u8;
     }
 }
 

@@ -101,6 +101,13 @@ struct ModeResult {
     views_per_query: f64,
     /// Estimated ms per query: views × measured CNN ms per view + measured search ms.
     ms_per_query: f64,
+    /// Share of queries whose original comes first with the verdict "near duplicate" (the
+    /// dedup threshold's recall on these copies).
+    original_near_duplicate: f64,
+    /// Share of queries whose closest *other* image is called a near duplicate (a false one).
+    distractor_near_duplicate: f64,
+    /// Share of queries whose closest other image is called similar or closer.
+    distractor_similar: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -308,6 +315,7 @@ pub fn run(args: &Args) -> Result<()> {
         let mut hits_by_kind: BTreeMap<String, (usize, usize)> = BTreeMap::new();
         let mut search_s = 0.0;
         let mut views_used = 0usize;
+        let (mut orig_nd, mut other_nd, mut other_sim) = (0usize, 0usize, 0usize);
         for q in &queries {
             let vq = select(&q.views, &mode.views);
             views_used += vq.names.len();
@@ -318,7 +326,13 @@ pub fn run(args: &Args) -> Result<()> {
             e.1 += 1;
             if hits.first().map(|h| h.hit.id) == Some(q.original) {
                 e.0 += 1;
+                if hits[0].judgement.verdict == Some("near duplicate") {
+                    orig_nd += 1;
+                }
             }
+            let other = hits.iter().find(|h| h.hit.id != q.original).and_then(|h| h.judgement.verdict);
+            other_nd += usize::from(other == Some("near duplicate"));
+            other_sim += usize::from(matches!(other, Some("near duplicate" | "similar")));
         }
         let total: usize = hits_by_kind.values().map(|v| v.1).sum();
         let good: usize = hits_by_kind.values().map(|v| v.0).sum();
@@ -330,6 +344,9 @@ pub fn run(args: &Args) -> Result<()> {
             overall: good as f64 / total.max(1) as f64,
             views_per_query: vpq,
             ms_per_query: vpq * cnn_ms_per_view + extra + search_s * 1000.0 / queries.len().max(1) as f64,
+            original_near_duplicate: orig_nd as f64 / queries.len().max(1) as f64,
+            distractor_near_duplicate: other_nd as f64 / queries.len().max(1) as f64,
+            distractor_similar: other_sim as f64 / queries.len().max(1) as f64,
         });
     }
     drop(coll);
@@ -385,6 +402,9 @@ fn print_table(r: &Report) {
     row("overall", &|m| format!("{:.3}", m.overall));
     row("views/query", &|m| format!("{:.1}", m.views_per_query));
     row("ms/query", &|m| format!("{:.0}", m.ms_per_query));
+    row("orig near-dup", &|m| format!("{:.3}", m.original_near_duplicate));
+    row("other near-dup", &|m| format!("{:.3}", m.distractor_near_duplicate));
+    row("other similar", &|m| format!("{:.3}", m.distractor_similar));
     println!(
         "CNN {:.1} ms per view; stored bytes per image: {}",
         r.cnn_ms_per_view,

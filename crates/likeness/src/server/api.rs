@@ -22,10 +22,10 @@ use super::error::{ApiError, ApiResult};
 use super::state::{AppState, JobState};
 use super::uploads;
 use crate::catalog::{build_record, FileFacts};
+use crate::fusion::Fusion;
 use crate::image_meta::ImageMeta;
 use crate::indexer::{index_roots, IndexOptions, IndexProgress};
 use crate::multi_search::{self, Base, ExplainedHit, ViewQueries};
-use crate::fusion::Fusion;
 use crate::robust::Views;
 
 /// Largest `k` a search may ask for.
@@ -251,7 +251,10 @@ pub async fn search_json(
         Some(other) => return Err(ApiError::bad_request(format!("fusion must be \"rrf\" or \"max\", got {other}"))),
     };
     let body: SearchBody = serde_json::from_value(raw).map_err(|e| {
-        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("Failed to deserialize the JSON body into the target type: {e}"))
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("Failed to deserialize the JSON body into the target type: {e}"),
+        )
     })?;
     let c = st.collection(&name)?;
     let (features, spec) = search_spec(&c, &body)?;
@@ -362,8 +365,7 @@ pub async fn search_image(State(st): AppStateRef, Path(name): Path<String>, req:
     let c = st.collection(&name)?;
     let mp = Multipart::from_request(req, &()).await.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
     let up = read_multipart(mp).await?;
-    let (ours, fields): (Vec<_>, Vec<_>) =
-        up.fields.iter().cloned().partition(|(k, _)| k == "robust" || k == "fusion");
+    let (ours, fields): (Vec<_>, Vec<_>) = up.fields.iter().cloned().partition(|(k, _)| k == "robust" || k == "fusion");
     let mut views = Views::none();
     let mut fusion = Fusion::default();
     for (k, v) in &ours {
