@@ -13,6 +13,7 @@
 
 #![warn(missing_docs)]
 
+pub mod augment;
 pub mod color;
 pub mod decode;
 pub mod error;

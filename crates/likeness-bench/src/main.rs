@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 mod ann;
 mod cnn;
+mod copy;
 mod datasets;
 mod exact;
 mod http;
@@ -30,6 +31,9 @@ enum BenchCommand {
     Ann(ann::Args),
     /// CNN embedding throughput vs PyTorch.
     Cnn(cnn::Args),
+    /// Copy detection: recall@1 per edit kind (crops, rotations, picture in picture, ...) per
+    /// search mode (plain CNN, robust query views, hybrid).
+    Copy(copy::Args),
     /// Search latency through the HTTP API.
     Http(http::Args),
     /// A `serve --read-only` replica beside an ingesting writer: catch-up latency and search QPS.
@@ -48,6 +52,7 @@ fn main() -> anyhow::Result<()> {
         BenchCommand::Exact(a) => exact::run(a),
         BenchCommand::Ann(a) => ann::run(a),
         BenchCommand::Cnn(a) => cnn::run(a),
+        BenchCommand::Copy(a) => copy::run(a),
         BenchCommand::Http(a) => http::run(a),
         BenchCommand::Replica(a) => replica::run(a),
         BenchCommand::Soak(a) => soak::run(a),

@@ -24,7 +24,7 @@ fn s(p: &Path) -> &str {
 
 #[test]
 fn help_is_available_for_every_benchmark() {
-    for cmd in ["exact", "ann", "cnn", "http"] {
+    for cmd in ["exact", "ann", "cnn", "http", "copy"] {
         let out = run_ok(&[cmd, "--help"]);
         assert!(out.contains("Usage: likeness-bench"), "{cmd}: {out}");
         assert!(out.contains("--json"), "{cmd}: {out}");
@@ -87,4 +87,57 @@ fn bench_http_json_on_a_small_synthetic_collection() {
     let (p50, p99) = (v["p50_ms"].as_f64().unwrap(), v["p99_ms"].as_f64().unwrap());
     assert!(p50 > 0.0 && p50 <= p99, "{v:#}");
     assert!(v["requests_per_second"].as_f64().unwrap() > 0.0, "{v:#}");
+}
+
+#[test]
+fn bench_copy_reports_recall_per_edit_kind_and_mode() {
+    // Four photos: 2 originals, 2 hosts (one receives the pasted copies, one gives 3 crops), 5 emoji.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let photos = tmp.path().join("photos");
+    std::fs::create_dir_all(&photos).expect("mkdir");
+    for p in ["chelsea.png", "coffee.png", "astronaut.png", "rocket.jpg"] {
+        std::fs::copy(data_dir().join("photos").join(p), photos.join(p)).expect("copy photo");
+    }
+    let v = run_json(&[
+        "copy",
+        "--photos",
+        s(&photos),
+        "--originals",
+        "2",
+        "--crops-per-host",
+        "3",
+        "--emoji-count",
+        "5",
+        "--edits",
+        "mirror,rotate-45,pip",
+        "--max-side",
+        "320",
+        "--model-dir",
+        s(&model_dir()),
+        "--json",
+    ]);
+    assert_eq!(
+        (v["originals"].as_u64(), v["distractors"].as_u64(), v["queries"].as_u64()),
+        (Some(2), Some(8), Some(6)),
+        "{v}"
+    );
+    assert_eq!(v["bytes_per_image"]["cnn"], 5120);
+    let modes = v["modes"].as_array().unwrap();
+    let names: Vec<&str> = modes.iter().map(|m| m["mode"].as_str().unwrap()).collect();
+    assert!(names.contains(&"cnn") && names.contains(&"robust(all)") && names.contains(&"hybrid-rrf"), "{names:?}");
+    for m in modes {
+        let r = m["recall_at_1"].as_object().unwrap();
+        assert_eq!(r.keys().map(String::as_str).collect::<Vec<_>>(), ["mirror", "pip", "rotate-45"], "{m}");
+        assert!(r.values().all(|x| (0.0..=1.0).contains(&x.as_f64().unwrap())), "{m}");
+        assert!(m["ms_per_query"].as_f64().unwrap() > 0.0);
+    }
+    // A mirrored copy among 8 distractors is found by the plain CNN; the robust mode embeds ~27 views.
+    assert_eq!(modes[0]["recall_at_1"]["mirror"], 1.0, "{}", modes[0]);
+    let all = modes.iter().find(|m| m["mode"] == "robust(all)").unwrap();
+    assert!(all["views_per_query"].as_f64().unwrap() > 10.0, "{all}");
+    let out = assert_cmd::Command::new(env!("CARGO_BIN_EXE_likeness-bench"))
+        .args(["copy", "--photos", s(&photos), "--edits", "sideways"])
+        .output()
+        .expect("run");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown edit kind 'sideways'"), "{out:?}");
 }

@@ -125,7 +125,7 @@ fn check_collection(db: &Database, name: &str, feature: Option<&str>) -> Result<
     };
     let coll = likeness::catalog::open_collection(db, name).map_err(not_found)?;
     if let Some(f) = feature {
-        likeness::catalog::choose_feature(&coll, Some(f)).map_err(not_found)?;
+        likeness::multi_search::choose_features(&coll, Some(f)).map_err(not_found)?;
     }
     Ok(())
 }
@@ -331,7 +331,7 @@ pub fn index_folder<'py>(
 #[pyfunction]
 #[pyo3(signature = (db, images = None, *, k = None, threshold = None, filter = None, feature = None,
     collection = "images".to_string(), ids = None, ef = None, nprobe = None, checks = None, rerank = None,
-    model_dir = None, device = "cpu"))]
+    model_dir = None, device = "cpu", robust = None, fusion = "rrf"))]
 #[allow(clippy::too_many_arguments)]
 pub fn search_images<'py>(
     py: Python<'py>,
@@ -349,6 +349,8 @@ pub fn search_images<'py>(
     rerank: Option<usize>,
     model_dir: Option<PathBuf>,
     device: &str,
+    robust: Option<String>,
+    fusion: &str,
 ) -> PyResult<Bound<'py, PyAny>> {
     let (queries, many) = match (images.filter(|i| !i.is_none()), ids.filter(|i| !i.is_none())) {
         (Some(images), None) => {
@@ -373,6 +375,12 @@ pub fn search_images<'py>(
         threshold,
         filter,
         feature,
+        robust: match robust.as_deref() {
+            None => likeness::robust::Views::none(),
+            Some(spec) => likeness::robust::Views::parse(spec)
+                .map_err(|e| class_err(ErrorClass::InvalidArgument, e.to_string()))?,
+        },
+        fusion: fusion.parse().map_err(|e: String| class_err(ErrorClass::InvalidArgument, e))?,
         params: SearchParams { ef, nprobe, checks, rerank, ..Default::default() },
         model: model_args(model_dir, device)?,
     };

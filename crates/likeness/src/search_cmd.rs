@@ -6,12 +6,13 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use features::decode::DecodeLimits;
-use features::pipeline::extract_many;
 use serde::Serialize;
-use vecdb::{Database, Filter, Hit, Query, SearchParams, SearchRequest};
+use vecdb::{Database, Filter, SearchParams};
 
-use crate::catalog::{self, to_vector, DEFAULT_COLLECTION};
+use crate::catalog::{self, DEFAULT_COLLECTION};
 use crate::image_meta::ImageMeta;
+use crate::multi_search::{self, Base, ExplainedHit, Explanation, ViewQueries};
+use crate::robust::Views;
 
 /// Arguments of `likeness search`.
 #[derive(Debug, clap::Args)]
@@ -34,9 +35,20 @@ pub struct Args {
     /// combined with and / or / not and parentheses: '(label=cat or label=dog) and width>=500'.
     #[arg(long)]
     pub filter: Option<String>,
-    /// Feature to search by (default: cnn when present, else the first feature of the collection).
+    /// Feature to search by (default: cnn when present, else the first feature of the collection),
+    /// or several joined by '+' (`cnn+color+phash`): a hybrid search, the features' rankings
+    /// fused by reciprocal rank.
     #[arg(long, alias = "features")]
     pub feature: Option<String>,
+    /// Robust search: also search turned, mirrored, tilted and cropped views of each query image
+    /// and keep each record's best match. `--robust` alone = `all`; or a list of
+    /// turns,mirror,tilt[=DEG:DEG],regions (docs/app.md, "Robust search").
+    #[arg(long, value_name = "VIEWS", num_args = 0..=1, default_missing_value = "all")]
+    pub robust: Option<String>,
+    /// How a hybrid search combines its features: rrf (reciprocal rank, the default) or max
+    /// (the best calibrated similarity among cnn/phash/dhash; colour breaks ties).
+    #[arg(long, default_value = "rrf")]
+    pub fusion: crate::fusion::Fusion,
     /// Search by a stored record ("more like this"; the record itself is excluded): its id as
     /// printed by `search` (with or without quotes) or the path of an indexed image.
     #[arg(long, conflicts_with = "images", value_name = "ID|PATH")]
@@ -56,18 +68,27 @@ pub struct ResultRow {
     /// Record id (a string in JSON: see [`crate::json_ids`]).
     #[serde(serialize_with = "crate::json_ids::one")]
     pub id: u64,
-    /// Distance to the query (smaller is closer).
+    /// Distance to the query on the (first) feature searched (smaller is closer).
     pub distance: f32,
     /// The image file.
     pub path: Option<String>,
     /// Its label.
     pub label: Option<String>,
+    /// Per-feature distances, similarity, verdict (and the view / fused score that found it).
+    #[serde(flatten)]
+    pub explanation: Explanation,
 }
 
-impl From<&Hit> for ResultRow {
-    fn from(h: &Hit) -> Self {
-        let meta = h.metadata.clone().map(ImageMeta::from_metadata).unwrap_or_default();
-        ResultRow { id: h.id, distance: h.distance, path: meta.path, label: meta.label }
+impl From<&ExplainedHit> for ResultRow {
+    fn from(h: &ExplainedHit) -> Self {
+        let meta = h.hit.metadata.clone().map(ImageMeta::from_metadata).unwrap_or_default();
+        ResultRow {
+            id: h.hit.id,
+            distance: h.distance(),
+            path: meta.path,
+            label: meta.label,
+            explanation: h.explanation(),
+        }
     }
 }
 
@@ -76,10 +97,13 @@ impl From<&Hit> for ResultRow {
 pub struct QueryResults {
     /// The query: the image's path as given, or `id N`.
     pub query: String,
-    /// The feature searched.
+    /// The feature searched (`cnn+color+phash` for a hybrid search).
     pub feature: String,
     /// The hits, closest first.
     pub results: Vec<ResultRow>,
+    /// Whether the best hit is calibrated as unrelated ("no close match"); null when no
+    /// calibrated feature was searched or nothing was found.
+    pub no_close_match: Option<bool>,
 }
 
 /// What to search for.
@@ -102,8 +126,13 @@ pub struct SearchSettings {
     pub threshold: Option<f32>,
     /// Metadata filter, e.g. `label=cat and width>=500`.
     pub filter: Option<String>,
-    /// Feature to search by (default: cnn when present, else the collection's first).
+    /// Feature to search by (default: cnn when present, else the collection's first), or a
+    /// hybrid `cnn+color+phash`.
     pub feature: Option<String>,
+    /// Robust search: the query views searched besides the image itself (images only).
+    pub robust: Views,
+    /// How a hybrid search combines its features.
+    pub fusion: crate::fusion::Fusion,
     /// Index knobs (ef, nprobe, ...).
     pub params: SearchParams,
     /// Where the CNN model is and where it runs.
@@ -118,6 +147,8 @@ impl Default for SearchSettings {
             threshold: None,
             filter: None,
             feature: None,
+            robust: Views::none(),
+            fusion: Default::default(),
             params: SearchParams::default(),
             model: Default::default(),
         }
@@ -135,7 +166,7 @@ pub struct QueryImageError(pub features::FeatureError);
 /// ([`QueryImageError`]), as in the CLI.
 pub fn search_images(db: &Database, queries: &Queries, settings: &SearchSettings) -> Result<Vec<QueryResults>> {
     let coll = catalog::open_collection(db, &settings.collection)?;
-    let feature = catalog::choose_feature(&coll, settings.feature.as_deref())?;
+    let features = multi_search::choose_features(&coll, settings.feature.as_deref())?;
     let filter = settings
         .filter
         .as_deref()
@@ -146,41 +177,39 @@ pub fn search_images(db: &Database, queries: &Queries, settings: &SearchSettings
         (k, Some(_)) => k,
         (k, None) => Some(k.unwrap_or(10)),
     };
+    let base = Base {
+        k,
+        threshold: settings.threshold,
+        filter: filter.clone(),
+        params: settings.params.clone(),
+        include_vectors: false,
+        fusion: settings.fusion,
+    };
 
-    let (labels, queries): (Vec<String>, Vec<Query>) = match queries {
-        Queries::Ids(ids) => ids.iter().map(|id| (format!("id {id}"), Query::Id(*id))).unzip(),
+    let (labels, queries): (Vec<String>, Vec<ViewQueries>) = match queries {
+        Queries::Ids(ids) => {
+            if !settings.robust.is_plain() {
+                bail!("--robust searches views of a query image: give the image file instead of --id");
+            }
+            ids.iter().map(|id| (format!("id {id}"), ViewQueries::record(*id, &features))).unzip()
+        }
         Queries::Images(images) => {
-            let extractors =
-                catalog::build_extractors(std::slice::from_ref(&feature), &settings.model, Some(db.path()))?;
-            let results = extract_many(images, &extractors, &DecodeLimits::default(), &|_| {});
+            let extractors = catalog::build_extractors(&features, &settings.model, Some(db.path()))?;
+            let refs: Vec<&dyn features::FeatureExtractor> = extractors.iter().map(|e| e.as_ref()).collect();
             let mut out = Vec::new();
-            for (path, r) in images.iter().zip(results) {
-                let rec = r.map_err(QueryImageError)?;
-                let f = rec
-                    .features
-                    .get(&feature)
-                    .with_context(|| format!("extractor did not produce feature '{feature}'"))?;
-                out.push((path.display().to_string(), Query::Vector(to_vector(&f.vector))));
+            for path in images {
+                let decoded = features::load_image(path, &DecodeLimits::default()).map_err(QueryImageError)?;
+                let image = features::pipeline::working_image(decoded.image);
+                let q = ViewQueries::embed(&image, &settings.robust, &refs).map_err(QueryImageError)?;
+                out.push((path.display().to_string(), q));
             }
             out.into_iter().unzip()
         }
     };
-    let reqs: Vec<SearchRequest> = queries
-        .into_iter()
-        .map(|q| {
-            let mut r = SearchRequest::new(feature.clone(), q, k.unwrap_or(usize::MAX));
-            r.k = k;
-            r.threshold = settings.threshold;
-            r.filter = filter.clone();
-            r.params = settings.params.clone();
-            r
-        })
-        .collect();
-    let hits = match reqs.len() {
-        0 => Vec::new(),
-        1 => vec![coll.search(&reqs[0])?],
-        _ => coll.search_batch(&reqs)?,
-    };
+    let mut hits = Vec::with_capacity(queries.len());
+    for q in &queries {
+        hits.push(multi_search::search(&coll, &features, q, &base)?);
+    }
     if let (Some(f), true) = (&filter, hits.iter().all(Vec::is_empty)) {
         // Nothing matched: a field no record has is a mistake worth saying (e.g. `colour=red`).
         let missing = f.missing_fields(coll.ids().into_iter().filter_map(|id| coll.get_metadata(id)));
@@ -193,12 +222,14 @@ pub fn search_images(db: &Database, queries: &Queries, settings: &SearchSettings
             );
         }
     }
+    let feature = features.join("+");
     Ok(labels
         .into_iter()
         .zip(hits)
         .map(|(query, hits)| QueryResults {
             query,
             feature: feature.clone(),
+            no_close_match: multi_search::no_close_match(&hits),
             results: hits.iter().map(ResultRow::from).collect(),
         })
         .collect())
@@ -222,6 +253,11 @@ pub fn run(args: &Args) -> Result<()> {
         threshold: args.threshold,
         filter: args.filter.clone(),
         feature: args.feature.clone(),
+        robust: match &args.robust {
+            Some(spec) => Views::parse(spec)?,
+            None => Views::none(),
+        },
+        fusion: args.fusion,
         params: args.knobs.params(),
         model: args.model.clone(),
     };
@@ -237,14 +273,31 @@ pub fn run(args: &Args) -> Result<()> {
                 q.feature,
                 if n == 1 { "" } else { "s" }
             );
+            if q.no_close_match == Some(true) {
+                println!("no close match: even the nearest image is unrelated (shown below for reference)");
+            }
             if n > 0 {
-                println!("{:>4}  {:>10}  {:>20}  {:<16}  path", "#", "distance", "id", "label");
+                println!(
+                    "{:>4}  {:>10}  {:>5}  {:<14}  {:>20}  {:<16}  path",
+                    "#", "distance", "sim", "verdict", "id", "label"
+                );
             }
             for (i, r) in q.results.iter().enumerate() {
+                let e = &r.explanation;
+                let mut extra = String::new();
+                if e.distances.len() > 1 {
+                    let ds: Vec<String> = e.distances.iter().map(|(f, d)| format!("{f} {d:.3}")).collect();
+                    extra += &format!("  [{}]", ds.join(", "));
+                }
+                if let Some(v) = &e.view {
+                    extra += &format!("  (view {v})");
+                }
                 println!(
-                    "{:>4}  {:>10.4}  {:>20}  {:<16}  {}",
+                    "{:>4}  {:>10.4}  {:>5}  {:<14}  {:>20}  {:<16}  {}{extra}",
                     i + 1,
                     r.distance,
+                    e.similarity.map_or("-".into(), |s| format!("{s:.2}")),
+                    e.verdict.unwrap_or("-"),
                     r.id,
                     r.label.as_deref().unwrap_or("-"),
                     r.path.as_deref().unwrap_or("?")

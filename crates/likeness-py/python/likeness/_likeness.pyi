@@ -262,6 +262,8 @@ def search_images(
     rerank: Optional[int] = None,
     model_dir: Optional[PathLike] = None,
     device: str = "cpu",
+    robust: Optional[str] = None,
+    fusion: str = "rrf",
 ) -> QueryResults: ...
 @overload
 def search_images(
@@ -280,6 +282,8 @@ def search_images(
     rerank: Optional[int] = None,
     model_dir: Optional[PathLike] = None,
     device: str = "cpu",
+    robust: Optional[str] = None,
+    fusion: str = "rrf",
 ) -> List[QueryResults]: ...
 @overload
 def search_images(
@@ -298,6 +302,8 @@ def search_images(
     rerank: Optional[int] = None,
     model_dir: Optional[PathLike] = None,
     device: str = "cpu",
+    robust: Optional[str] = None,
+    fusion: str = "rrf",
 ) -> Union[QueryResults, List[QueryResults]]:
     """Search a collection with query images (or stored ids), exactly as ``likeness search``
     does; one query gives one ``QueryResults``, a list gives a list."""

@@ -15,15 +15,18 @@ use axum::Json;
 use features::pipeline::{extract_bytes, extract_many};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use vecdb::{Collection, Filter, Hit, Query, Vector};
+use vecdb::{Collection, Filter, Hit, Query};
 
 use super::admission::Ticket;
 use super::error::{ApiError, ApiResult};
 use super::state::{AppState, JobState};
 use super::uploads;
-use crate::catalog::{self, build_record, to_vector, FileFacts};
+use crate::catalog::{build_record, FileFacts};
+use crate::fusion::Fusion;
 use crate::image_meta::ImageMeta;
 use crate::indexer::{index_roots, IndexOptions, IndexProgress};
+use crate::multi_search::{self, Base, ExplainedHit, ViewQueries};
+use crate::robust::Views;
 
 /// Largest `k` a search may ask for.
 pub use vecdb::search_body::MAX_K;
@@ -115,18 +118,59 @@ fn body_error(e: BodyError) -> ApiError {
     }
 }
 
-fn search_spec(c: &Collection, b: &SearchBody) -> ApiResult<SearchSpec> {
-    let feature = catalog::choose_feature(c, b.feature.as_deref()).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    b.spec(feature).map_err(body_error)
+/// The features searched (one, or several for a hybrid `cnn+color+phash`) and the checked
+/// knobs (for the first feature).
+fn search_spec(c: &Collection, b: &SearchBody) -> ApiResult<(Vec<String>, SearchSpec)> {
+    let features = multi_search::choose_features(c, b.feature.as_deref())
+        .map_err(|e| ApiError::bad_request(crate::error_chain::error_chain(&e)))?;
+    let spec = b.spec(features[0].clone()).map_err(body_error)?;
+    if features.len() > 1 && b.threshold.is_some() {
+        return Err(ApiError::bad_request(format!(
+            "threshold applies to one feature's distances: it cannot be combined with the hybrid feature '{}'",
+            features.join("+")
+        )));
+    }
+    Ok((features, spec))
 }
 
-async fn run_search(c: Arc<Collection>, spec: SearchSpec, query: Query, started: Instant) -> ApiResult<Json<Value>> {
-    let feature = spec.feature.clone();
+/// The value of a `robust` form field: a view list (`turns,mirror,tilt,regions`), `all` or
+/// `true`, `none` or `false`.
+fn parse_robust(v: &str) -> ApiResult<Views> {
+    match v.trim() {
+        "" | "false" | "none" | "0" => Ok(Views::none()),
+        "true" | "1" => Ok(Views::all()),
+        spec => Views::parse(spec).map_err(|e| ApiError::bad_request(e.to_string())),
+    }
+}
+
+async fn run_search(
+    c: Arc<Collection>,
+    features: Vec<String>,
+    spec: SearchSpec,
+    query: ViewQueries,
+    views: Option<Views>,
+    fusion: Fusion,
+    started: Instant,
+) -> ApiResult<Json<Value>> {
+    let feature = features.join("+");
     let name = c.name().to_string();
     let filter = spec.filter.clone();
     let c2 = c.clone();
-    let hits =
-        tokio::task::spawn_blocking(move || -> ApiResult<Vec<Hit>> { Ok(c.search(&spec.request(query))?) }).await??;
+    let base = Base {
+        k: spec.k,
+        threshold: spec.threshold,
+        filter: spec.filter,
+        params: spec.params,
+        include_vectors: spec.include_vectors,
+        fusion,
+    };
+    let hits = tokio::task::spawn_blocking(move || -> ApiResult<Vec<ExplainedHit>> {
+        multi_search::search(&c, &features, &query, &base).map_err(|e| match e.downcast::<vecdb::Error>() {
+            Ok(e) => e.into(),
+            Err(e) => ApiError::bad_request(crate::error_chain::error_chain(&e)),
+        })
+    })
+    .await??;
     if hits.is_empty() {
         if let Some(filter) = filter {
             // Nothing matched: say so when the filter names a field no record has (a typo, or
@@ -142,13 +186,32 @@ async fn run_search(c: Arc<Collection>, spec: SearchSpec, query: Query, started:
             }
         }
     }
-    let results: Vec<Value> = hits.iter().map(hit_json).collect();
-    Ok(Json(json!({
+    let results: Vec<Value> = hits.iter().map(explained_hit_json).collect();
+    let mut out = json!({
         "collection": name,
         "feature": feature,
         "took_ms": started.elapsed().as_secs_f64() * 1000.0,
+        "no_close_match": multi_search::no_close_match(&hits),
         "results": results,
-    })))
+    });
+    if let Some(v) = views.filter(|v| !v.is_plain()) {
+        out["robust"] = serde_json::to_value(v).unwrap_or(Value::Null);
+    }
+    if feature.contains('+') {
+        out["fusion"] = json!(fusion);
+    }
+    Ok(Json(out))
+}
+
+/// A hit with its explanation: `distance` is the first feature's; `distances`, `similarity`,
+/// `verdict`, `verdict_by` (and `view`, `fused_score`) from [`multi_search::Explanation`].
+fn explained_hit_json(h: &ExplainedHit) -> Value {
+    let mut v = hit_json(&h.hit);
+    v["distance"] = json!(h.distance());
+    if let (Value::Object(o), Ok(Value::Object(e))) = (&mut v, serde_json::to_value(h.explanation())) {
+        o.extend(e);
+    }
+    v
 }
 
 /// The fields `filter` tests that no record of `c` has (the scan stops once all are seen).
@@ -181,14 +244,36 @@ fn hit_json(h: &Hit) -> Value {
 pub async fn search_json(
     State(st): AppStateRef,
     Path(name): Path<String>,
-    body: Result<Json<SearchBody>, JsonRejection>,
+    body: Result<Json<Value>, JsonRejection>,
 ) -> ApiResult<Json<Value>> {
     let started = Instant::now();
-    let Json(body) = body.map_err(json_rejection)?;
+    let Json(mut raw) = body.map_err(json_rejection)?;
+    // `fusion` is the application's (how a hybrid combines features); the rest is vecdb's body.
+    let fusion = match raw.as_object_mut().and_then(|o| o.remove("fusion")) {
+        None | Some(Value::Null) => Fusion::default(),
+        Some(Value::String(f)) => f.parse().map_err(ApiError::bad_request)?,
+        Some(other) => return Err(ApiError::bad_request(format!("fusion must be \"rrf\" or \"max\", got {other}"))),
+    };
+    let body: SearchBody = serde_json::from_value(raw).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("Failed to deserialize the JSON body into the target type: {e}"),
+        )
+    })?;
     let c = st.collection(&name)?;
-    let spec = search_spec(&c, &body)?;
-    let query = body.query(&c, &spec.feature).map_err(body_error)?;
-    run_search(c, spec, query, started).await
+    let (features, spec) = search_spec(&c, &body)?;
+    let query = match body.query(&c, &spec.feature).map_err(body_error)? {
+        Query::Id(id) => ViewQueries::record(id, &features),
+        Query::Vector(v) if features.len() == 1 => ViewQueries::vectors([(features[0].clone(), v)].into()),
+        Query::Vector(_) => {
+            return Err(ApiError::bad_request(format!(
+                "a hybrid search ('{}') needs a stored record's 'id' or an image (POST it to /search/image): \
+                 one 'vector' belongs to one feature",
+                features.join("+")
+            )))
+        }
+    };
+    run_search(c, features, spec, query, None, fusion, started).await
 }
 
 /// Map axum's JSON rejections to JSON errors with the same status.
@@ -284,26 +369,43 @@ pub async fn search_image(State(st): AppStateRef, Path(name): Path<String>, req:
     let c = st.collection(&name)?;
     let mp = Multipart::from_request(req, &()).await.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
     let up = read_multipart(mp).await?;
-    let body = form_to_search_body(&up.fields)?;
-    let spec = search_spec(&c, &body)?;
+    let (ours, fields): (Vec<_>, Vec<_>) = up.fields.iter().cloned().partition(|(k, _)| k == "robust" || k == "fusion");
+    let mut views = Views::none();
+    let mut fusion = Fusion::default();
+    for (k, v) in &ours {
+        if k == "robust" {
+            views = parse_robust(v)?;
+        } else if !v.trim().is_empty() {
+            fusion = v.parse().map_err(ApiError::bad_request)?;
+        }
+    }
+    let body = form_to_search_body(&fields)?;
+    let (features, spec) = search_spec(&c, &body)?;
     let (file, bytes) = up.image.ok_or_else(|| ApiError::bad_request("missing multipart file field 'image'"))?;
     let extractors = st.extractors(&c).await?;
     let st2 = st.clone();
-    let feature = spec.feature.clone();
+    let wanted = features.clone();
+    let views2 = views.clone();
     let permit = ticket.work().await?;
-    let vector = tokio::task::spawn_blocking(move || -> ApiResult<Vector> {
+    let query = tokio::task::spawn_blocking(move || -> ApiResult<ViewQueries> {
         let _permit = permit; // held until the decode is over, even if the client left
-                              // Only the searched feature's extractor runs.
-        let ex = extractors
+                              // Only the searched features' extractors run.
+        let chosen = wanted
             .iter()
-            .find(|e| e.name() == feature)
-            .ok_or_else(|| ApiError::internal(format!("no extractor for feature '{feature}'")))?;
-        let image = extract_bytes(&bytes, FsPath::new(&file), std::slice::from_ref(ex), &st2.upload_limits)?;
-        let f = &image.features[&feature];
-        Ok(to_vector(&f.vector))
+            .map(|f| {
+                extractors
+                    .iter()
+                    .find(|e| e.name() == f)
+                    .map(|e| e.as_ref())
+                    .ok_or_else(|| ApiError::internal(format!("no extractor for feature '{f}'")))
+            })
+            .collect::<ApiResult<Vec<&dyn features::FeatureExtractor>>>()?;
+        let decoded = features::decode_bytes(&bytes, FsPath::new(&file), &st2.upload_limits)?;
+        let image = features::pipeline::working_image(decoded.image);
+        Ok(ViewQueries::embed(&image, &views2, &chosen)?)
     })
     .await??;
-    run_search(c, spec, Query::Vector(vector), started).await
+    run_search(c, features, spec, query, Some(views), fusion, started).await
 }
 
 /// Answer `err` to a refused request after reading and discarding its body (streaming, at most

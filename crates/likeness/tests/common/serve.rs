@@ -103,6 +103,17 @@ impl ServeProcess {
         (res.status(), res.json().unwrap_or(Value::Null))
     }
 
+    /// Search `collection` by an uploaded image with these form fields.
+    pub fn search_image_with(&self, collection: &str, bytes: Vec<u8>, fields: &[(&str, &str)]) -> (StatusCode, Value) {
+        let mut form = Form::new().part("image", Part::bytes(bytes).file_name("q.png"));
+        for (k, v) in fields {
+            form = form.text(k.to_string(), v.to_string());
+        }
+        let url = format!("{}/api/collections/{collection}/search/image", self.base);
+        let res = self.client.post(url).multipart(form).send().unwrap();
+        (res.status(), res.json().unwrap_or(Value::Null))
+    }
+
     /// `DELETE /api/collections/{c}/records/{id}`.
     pub fn delete(&self, collection: &str, id: &str) -> (StatusCode, Value) {
         let res =
