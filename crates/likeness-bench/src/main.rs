@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 mod ann;
 mod cnn;
 mod datasets;
+mod decode;
 mod exact;
 mod http;
 mod replica;
@@ -30,6 +31,8 @@ enum BenchCommand {
     Ann(ann::Args),
     /// CNN embedding throughput vs PyTorch.
     Cnn(cnn::Args),
+    /// Reduced-size JPEG decoding: decode time and CNN embedding distance against full decodes.
+    Decode(decode::Args),
     /// Search latency through the HTTP API.
     Http(http::Args),
     /// A `serve --read-only` replica beside an ingesting writer: catch-up latency and search QPS.
@@ -48,6 +51,7 @@ fn main() -> anyhow::Result<()> {
         BenchCommand::Exact(a) => exact::run(a),
         BenchCommand::Ann(a) => ann::run(a),
         BenchCommand::Cnn(a) => cnn::run(a),
+        BenchCommand::Decode(a) => decode::run(a),
         BenchCommand::Http(a) => http::run(a),
         BenchCommand::Replica(a) => replica::run(a),
         BenchCommand::Soak(a) => soak::run(a),
