@@ -56,18 +56,21 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     for p in &paths {
         let t = Instant::now();
         let full = load_image_sized(p, &limits, DecodeSize::Full)?;
-        full_s += t.elapsed().as_secs_f64();
+        let full_one = t.elapsed().as_secs_f64();
         let t = Instant::now();
         let reduced = load_image_sized(p, &limits, reduced_size)?;
-        reduced_s += t.elapsed().as_secs_f64();
+        let reduced_one = t.elapsed().as_secs_f64();
+        (full_s, reduced_s) = (full_s + full_one, reduced_s + reduced_one);
         if !args.json {
             println!(
-                "{}: {}×{} → {}×{}",
+                "{}: {}×{} → {}×{}: {:.1} → {:.1} ms",
                 p.display(),
                 full.width,
                 full.height,
                 reduced.image.width(),
-                reduced.image.height()
+                reduced.image.height(),
+                1e3 * full_one,
+                1e3 * reduced_one
             );
         }
         if !args.no_embed {
