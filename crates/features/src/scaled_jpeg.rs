@@ -94,7 +94,7 @@ mod tests {
         assert_eq!(scale_denominator(500, 400, 256), 1);
         assert_eq!(scale_denominator(3000, 4000, 256), 4); // portrait alike
         assert_eq!(scale_denominator(1025, 1025, 256), 4); // 257 after rounding up
-        assert_eq!(scale_denominator(1023, 4000, 256), 2); // 1/4 would give 255
+        assert_eq!(scale_denominator(1020, 4000, 256), 2); // 1/4 would give 255
         assert_eq!(scale_denominator(100, 100, 0), 4);
     }
 }
