@@ -13,9 +13,9 @@
 //! query vectors match indexed ones exactly.
 //!
 //! JPEGs are decoded at a reduced size in the DCT domain (1/2 or 1/4,
-//! [`crate::decode::DecodeSize::AtLeast`]) as long as both sides stay at least the largest
+//! [`crate::decode::DecodeSize::AtLeast`]) as long as both sides stay at least twice the largest
 //! [`FeatureExtractor::min_input_side`] of the extractors ([`decode_size`]): a 24 MP photo for
-//! the CNN (shorter side 256) is decoded at 1/4, 1500 × 1000, instead of 6000 × 4000. The
+//! the CNN (shorter side 256, so 512) is decoded at 1/4, 1500 × 1000, instead of 6000 × 4000. The
 //! query-side entry points decode the same way, so a query file's vectors equal its indexed ones.
 //!
 //! [`extract_inputs`] runs the same pipeline over in-memory inputs too (encoded bytes, decoded
@@ -76,13 +76,20 @@ pub fn working_image(image: RgbImage) -> RgbImage {
     }
 }
 
+/// How much larger than an extractor's own input size a reduced decode stays: the extractor's
+/// antialiased resize then still averages about two decoded pixels per output pixel. At 1×, a
+/// 512 px JPEG decoded at 1/2 lands right on the CNN's 256 px and a q30 copy of a photo moved
+/// 0.173 in cosine distance from its original (over the 0.16 near-duplicate threshold); at 2×
+/// the copies stay within the calibration (docs/app.md).
+pub const DECODE_MARGIN: u32 = 2;
+
 /// How large the pipeline decodes images for `extractors`: JPEGs reduced as long as both sides
-/// stay at least the largest [`FeatureExtractor::min_input_side`] (and at least the working
-/// size's reduction would leave them: never above [`WORKING_MAX_SHORTER_SIDE`]); every pixel
-/// when there are no extractors.
+/// stay at least [`DECODE_MARGIN`] × the largest [`FeatureExtractor::min_input_side`] (never
+/// more than the working image keeps, [`WORKING_MAX_SHORTER_SIDE`]); every pixel when there
+/// are no extractors.
 pub fn decode_size(extractors: &[Box<dyn FeatureExtractor>]) -> DecodeSize {
     match extractors.iter().map(|e| e.min_input_side()).max() {
-        Some(side) => DecodeSize::AtLeast(side.min(WORKING_MAX_SHORTER_SIDE)),
+        Some(side) => DecodeSize::AtLeast(side.saturating_mul(DECODE_MARGIN).min(WORKING_MAX_SHORTER_SIDE)),
         None => DecodeSize::Full,
     }
 }
