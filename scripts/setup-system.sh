@@ -13,6 +13,9 @@ if [[ "${1:-}" != "--demo" ]]; then
 fi
 if [[ "${1:-}" == "--bench" ]]; then
   dpkg -s python3-torch >/dev/null 2>&1 || need+=(python3-torch python3-numpy)
+  # bench/ingest.sh: the Pillow + PyTorch pipeline, the large JPEGs it generates, peak RSS.
+  dpkg -s python3-pil >/dev/null 2>&1 || need+=(python3-pil)
+  dpkg -s time >/dev/null 2>&1 || need+=(time)
 fi
 if ((${#need[@]})); then
   SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO=sudo

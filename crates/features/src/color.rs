@@ -214,6 +214,10 @@ impl FeatureExtractor for ColorHistogram {
     fn distance(&self) -> DistanceKind {
         DistanceKind::L2
     }
+    fn min_input_side(&self) -> u32 {
+        // The histograms are taken on the image shrunk to WORK_SIDE on its longer side.
+        WORK_SIDE
+    }
     fn extract(&self, image: &RgbImage) -> Result<Features> {
         let blocks = self.opts.grid.blocks() as f32;
         let scale = 1.0 / blocks.sqrt();

@@ -14,6 +14,14 @@
 //!    watchdog thread; past the budget the call returns [`FeatureError::DecodeTimeout`] (the
 //!    abandoned decoder finishes in the background and its result is dropped);
 //! 5. a panic inside a decoder is caught and reported as [`FeatureError::Decode`].
+//!
+//! **Reduced-size decoding.** [`load_image_sized`] / [`decode_bytes_sized`] with
+//! [`DecodeSize::AtLeast`] decode a JPEG at 1/2 or 1/4 of its size in the DCT domain
+//! ([`crate::scaled_jpeg`]) when both sides of the result stay at least that many pixels; the
+//! guards above apply unchanged (the pixel guard to the full size the header declares), and the
+//! EXIF orientation is applied to the reduced pixels. CMYK and 12/16-bit JPEGs, and every other
+//! format, are decoded in full. The extraction pipeline asks for the size its extractors need
+//! ([`crate::pipeline`]).
 
 use std::io::{Cursor, Read};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -24,6 +32,7 @@ use std::time::Duration;
 use image::{DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader, RgbImage};
 
 use crate::error::{FeatureError, Result};
+use crate::scaled_jpeg;
 
 /// Limits applied while decoding a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,14 +56,26 @@ impl Default for DecodeLimits {
     }
 }
 
+/// How many pixels a decode must deliver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DecodeSize {
+    /// Every pixel.
+    #[default]
+    Full,
+    /// A JPEG may be decoded at 1/2 or 1/4 of its size (the largest reduction that keeps
+    /// both sides of the result at least this many pixels); other formats are decoded in full.
+    AtLeast(u32),
+}
+
 /// A decoded image: upright (EXIF orientation applied), 8-bit RGB, alpha composited on white.
 #[derive(Debug, Clone)]
 pub struct DecodedImage {
-    /// The pixels.
+    /// The pixels: the whole image, or a reduced copy when decoded with [`DecodeSize::AtLeast`].
     pub image: RgbImage,
-    /// Width of `image` (after orientation).
+    /// Width of the upright image at full resolution (the header's, after orientation): the
+    /// width of `image` unless it was decoded reduced.
     pub width: u32,
-    /// Height of `image` (after orientation).
+    /// Height of the upright image at full resolution (see `width`).
     pub height: u32,
     /// Detected container format: `jpeg`, `png`, `webp`, `gif`, `bmp` or `tiff`.
     pub format: String,
@@ -72,8 +93,13 @@ pub fn is_image_path(path: &Path) -> bool {
         .unwrap_or(false)
 }
 
-/// Read and decode the image file at `path` within `limits`.
+/// Read and decode the image file at `path` within `limits`, every pixel.
 pub fn load_image(path: &Path, limits: &DecodeLimits) -> Result<DecodedImage> {
+    load_image_sized(path, limits, DecodeSize::Full)
+}
+
+/// Read and decode the image file at `path` within `limits`, at the [`DecodeSize`] asked for.
+pub fn load_image_sized(path: &Path, limits: &DecodeLimits, size: DecodeSize) -> Result<DecodedImage> {
     let io_err = |source| FeatureError::Io { path: path.to_path_buf(), source };
     let meta = std::fs::metadata(path).map_err(io_err)?;
     if !meta.is_file() {
@@ -85,13 +111,19 @@ pub fn load_image(path: &Path, limits: &DecodeLimits) -> Result<DecodedImage> {
     // Read at most one byte over the limit, in case the file grew since `metadata`.
     file.take(limits.max_file_bytes.saturating_add(1)).read_to_end(&mut bytes).map_err(io_err)?;
     check_size(bytes.len() as u64, path, limits)?;
-    decode_owned(bytes, path, limits)
+    decode_owned(bytes, path, limits, size)
 }
 
-/// Decode an image held in memory; `name` is only used in error messages.
+/// Decode an image held in memory, every pixel; `name` is only used in error messages.
 pub fn decode_bytes(bytes: &[u8], name: &Path, limits: &DecodeLimits) -> Result<DecodedImage> {
+    decode_bytes_sized(bytes, name, limits, DecodeSize::Full)
+}
+
+/// Decode an image held in memory at the [`DecodeSize`] asked for; `name` is only used in
+/// error messages.
+pub fn decode_bytes_sized(bytes: &[u8], name: &Path, limits: &DecodeLimits, size: DecodeSize) -> Result<DecodedImage> {
     check_size(bytes.len() as u64, name, limits)?;
-    decode_owned(bytes.to_vec(), name, limits)
+    decode_owned(bytes.to_vec(), name, limits, size)
 }
 
 fn check_size(size: u64, path: &Path, limits: &DecodeLimits) -> Result<()> {
@@ -117,10 +149,10 @@ fn format_name(format: ImageFormat) -> Option<&'static str> {
     })
 }
 
-fn decode_owned(bytes: Vec<u8>, path: &Path, limits: &DecodeLimits) -> Result<DecodedImage> {
+fn decode_owned(bytes: Vec<u8>, path: &Path, limits: &DecodeLimits, size: DecodeSize) -> Result<DecodedImage> {
     let format = sniff_format(&bytes, path)?;
     if limits.time_budget.is_zero() {
-        return decode_guarded(&bytes, format, path, limits);
+        return decode_guarded(&bytes, format, path, limits, size);
     }
     let (tx, rx) = mpsc::sync_channel(1);
     let bytes = Arc::new(bytes);
@@ -128,13 +160,13 @@ fn decode_owned(bytes: Vec<u8>, path: &Path, limits: &DecodeLimits) -> Result<De
     let owned_path: PathBuf = path.to_path_buf();
     let owned_limits = limits.clone();
     let spawned = std::thread::Builder::new().name("likeness-decode".into()).spawn(move || {
-        let result = decode_guarded(&thread_bytes, format, &owned_path, &owned_limits);
+        let result = decode_guarded(&thread_bytes, format, &owned_path, &owned_limits, size);
         // The receiver is gone when the budget ran out; nothing to do then.
         let _ = tx.send(result);
     });
     if let Err(e) = spawned {
         tracing::warn!("cannot spawn a decode thread ({e}); decoding {} without time budget", path.display());
-        return decode_guarded(&bytes, format, path, limits);
+        return decode_guarded(&bytes, format, path, limits, size);
     }
     match rx.recv_timeout(limits.time_budget) {
         Ok(result) => result,
@@ -169,8 +201,14 @@ fn sniff_format(bytes: &[u8], path: &Path) -> Result<ImageFormat> {
 }
 
 /// Run the decoder, turning a panic into a typed error (last line of defence).
-fn decode_guarded(bytes: &[u8], format: ImageFormat, path: &Path, limits: &DecodeLimits) -> Result<DecodedImage> {
-    match catch_unwind(AssertUnwindSafe(|| decode_inner(bytes, format, path, limits))) {
+fn decode_guarded(
+    bytes: &[u8],
+    format: ImageFormat,
+    path: &Path,
+    limits: &DecodeLimits,
+    size: DecodeSize,
+) -> Result<DecodedImage> {
+    match catch_unwind(AssertUnwindSafe(|| decode_inner(bytes, format, path, limits, size))) {
         Ok(result) => result,
         Err(panic) => {
             let msg = panic
@@ -194,7 +232,9 @@ fn map_image_error(e: ImageError, path: &Path) -> FeatureError {
 
 /// Walk the JPEG marker structure up to the end-of-image marker. The JPEG decoder is lenient
 /// and fills a truncated scan with gray; we want a truncated file to be an error instead.
-fn check_jpeg_complete(bytes: &[u8]) -> std::result::Result<(), String> {
+/// Returns the `(width, height)` of the first frame header (start-of-frame marker), if any.
+fn check_jpeg_complete(bytes: &[u8]) -> std::result::Result<Option<(u32, u32)>, String> {
+    let mut frame = None;
     let n = bytes.len();
     if n < 4 || bytes[0] != 0xFF || bytes[1] != 0xD8 {
         return Err("missing start-of-image marker".into());
@@ -214,7 +254,7 @@ fn check_jpeg_complete(bytes: &[u8]) -> std::result::Result<(), String> {
         let marker = bytes[i];
         i += 1;
         match marker {
-            0xD9 => return Ok(()),
+            0xD9 => return Ok(frame),
             0x01 | 0xD0..=0xD7 => continue, // markers without a length
             _ => {}
         }
@@ -224,6 +264,12 @@ fn check_jpeg_complete(bytes: &[u8]) -> std::result::Result<(), String> {
         let len = usize::from(u16::from_be_bytes([bytes[i], bytes[i + 1]]));
         if len < 2 || i + len > n {
             return Err(format!("truncated JPEG: segment of {len} bytes at byte {i} runs past the end ({n} bytes)"));
+        }
+        // SOF0..SOF15 (not DHT C4, JPG C8, DAC CC): precision, height, width, components.
+        if matches!(marker, 0xC0..=0xCF) && !matches!(marker, 0xC4 | 0xC8 | 0xCC) && frame.is_none() && len >= 7 {
+            let h = u16::from_be_bytes([bytes[i + 3], bytes[i + 4]]);
+            let w = u16::from_be_bytes([bytes[i + 5], bytes[i + 6]]);
+            frame = Some((u32::from(w), u32::from(h)));
         }
         i += len;
         if marker == 0xDA {
@@ -245,7 +291,18 @@ fn check_jpeg_complete(bytes: &[u8]) -> std::result::Result<(), String> {
     }
 }
 
-fn decode_inner(bytes: &[u8], format: ImageFormat, path: &Path, limits: &DecodeLimits) -> Result<DecodedImage> {
+fn decode_inner(
+    bytes: &[u8],
+    format: ImageFormat,
+    path: &Path,
+    limits: &DecodeLimits,
+    size: DecodeSize,
+) -> Result<DecodedImage> {
+    if let (ImageFormat::Jpeg, DecodeSize::AtLeast(min_side)) = (format, size) {
+        if let Some(decoded) = decode_jpeg_reduced(bytes, path, limits, min_side) {
+            return Ok(decoded);
+        }
+    }
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     let mut dec_limits = image::Limits::default();
     // Enough for the largest accepted image at 16 bytes/pixel (RGBA f32) plus decoder state.
@@ -272,6 +329,34 @@ fn decode_inner(bytes: &[u8], format: ImageFormat, path: &Path, limits: &DecodeL
     let image = oriented.into_rgb8();
     let name = format_name(format).unwrap_or("unknown");
     Ok(DecodedImage { width: image.width(), height: image.height(), image, format: name.to_string() })
+}
+
+/// The reduced decode of a complete JPEG whose declared size passes the guards, or `None` to
+/// decode it in full: a file this path does not handle (CMYK, 12/16-bit, small enough already),
+/// or one it fails on (the full decoder then gives the file's error or, being more lenient,
+/// its pixels).
+fn decode_jpeg_reduced(bytes: &[u8], path: &Path, limits: &DecodeLimits, min_side: u32) -> Option<DecodedImage> {
+    let (w, h) = check_jpeg_complete(bytes).ok()??;
+    if w == 0 || h == 0 || u64::from(w) * u64::from(h) > limits.max_pixels {
+        return None;
+    }
+    let max_alloc = limits.max_pixels.saturating_mul(16).saturating_add(64 << 20).max(512 << 20);
+    match scaled_jpeg::decode_scaled(bytes, min_side, usize::try_from(max_alloc).unwrap_or(usize::MAX)) {
+        Ok(scaled_jpeg::Scaled::Decoded { image, orientation }) => {
+            use image::metadata::Orientation::{Rotate270, Rotate270FlipH, Rotate90, Rotate90FlipH};
+            let turned = matches!(orientation, Rotate90 | Rotate270 | Rotate90FlipH | Rotate270FlipH);
+            let mut oriented = DynamicImage::ImageRgb8(image);
+            oriented.apply_orientation(orientation);
+            let image = oriented.into_rgb8();
+            let (width, height) = if turned { (h, w) } else { (w, h) };
+            Some(DecodedImage { image, width, height, format: "jpeg".into() })
+        }
+        Ok(scaled_jpeg::Scaled::Unsupported) => None,
+        Err(reason) => {
+            tracing::debug!("reduced decode of {} failed ({reason}); decoding it in full", path.display());
+            None
+        }
+    }
 }
 
 /// Convert any color type to 8-bit RGB; pixels with alpha are composited over white.

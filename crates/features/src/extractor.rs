@@ -66,4 +66,13 @@ pub trait FeatureExtractor: Send + Sync {
     fn batch_size(&self) -> usize {
         1
     }
+
+    /// The shorter side, in pixels, below which an input would change this extractor's output:
+    /// the size it reduces every image to first. The pipeline decodes JPEGs at a reduced size
+    /// as long as both sides stay at least twice the largest of its extractors' values. The default,
+    /// `u32::MAX`, asks for all the pipeline keeps: its working image
+    /// ([`crate::pipeline::WORKING_MAX_SHORTER_SIDE`]).
+    fn min_input_side(&self) -> u32 {
+        u32::MAX
+    }
 }

@@ -394,6 +394,9 @@ impl FeatureExtractor for HeadExtractor {
     fn batch_size(&self) -> usize {
         self.base.batch_size()
     }
+    fn min_input_side(&self) -> u32 {
+        self.base.min_input_side()
+    }
 }
 
 #[cfg(test)]

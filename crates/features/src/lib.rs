@@ -24,14 +24,19 @@ pub mod pipeline;
 pub mod preprocess;
 #[cfg(feature = "cnn")]
 pub mod registry;
+pub mod scaled_jpeg;
 pub mod texture;
 
-pub use decode::{decode_bytes, is_image_path, load_image, DecodeLimits, DecodedImage};
+pub use decode::{
+    decode_bytes, decode_bytes_sized, is_image_path, load_image, load_image_sized, DecodeLimits, DecodeSize,
+    DecodedImage,
+};
 pub use error::{FeatureError, Result};
 pub use extractor::{DistanceKind, Embedding, FeatureExtractor, Features, Tag};
 pub use metrics::{leave_one_out, query_vs_gallery, RetrievalMetrics};
 pub use pipeline::{
-    extract_bytes, extract_image, extract_inputs, extract_many, extract_path, ImageInput, ImageRecord, Progress,
+    decode_size, extract_bytes, extract_image, extract_inputs, extract_inputs_with, extract_many, extract_path,
+    ImageInput, ImageRecord, Progress,
 };
 #[cfg(feature = "cnn")]
 pub use registry::{build_extractor, build_extractors, ExtractorOptions, DEFAULT_FEATURES};

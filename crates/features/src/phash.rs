@@ -96,6 +96,9 @@ impl FeatureExtractor for PHash {
     fn distance(&self) -> DistanceKind {
         DistanceKind::Hamming
     }
+    fn min_input_side(&self) -> u32 {
+        PHASH_SIZE as u32
+    }
     fn extract(&self, image: &RgbImage) -> Result<Features> {
         let coefs = self.coefficients(image);
         // Median of the 63 AC coefficients (index 0 is the DC term).
@@ -127,6 +130,9 @@ impl FeatureExtractor for DHash {
     }
     fn distance(&self) -> DistanceKind {
         DistanceKind::Hamming
+    }
+    fn min_input_side(&self) -> u32 {
+        9
     }
     fn extract(&self, image: &RgbImage) -> Result<Features> {
         let small = to_gray(&resize_exact(image, 9, 8, ResizeFilter::Bilinear));

@@ -12,6 +12,12 @@
 //! [`extract_path`], [`extract_bytes`] or [`extract_image`], which apply the same reduction, so
 //! query vectors match indexed ones exactly.
 //!
+//! JPEGs are decoded at a reduced size in the DCT domain (1/2 or 1/4,
+//! [`crate::decode::DecodeSize::AtLeast`]) as long as both sides stay at least twice the largest
+//! [`FeatureExtractor::min_input_side`] of the extractors ([`decode_size`]): a 24 MP photo for
+//! the CNN (shorter side 256, so 512) is decoded at 1/4, 1500 × 1000, instead of 6000 × 4000. The
+//! query-side entry points decode the same way, so a query file's vectors equal its indexed ones.
+//!
 //! [`extract_inputs`] runs the same pipeline over in-memory inputs too (encoded bytes, decoded
 //! pixels: [`ImageInput`]).
 //!
@@ -26,7 +32,7 @@ use std::sync::mpsc;
 use image::RgbImage;
 use rayon::prelude::*;
 
-use crate::decode::{decode_bytes, load_image, DecodeLimits, DecodedImage};
+use crate::decode::{decode_bytes_sized, load_image_sized, DecodeLimits, DecodeSize, DecodedImage};
 use crate::error::{FeatureError, Result};
 use crate::extractor::{FeatureExtractor, Features};
 use crate::preprocess::{resize_shorter_side_with, ResizeFilter};
@@ -70,6 +76,24 @@ pub fn working_image(image: RgbImage) -> RgbImage {
     }
 }
 
+/// How much larger than an extractor's own input size a reduced decode stays: the extractor's
+/// antialiased resize then still averages about two decoded pixels per output pixel. At 1×, a
+/// 512 px JPEG decoded at 1/2 lands right on the CNN's 256 px and a q30 copy of a photo moved
+/// 0.173 in cosine distance from its original (over the 0.16 near-duplicate threshold); at 2×
+/// the copies stay within the calibration (docs/app.md).
+pub const DECODE_MARGIN: u32 = 2;
+
+/// How large the pipeline decodes images for `extractors`: JPEGs reduced as long as both sides
+/// stay at least [`DECODE_MARGIN`] × the largest [`FeatureExtractor::min_input_side`] (never
+/// more than the working image keeps, [`WORKING_MAX_SHORTER_SIDE`]); every pixel when there
+/// are no extractors.
+pub fn decode_size(extractors: &[Box<dyn FeatureExtractor>]) -> DecodeSize {
+    match extractors.iter().map(|e| e.min_input_side()).max() {
+        Some(side) => DecodeSize::AtLeast(side.saturating_mul(DECODE_MARGIN).min(WORKING_MAX_SHORTER_SIDE)),
+        None => DecodeSize::Full,
+    }
+}
+
 /// Run every extractor on one in-memory image (reduced with [`working_image`] first).
 /// `name` is used in errors.
 pub fn extract_image(
@@ -92,7 +116,7 @@ pub fn extract_path(
     extractors: &[Box<dyn FeatureExtractor>],
     limits: &DecodeLimits,
 ) -> Result<ImageRecord> {
-    let decoded = load_image(path, limits)?;
+    let decoded = load_image_sized(path, limits, decode_size(extractors))?;
     record_from(decoded, path, extractors)
 }
 
@@ -103,7 +127,7 @@ pub fn extract_bytes(
     extractors: &[Box<dyn FeatureExtractor>],
     limits: &DecodeLimits,
 ) -> Result<ImageRecord> {
-    let decoded = decode_bytes(bytes, name, limits)?;
+    let decoded = decode_bytes_sized(bytes, name, limits, decode_size(extractors))?;
     record_from(decoded, name, extractors)
 }
 
@@ -171,11 +195,11 @@ impl ImageInput {
         }
     }
 
-    /// Decode (files, bytes) and reduce to the working image.
-    fn decode(self, limits: &DecodeLimits) -> Result<DecodedImage> {
+    /// Decode (files, bytes) at `size` and reduce to the working image.
+    fn decode(self, limits: &DecodeLimits, size: DecodeSize) -> Result<DecodedImage> {
         let mut decoded = match self {
-            ImageInput::Path(p) => load_image(&p, limits)?,
-            ImageInput::Bytes { bytes, name } => decode_bytes(&bytes, &name, limits)?,
+            ImageInput::Path(p) => load_image_sized(&p, limits, size)?,
+            ImageInput::Bytes { bytes, name } => decode_bytes_sized(&bytes, &name, limits, size)?,
             ImageInput::Pixels { image, name } => {
                 let (width, height) = image.dimensions();
                 if width == 0 || height == 0 {
@@ -212,9 +236,31 @@ pub fn extract_inputs(
     on_progress: &(dyn Fn(Progress) + Sync),
 ) -> Vec<Result<ImageRecord, FeatureError>> {
     let total = inputs.len();
-    let chunk = chunk_size(extractors);
     let mut results: Vec<Result<ImageRecord>> = Vec::with_capacity(total);
     let mut failed = 0;
+    extract_inputs_with(inputs, extractors, limits, &mut |chunk| {
+        for r in chunk {
+            failed += usize::from(r.is_err());
+            results.push(r);
+        }
+        on_progress(Progress { done: results.len(), total, failed });
+        true
+    });
+    results
+}
+
+/// [`extract_inputs`] handing the results over as they come: `on_chunk` gets the results of
+/// each chunk of consecutive inputs, in input order, on the calling thread, while the next
+/// chunk is being decoded. It returns `false` to stop: the inputs not delivered yet are dropped.
+/// The caller can so store one chunk while the next is decoded and embedded.
+pub fn extract_inputs_with(
+    inputs: Vec<ImageInput>,
+    extractors: &[Box<dyn FeatureExtractor>],
+    limits: &DecodeLimits,
+    on_chunk: &mut dyn FnMut(Vec<Result<ImageRecord>>) -> bool,
+) {
+    let chunk = chunk_size(extractors);
+    let size = decode_size(extractors);
     std::thread::scope(|scope| {
         type Decoded = (Vec<PathBuf>, Vec<Result<DecodedImage>>);
         let (tx, rx) = mpsc::sync_channel::<Decoded>(1);
@@ -226,21 +272,19 @@ pub fn extract_inputs(
                     break;
                 }
                 let names = part.iter().map(|i| i.name().to_path_buf()).collect();
-                let decoded = part.into_par_iter().map(|i| i.decode(limits)).collect();
+                let decoded = part.into_par_iter().map(|i| i.decode(limits, size)).collect();
                 if tx.send((names, decoded)).is_err() {
                     break;
                 }
             }
         });
         for (names, decoded) in rx {
-            for r in extract_chunk(&names, decoded, extractors) {
-                failed += usize::from(r.is_err());
-                results.push(r);
+            if !on_chunk(extract_chunk(&names, decoded, extractors)) {
+                // Dropping the receiver stops the decoding thread at its next send.
+                break;
             }
-            on_progress(Progress { done: results.len(), total, failed });
         }
     });
-    results
 }
 
 /// Run all extractors on one decoded chunk.

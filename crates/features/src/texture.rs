@@ -267,6 +267,9 @@ impl FeatureExtractor for Texture {
     fn distance(&self) -> DistanceKind {
         DistanceKind::L2
     }
+    fn min_input_side(&self) -> u32 {
+        WORK_SHORTER_SIDE
+    }
     fn extract(&self, image: &RgbImage) -> Result<Features> {
         let (lbp1, lbp2, gabor) = self.parts(image);
         let scale = 1.0 / 3f32.sqrt();

@@ -10,6 +10,7 @@ mod ann;
 mod cnn;
 mod copy;
 mod datasets;
+mod decode;
 mod exact;
 mod http;
 mod replica;
@@ -34,6 +35,8 @@ enum BenchCommand {
     /// Copy detection: recall@1 per edit kind (crops, rotations, picture in picture, ...) per
     /// search mode (plain CNN, robust query views, hybrid).
     Copy(copy::Args),
+    /// Reduced-size JPEG decoding: decode time and CNN embedding distance against full decodes.
+    Decode(decode::Args),
     /// Search latency through the HTTP API.
     Http(http::Args),
     /// A `serve --read-only` replica beside an ingesting writer: catch-up latency and search QPS.
@@ -53,6 +56,7 @@ fn main() -> anyhow::Result<()> {
         BenchCommand::Ann(a) => ann::run(a),
         BenchCommand::Cnn(a) => cnn::run(a),
         BenchCommand::Copy(a) => copy::run(a),
+        BenchCommand::Decode(a) => decode::run(a),
         BenchCommand::Http(a) => http::run(a),
         BenchCommand::Replica(a) => replica::run(a),
         BenchCommand::Soak(a) => soak::run(a),

@@ -1,8 +1,8 @@
 //! Incremental indexing of image folders into a collection, shared by `likeness index`
 //! and the HTTP API's server-side path adds.
 //!
-//! Files are processed in chunks; each chunk's records are upserted (durably) as soon as
-//! its features are extracted, so an interrupted run keeps every acknowledged chunk and
+//! Files are processed in chunks; each chunk's records are upserted (durably, on a writer thread
+//! while the next images are decoded and embedded) as soon as its features are extracted, so an interrupted run keeps every acknowledged chunk and
 //! the next run resumes with the files still missing. Files whose size and modification
 //! time match their stored record are skipped; bad files are collected with their reason
 //! and the run goes on.
@@ -10,11 +10,12 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use features::decode::DecodeLimits;
-use features::pipeline::{extract_many, Progress};
+use features::pipeline::{extract_inputs_with, ImageInput};
 use features::FeatureExtractor;
 use serde::Serialize;
 use vecdb::Collection;
@@ -145,6 +146,13 @@ struct ChunkStats {
 }
 
 /// Embed and upsert `files` (each flagged whether a record exists already) chunk by chunk.
+///
+/// Three stages overlap: one thread decodes the next few images (all cores, rayon), the calling
+/// thread runs the extractors on the previous ones (the CNN in batches) and a writer thread
+/// stores the finished records, `opts.chunk` at a time, durably. The channel to the writer holds
+/// one chunk, so a slow disk holds back extraction instead of piling up records (memory stays
+/// bounded: one decoded chunk, one being extracted, one chunk of records queued, one being
+/// written). A failed write stops the run with that error.
 fn index_files(
     coll: &Collection,
     extractors: &[Box<dyn FeatureExtractor>],
@@ -156,54 +164,74 @@ fn index_files(
     let mut stats = ChunkStats { added: 0, updated: 0, failed: Vec::new(), failed_count: 0, interrupted: false };
     let total = files.len();
     on_progress(IndexProgress { done: 0, total, failed: 0 });
-    let mut done = 0;
-    let mut last_checkpoint = std::time::Instant::now();
-    for chunk in files.chunks(opts.chunk.max(1)) {
-        if stop.load(Ordering::SeqCst) {
-            stats.interrupted = true;
-            break;
-        }
-        let paths: Vec<PathBuf> = chunk.iter().map(|(f, _)| f.path.clone()).collect();
-        let failed_before = stats.failed_count;
-        let cb =
-            |p: Progress| on_progress(IndexProgress { done: done + p.done, total, failed: failed_before + p.failed });
-        let results = extract_many(&paths, extractors, &opts.limits, &cb);
-        let mut records = Vec::with_capacity(chunk.len());
-        for ((file, existed), res) in chunk.iter().zip(results) {
-            match res {
-                Ok(img) => {
-                    let facts = FileFacts {
-                        root: Some(file.root.clone()),
-                        path: file.path.clone(),
-                        label: file.label.clone(),
-                        size: file.size,
-                        mtime_ns: file.mtime_ns,
-                        original_name: None,
-                    };
-                    records.push(build_record(&facts, &img));
-                    if *existed {
-                        stats.updated += 1;
-                    } else {
-                        stats.added += 1;
+    let chunk = opts.chunk.max(1);
+    let inputs: Vec<ImageInput> = files.iter().map(|(f, _)| ImageInput::Path(f.path.clone())).collect();
+    let (tx, rx) = mpsc::sync_channel::<Vec<vecdb::Record>>(1);
+    std::thread::scope(|scope| {
+        let writer = scope.spawn(move || store_chunks(coll, rx, opts.checkpoint_every));
+        let mut pending: Vec<vecdb::Record> = Vec::with_capacity(chunk);
+        let mut next = 0;
+        extract_inputs_with(inputs, extractors, &opts.limits, &mut |results| {
+            for res in results {
+                let (file, existed) = &files[next];
+                next += 1;
+                match res {
+                    Ok(img) => {
+                        let facts = FileFacts {
+                            root: Some(file.root.clone()),
+                            path: file.path.clone(),
+                            label: file.label.clone(),
+                            size: file.size,
+                            mtime_ns: file.mtime_ns,
+                            original_name: None,
+                        };
+                        pending.push(build_record(&facts, &img));
+                        if *existed {
+                            stats.updated += 1;
+                        } else {
+                            stats.added += 1;
+                        }
+                    }
+                    Err(e) => {
+                        stats.failed_count += 1;
+                        stats.failed.push(FailedFile { path: file.path.clone(), reason: reason_of(&e) });
                     }
                 }
-                Err(e) => {
-                    stats.failed_count += 1;
-                    stats.failed.push(FailedFile { path: file.path.clone(), reason: reason_of(&e) });
+            }
+            let stopping = stop.load(Ordering::SeqCst) && next < total;
+            // Full chunks go to the writer; the rest waits for more, unless this is the end.
+            while pending.len() >= chunk || ((stopping || next == total) && !pending.is_empty()) {
+                let part: Vec<vecdb::Record> = pending.drain(..pending.len().min(chunk)).collect();
+                if tx.send(part).is_err() {
+                    return false; // the writer failed: its error is reported below
                 }
             }
-        }
-        if !records.is_empty() {
-            coll.upsert(records).with_context(|| format!("storing into collection '{}'", coll.name()))?;
-        }
-        if last_checkpoint.elapsed() >= opts.checkpoint_every {
-            coll.checkpoint().with_context(|| format!("checkpointing collection '{}'", coll.name()))?;
-            last_checkpoint = std::time::Instant::now();
-        }
-        done += chunk.len();
-        on_progress(IndexProgress { done, total, failed: stats.failed_count });
-    }
+            on_progress(IndexProgress { done: next, total, failed: stats.failed_count });
+            stats.interrupted = stopping;
+            !stopping
+        });
+        drop(tx);
+        writer.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })?;
     Ok(stats)
+}
+
+/// The writer stage of [`index_files`]: upsert each chunk of records as it arrives (durable when
+/// the call returns) and checkpoint every `checkpoint_every`.
+fn store_chunks(
+    coll: &Collection,
+    chunks: mpsc::Receiver<Vec<vecdb::Record>>,
+    checkpoint_every: std::time::Duration,
+) -> Result<()> {
+    let mut last_checkpoint = Instant::now();
+    for records in chunks {
+        coll.upsert(records).with_context(|| format!("storing into collection '{}'", coll.name()))?;
+        if last_checkpoint.elapsed() >= checkpoint_every {
+            coll.checkpoint().with_context(|| format!("checkpointing collection '{}'", coll.name()))?;
+            last_checkpoint = Instant::now();
+        }
+    }
+    Ok(())
 }
 
 /// The reason part of a feature error (its message without the leading path, which is reported separately).

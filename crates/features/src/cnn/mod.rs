@@ -268,4 +268,7 @@ impl FeatureExtractor for CnnExtractor {
     fn batch_size(&self) -> usize {
         BATCH_SIZE
     }
+    fn min_input_side(&self) -> u32 {
+        self.variant.resize_size()
+    }
 }

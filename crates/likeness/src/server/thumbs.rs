@@ -71,7 +71,8 @@ fn lookup(st: &AppState, id: u64) -> ApiResult<Lookup> {
 
 /// Decode `source`, shrink it, encode a JPEG and cache it (best effort) as `cached`.
 fn make(st: &AppState, source: &std::path::Path, cached: &std::path::Path) -> ApiResult<Vec<u8>> {
-    let img = features::decode::load_image(source, &st.limits)?;
+    // Decoded reduced (JPEG, DCT domain) as long as both sides stay at least the thumbnail's.
+    let img = features::decode::load_image_sized(source, &st.limits, features::DecodeSize::AtLeast(THUMB_SIZE))?;
     let (w, h) = fit(img.width, img.height);
     let small = image::imageops::thumbnail(&img.image, w, h);
     drop(img);
