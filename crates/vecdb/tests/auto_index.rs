@@ -287,3 +287,25 @@ fn kill_9_during_the_background_build_loses_nothing_and_the_build_restarts() {
         assert_eq!(top1(&c, id), Some((id, 0.0)), "record {id} through the graph");
     }
 }
+
+#[test]
+fn a_float_graph_that_outgrows_the_budget_moves_to_the_8_bit_graph() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(dir.path()).unwrap();
+    // 16-d floats: ~360 B per vector in the float graph, so 1 MiB holds about 2,900 of them.
+    let c = db
+        .create_collection("c", CollectionSchema::single("v", DIM, Metric::L2, "Auto,threshold=500,budget=1M"))
+        .unwrap();
+    c.insert((0..2000).map(record).collect()).unwrap();
+    wait_built(&c);
+    assert_eq!(field_stats(&c).index, "HNSW32");
+    for chunk in (2000..6000u64).collect::<Vec<_>>().chunks(500) {
+        c.insert(chunk.iter().copied().map(record).collect()).unwrap();
+    }
+    wait_built(&c);
+    let s = field_stats(&c);
+    assert_eq!(s.index, "HNSW32,SQ8", "{s:?}");
+    for id in (0..6000).step_by(59) {
+        assert_eq!(top1(&c, id), Some((id, 0.0)), "record {id}");
+    }
+}

@@ -301,6 +301,10 @@ fn run_build(me: Weak<Collection>, track: Arc<BuildTrack>, source: Source, field
     let Some(swapped) = catch_up_and_swap(&me, &track, index, &field) else { return };
     let Some(c) = me.upgrade() else { return };
     tracing::info!(collection = %c.name, field = %field.name, spec = %track.spec, records = swapped, seconds = track.started.elapsed().as_secs_f64(), "background index build done");
+    // The collection may have grown past the memory budget while the graph was built (a bulk
+    // load runs at exact-write speed meanwhile and the catch-up absorbs it): the 8-bit graph
+    // is then due now.
+    c.start_due_builds();
     if matches!(c.access, Access::Writer(_)) {
         if let Err(e) = c.checkpoint() {
             tracing::warn!(field = %field.name, error = %e, "checkpoint after the index build failed (the index is rebuilt after a restart)");
