@@ -593,7 +593,9 @@ fn sq8_refine_reranks_only_the_final_candidates() {
         let r_default = mean_recall(refined.as_ref(), d, q, &ids, k, &at(64, None));
         let r_beam = mean_recall(refined.as_ref(), d, q, &ids, k, &at(64, Some(64)));
         let r_low = mean_recall(refined.as_ref(), d, q, &ids, k, &at(16, None));
-        eprintln!("{metric}: codes {r_codes:.4}, refined ef 64 {r_default:.4} (whole beam {r_beam:.4}), ef 16 {r_low:.4}");
+        eprintln!(
+            "{metric}: codes {r_codes:.4}, refined ef 64 {r_default:.4} (whole beam {r_beam:.4}), ef 16 {r_low:.4}"
+        );
         assert!(r_default >= 0.99, "{metric}: refined recall@10 {r_default} at ef 64");
         assert!(r_low >= 0.95, "{metric}: refined recall@10 {r_low} at ef 16");
         assert!(r_default >= r_beam - 0.002, "{metric}: default depth {r_default} vs whole beam {r_beam}");

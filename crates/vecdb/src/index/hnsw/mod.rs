@@ -623,20 +623,23 @@ impl VectorIndex for HnswIndex {
                     return Err(Error::InvalidVector("expected a dense query".into()));
                 };
                 if exact {
-                    let accept = |slot: u32| !self.is_deleted(slot) && filter.is_none_or(|f| f(self.ids[slot as usize]));
+                    let accept =
+                        |slot: u32| !self.is_deleted(slot) && filter.is_none_or(|f| f(self.ids[slot as usize]));
                     self.brute_exact(q, live, &accept)
                 } else {
                     self.knn_refined(query, k, k, k, filter)?
                 }
-            } else { with_space!(self, s => {
-                let q = s.query(query).ok_or_else(|| Error::InvalidVector("query kind does not match the index".into()))?;
-                if exact {
-                    let accept = |slot: u32| !self.is_deleted(slot) && filter.is_none_or(|f| f(self.ids[slot as usize]));
-                    self.brute(&s, &q, live, &accept)
-                } else {
-                    self.knn(&s, &q, k, k, filter)
-                }
-            }) };
+            } else {
+                with_space!(self, s => {
+                    let q = s.query(query).ok_or_else(|| Error::InvalidVector("query kind does not match the index".into()))?;
+                    if exact {
+                        let accept = |slot: u32| !self.is_deleted(slot) && filter.is_none_or(|f| f(self.ids[slot as usize]));
+                        self.brute(&s, &q, live, &accept)
+                    } else {
+                        self.knn(&s, &q, k, k, filter)
+                    }
+                })
+            };
             let hits = self.to_neighbors(found);
             let full = hits.len() >= k;
             let inside: Vec<Neighbor> = hits.into_iter().filter(|n| n.distance <= radius).collect();

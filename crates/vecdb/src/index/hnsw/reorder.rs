@@ -83,8 +83,7 @@ impl HnswIndex {
             }
         }
         self.ids = order.iter().map(|&v| self.ids[v as usize]).collect();
-        let slot_of: HashMap<u64, u32> =
-            self.slot_of.iter().map(|(&id, &slot)| (id, new_of[slot as usize])).collect();
+        let slot_of: HashMap<u64, u32> = self.slot_of.iter().map(|(&id, &slot)| (id, new_of[slot as usize])).collect();
         self.slot_of = slot_of;
         self.deleted = deleted;
         self.graph = graph;
