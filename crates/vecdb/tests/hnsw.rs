@@ -643,7 +643,7 @@ fn sq8_refine_honours_filters_removals_and_persists() {
         let rows: Vec<f32> = live_odd.iter().flat_map(|&id| row_of(id)).collect();
         hits += recall(&found, &exact(Metric::L2, VectorsRef::Dense(&rows), dim, &live_odd, qi, k));
         // A very selective filter is answered by the exact scan of the full vectors.
-        let rare = |id: u64| id % 97 == 0 && id % 10 != 3;
+        let rare = |id: u64| id.is_multiple_of(97) && id % 10 != 3;
         let few = ix.search(qi, k, &p, Some(&rare)).unwrap();
         let rare_ids: Vec<u64> = live.iter().copied().filter(|&i| rare(i)).collect();
         let rows: Vec<f32> = rare_ids.iter().flat_map(|&id| row_of(id)).collect();

@@ -32,7 +32,8 @@ const AHEAD: usize = 2;
 
 impl HnswIndex {
     /// Up to `k` nearest accepted nodes by exact distance (internal units, closest first):
-    /// the `depth` best by code distance from a beam of width `ef`, re-ranked.
+    /// the `depth` best by code distance (at least `k`, at most the beam) from a beam of
+    /// width `ef` (at least `k`), re-ranked.
     pub(super) fn knn_refined(
         &self,
         query: VectorRef<'_>,
@@ -47,10 +48,12 @@ impl HnswIndex {
         if k == 0 {
             return Ok(Vec::new());
         }
-        let depth = depth.max(k);
+        // The beam is never widened for the re-rank: at most the whole beam is re-ranked.
+        let ef = ef.max(k);
+        let depth = depth.clamp(k, ef);
         let cands = with_space!(self, s => {
             let code = s.query(query).ok_or_else(|| Error::InvalidVector("query kind does not match the index".into()))?;
-            self.knn(&s, &code, depth, ef.max(depth), filter)
+            self.knn(&s, &code, depth, ef, filter)
         });
         Ok(self.rerank_exact(q, &cands, k))
     }
