@@ -18,7 +18,6 @@ use anyhow::{anyhow, bail, Context, Result};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use vecdb::index::hnsw::HnswIndex;
-use vecdb::index::refine::RefineIndex;
 use vecdb::{Metric, SearchParams, VectorIndex, VectorsRef};
 
 use crate::datasets;
@@ -44,6 +43,14 @@ pub struct Args {
     /// `ef` values swept for HNSW specs.
     #[arg(long, value_delimiter = ',', default_value = "10,20,40,80,160,320")]
     pub ef: Vec<usize>,
+    /// `HNSW<M>,SQ8,Refine`: candidates re-ranked exactly at every `ef` (default: the index's,
+    /// 2k + 10); `0` re-ranks the whole beam (`rerank = ef`).
+    #[arg(long)]
+    pub rerank: Option<usize>,
+    /// HNSW specs: keep the insertion order of the nodes (no renumbering for locality after
+    /// the build), to measure what the renumbering buys.
+    #[arg(long)]
+    pub no_reorder: bool,
     /// Values swept for other specs' knob (nprobe / checks / rerank); default per kind.
     #[arg(long, value_delimiter = ',')]
     pub sweep: Option<Vec<usize>>,
@@ -325,13 +332,13 @@ fn knob(spec: &str, args: &Args) -> (&'static str, Vec<usize>) {
     (name, args.sweep.clone().unwrap_or(default))
 }
 
-fn params(knob: &str, v: usize) -> SearchParams {
+fn params(knob: &str, v: usize, rerank: Option<usize>) -> SearchParams {
     let mut p = SearchParams::default();
     match knob {
-        // `HNSW<M>,SQ8,Refine` re-ranks the whole beam exactly.
+        // `HNSW<M>,SQ8,Refine` re-ranks `--rerank` candidates (0: the whole beam).
         "ef" => {
             p.ef = Some(v);
-            p.rerank = Some(v);
+            p.rerank = rerank.map(|r| if r == 0 { v } else { r });
         }
         "nprobe" => p.nprobe = Some(v),
         "checks" => p.checks = Some(v),
@@ -360,13 +367,18 @@ fn bench_spec(
     let stages: Vec<&str> = spec.split(',').collect();
     let hnsw_m = stages[0].strip_prefix("HNSW").and_then(|m| m.parse::<usize>().ok());
     let efc = args.ef_construction;
-    let mut index: Box<dyn VectorIndex> = match (hnsw_m, &stages[1..]) {
-        (Some(m), []) => Box::new(HnswIndex::new(dim, d.metric, m, efc)),
-        (Some(m), ["SQ8"]) => Box::new(HnswIndex::with_sq8(dim, d.metric, m, efc)?),
-        (Some(m), ["SQ8", "Refine"]) => {
-            Box::new(RefineIndex::new(Box::new(HnswIndex::with_sq8(dim, d.metric, m, efc)?))?)
+    let hnsw = match (hnsw_m, &stages[1..]) {
+        (Some(m), []) => Some(HnswIndex::new(dim, d.metric, m, efc)),
+        (Some(m), ["SQ8"]) => Some(HnswIndex::with_sq8(dim, d.metric, m, efc)?),
+        (Some(m), ["SQ8", "Refine"]) => Some(HnswIndex::with_sq8_refine(dim, d.metric, m, efc)?),
+        _ => None,
+    };
+    let mut index: Box<dyn VectorIndex> = match hnsw {
+        Some(mut h) => {
+            h.set_reorder_after_build(!args.no_reorder);
+            Box::new(h)
         }
-        _ => vecdb::index::build_index(spec, dim, d.metric)?,
+        None => vecdb::index::build_index(spec, dim, d.metric)?,
     };
     let ids: Vec<u64> = (0..n as u64).collect();
     let t = Instant::now();
@@ -384,7 +396,7 @@ fn bench_spec(
     let k = args.k;
     let mut rows = Vec::new();
     for v in values {
-        let p = params(knob, v);
+        let p = params(knob, v, args.rerank);
         let mut qps = BTreeMap::new();
         let mut recall = 0.0;
         for (threads, pool) in pools {

@@ -557,3 +557,160 @@ fn sq8_is_lossless_on_grid_data_and_persists() {
     assert!(build_index("HNSW16,SQ4", 64, Metric::L2).is_err());
     assert!(sq.train(VectorsRef::Dense(&data)).is_err());
 }
+
+/// The reported neighbours of `q` carry the reference distance of the row stored under
+/// their id (`rows[id_to_row(id)]`), so a search that skipped the exact re-rank (code
+/// distances) fails here.
+fn assert_exact_distances(found: &[Neighbor], metric: Metric, q: VectorRef<'_>, row_of: impl Fn(u64) -> Vec<f32>) {
+    for nb in found {
+        let want = metric.distance(q, VectorRef::Dense(&row_of(nb.id))).unwrap();
+        assert_eq!(nb.distance, want, "id {}: distance {} is not the exact {want}", nb.id, nb.distance);
+    }
+}
+
+#[test]
+fn sq8_refine_reranks_only_the_final_candidates() {
+    // `HNSW16,SQ8,Refine` walks the codes and re-ranks the `rerank` best candidates with the
+    // full vectors: recall reaches the float graph's (floors below), every distance is exact,
+    // and a re-rank of only k candidates (no slack) does measurably worse than the default.
+    let (n, dim, k) = (6_000, 48, 10);
+    let ids: Vec<u64> = (0..n as u64).map(|i| i * 3 + 1).collect();
+    for metric in [Metric::L2, Metric::Cosine, Metric::Dot] {
+        let mut data = clustered(n, dim, 30, 41);
+        let mut queries = clustered(200, dim, 30, 42);
+        if metric == Metric::Cosine {
+            normalize_rows(&mut data, dim);
+            normalize_rows(&mut queries, dim);
+        }
+        let (d, q) = (VectorsRef::Dense(&data), VectorsRef::Dense(&queries));
+        let mut codes = build_index("HNSW16,SQ8", dim, metric).unwrap();
+        codes.add(&ids, d).unwrap();
+        let mut refined = build_index("HNSW16,SQ8,Refine", dim, metric).unwrap();
+        assert_eq!(refined.description(), "HNSW16,SQ8,Refine");
+        refined.add(&ids, d).unwrap();
+        let at = |ef: usize, rerank: Option<usize>| SearchParams { ef: Some(ef), rerank, ..Default::default() };
+        let r_codes = mean_recall(codes.as_ref(), d, q, &ids, k, &at(64, None));
+        let r_default = mean_recall(refined.as_ref(), d, q, &ids, k, &at(64, None));
+        let r_beam = mean_recall(refined.as_ref(), d, q, &ids, k, &at(64, Some(64)));
+        let r_low = mean_recall(refined.as_ref(), d, q, &ids, k, &at(16, None));
+        eprintln!(
+            "{metric}: codes {r_codes:.4}, refined ef 64 {r_default:.4} (whole beam {r_beam:.4}), ef 16 {r_low:.4}"
+        );
+        assert!(r_default >= 0.99, "{metric}: refined recall@10 {r_default} at ef 64");
+        assert!(r_low >= 0.95, "{metric}: refined recall@10 {r_low} at ef 16");
+        assert!(r_default >= r_beam - 0.002, "{metric}: default depth {r_default} vs whole beam {r_beam}");
+        assert!(r_default >= r_codes, "{metric}: refined {r_default} below codes only {r_codes}");
+        let row_of = |id: u64| {
+            let i = ids.iter().position(|&x| x == id).unwrap();
+            data[i * dim..(i + 1) * dim].to_vec()
+        };
+        for i in 0..20 {
+            let qi = q.row(dim, i);
+            assert_exact_distances(&refined.search(qi, k, &at(64, None), None).unwrap(), metric, qi, row_of);
+        }
+        assert_eq!(refined.reconstruct(ids[7]), Some(Vector::Dense(row_of(ids[7]))));
+        // The full vectors are kept beside the codes: 4 bytes per component more than SQ8.
+        let extra = (refined.memory_bytes() - codes.memory_bytes()) as f64 / n as f64;
+        assert!((extra - 4.0 * dim as f64).abs() < 2.0, "{metric}: {extra} extra bytes per vector");
+    }
+}
+
+#[test]
+fn sq8_refine_honours_filters_removals_and_persists() {
+    let (n, dim, k) = (4_000, 32, 10);
+    let data = clustered(n, dim, 20, 51);
+    let queries = clustered(50, dim, 20, 52);
+    let ids: Vec<u64> = (0..n as u64).collect();
+    let (d, q) = (VectorsRef::Dense(&data), VectorsRef::Dense(&queries));
+    let mut ix = build_index("HNSW12,SQ8,efC100,Refine", dim, Metric::L2).unwrap();
+    assert_eq!(ix.description(), "HNSW12,SQ8,efC100,Refine");
+    ix.add(&ids, d).unwrap();
+    let row_of = |id: u64| data[id as usize * dim..(id as usize + 1) * dim].to_vec();
+    // Removals (a tenth: tombstones) and a filter (odd ids) are honoured; distances stay exact.
+    let gone: Vec<u64> = (0..n as u64).filter(|i| i % 10 == 3).collect();
+    assert_eq!(ix.remove(&gone).unwrap(), gone.len());
+    let odd = |id: u64| id % 2 == 1;
+    let p = SearchParams { ef: Some(64), ..Default::default() };
+    let live: Vec<u64> = ids.iter().copied().filter(|i| i % 10 != 3).collect();
+    let live_odd: Vec<u64> = live.iter().copied().filter(|&i| odd(i)).collect();
+    let mut hits = 0.0;
+    for i in 0..queries.len() / dim {
+        let qi = q.row(dim, i);
+        let found = ix.search(qi, k, &p, Some(&odd)).unwrap();
+        assert_eq!(found.len(), k);
+        assert!(found.iter().all(|h| odd(h.id) && h.id % 10 != 3), "a removed or filtered id came back");
+        assert_exact_distances(&found, Metric::L2, qi, row_of);
+        let rows: Vec<f32> = live_odd.iter().flat_map(|&id| row_of(id)).collect();
+        hits += recall(&found, &exact(Metric::L2, VectorsRef::Dense(&rows), dim, &live_odd, qi, k));
+        // A very selective filter is answered by the exact scan of the full vectors.
+        let rare = |id: u64| id.is_multiple_of(97) && id % 10 != 3;
+        let few = ix.search(qi, k, &p, Some(&rare)).unwrap();
+        let rare_ids: Vec<u64> = live.iter().copied().filter(|&i| rare(i)).collect();
+        let rows: Vec<f32> = rare_ids.iter().flat_map(|&id| row_of(id)).collect();
+        assert_eq!(few, exact(Metric::L2, VectorsRef::Dense(&rows), dim, &rare_ids, qi, k));
+    }
+    let r = hits / (queries.len() / dim) as f64;
+    assert!(r >= 0.97, "filtered refined recall@10 {r}");
+    // Range search uses exact distances too.
+    let q0 = q.row(dim, 0);
+    let ball = ix.range_search(q0, 6.0, &p, None).unwrap();
+    assert!(ball.iter().all(|h| h.distance <= 6.0 && h.id % 10 != 3));
+    assert_exact_distances(&ball, Metric::L2, q0, row_of);
+
+    // Saved and loaded (version 3, full vectors mapped): the same answers, and inserts work.
+    let dir = tempfile::tempdir().unwrap();
+    ix.save(dir.path()).unwrap();
+    assert!(dir.path().join("exact.bin").is_file());
+    let mut loaded = load_index(dir.path()).unwrap();
+    assert_eq!(loaded.description(), ix.description());
+    assert_eq!(loaded.memory_bytes(), ix.memory_bytes());
+    for i in 0..queries.len() / dim {
+        let qi = q.row(dim, i);
+        assert_eq!(ix.search(qi, k, &p, None).unwrap(), loaded.search(qi, k, &p, None).unwrap());
+        assert_eq!(ix.search(qi, k, &p, Some(&odd)).unwrap(), loaded.search(qi, k, &p, Some(&odd)).unwrap());
+    }
+    loaded.add(&[90_000], VectorsRef::Dense(&data[..dim])).unwrap();
+    let top = loaded.search(VectorRef::Dense(&data[..dim]), 2, &p, None).unwrap();
+    assert_eq!(top.iter().map(|h| h.distance).collect::<Vec<_>>(), [0.0, 0.0]);
+    // Without its full vectors the index is not loaded.
+    std::fs::remove_file(dir.path().join("exact.bin")).unwrap();
+    assert!(load_index(dir.path()).is_err());
+
+    // Removing past a quarter consolidates: the full vectors follow their nodes.
+    let more: Vec<u64> = (0..n as u64).filter(|i| i % 10 < 3 && i % 10 != 3).collect();
+    ix.remove(&more).unwrap();
+    assert_eq!(ix.len(), n - gone.len() - more.len());
+    for i in 0..10 {
+        let qi = q.row(dim, i);
+        let found = ix.search(qi, k, &p, None).unwrap();
+        assert!(found.iter().all(|h| h.id % 10 > 3), "a removed id came back after consolidation");
+        assert_exact_distances(&found, Metric::L2, qi, row_of);
+    }
+    assert_eq!(ix.reconstruct(9), Some(Vector::Dense(row_of(9))));
+}
+
+#[test]
+fn version_2_files_still_load() {
+    // Indexes saved before version 3 (no `refine` field, no exact.bin) read back unchanged.
+    let (n, dim) = (1_000, 16);
+    let data = clustered(n, dim, 10, 61);
+    let ids: Vec<u64> = (0..n as u64).collect();
+    for spec in ["HNSW8", "HNSW8,SQ8"] {
+        let mut ix = build_index(spec, dim, Metric::L2).unwrap();
+        ix.add(&ids, VectorsRef::Dense(&data)).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        ix.save(dir.path()).unwrap();
+        let meta = dir.path().join("index.json");
+        let text = String::from_utf8(vecdb::index::file::read(&meta).unwrap()).unwrap();
+        let v2 = text.replace("\"version\": 3", "\"version\": 2").replace(",\n  \"refine\": false", "");
+        assert!(v2.contains("\"version\": 2") && !v2.contains("refine"), "{spec}: {v2}");
+        vecdb::index::file::write(&meta, v2.as_bytes()).unwrap();
+        let loaded = load_index(dir.path()).unwrap();
+        assert_eq!(loaded.description(), spec);
+        let q = VectorRef::Dense(&data[5 * dim..6 * dim]);
+        assert_eq!(loaded.search(q, 5, &ef(32), None).unwrap(), ix.search(q, 5, &ef(32), None).unwrap());
+        let v9 = text.replace("\"version\": 3", "\"version\": 9");
+        vecdb::index::file::write(&meta, v9.as_bytes()).unwrap();
+        assert!(matches!(load_index(dir.path()), Err(Error::Corrupt { .. })), "{spec}: version 9 accepted");
+    }
+}

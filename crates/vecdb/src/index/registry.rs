@@ -9,6 +9,7 @@
 //! | `HNSW<M>` | HNSW graph with `M` links per node | `ef` |
 //! | `HNSW<M>,SQ8` | the same graph over 8-bit codes, integer distances (dense metrics) | `ef` |
 //! | `HNSW<M>,efC<n>` / `HNSW<M>,SQ8,efC<n>` | either graph built with `ef_construction = n` (default 200) | `ef` |
+//! | `HNSW<M>,SQ8,Refine` (or `HNSW<M>,SQ8,efC<n>,Refine`) | the 8-bit graph plus the full vectors by slot: the beam walks the codes, its `rerank` closest candidates are re-ranked exactly | `ef`, `rerank` (default 2k + 10) |
 //! | `KDForest<t>` | `t` randomized k-d trees (l2, cosine) | `checks` (default 512) |
 //! | `KDTree` | one k-d tree, exact backtracking search (l2, cosine; low dimensions) | — |
 //! | `LSH<b>` | `b`-bit SimHash sketches (b multiple of 64), Hamming scan, exact re-rank | `rerank` (default max(10k, 100)) |
@@ -80,6 +81,12 @@ fn build_stages(stages: &[&str], dim: usize, metric: Metric) -> Result<Box<dyn V
             if rest.is_empty() {
                 return Err(invalid(&joined, "Refine needs an index before it, e.g. IVF256,PQ16,Refine"));
             }
+            // `HNSW<M>,SQ8[,efC<n>],Refine`: the graph keeps the vectors by slot itself and
+            // re-ranks only its final candidates (no id lookups, no second id map).
+            if rest[0].starts_with("HNSW") && rest.contains(&"SQ8") {
+                let (m, efc) = hnsw_stages(rest, &joined)?;
+                return Ok(Box::new(HnswIndex::with_sq8_refine(dim, metric, m, efc)?));
+            }
             return Ok(Box::new(RefineIndex::new(build_stages(rest, dim, metric)?)?));
         }
     }
@@ -107,22 +114,10 @@ fn build_stages(stages: &[&str], dim: usize, metric: Metric) -> Result<Box<dyn V
         let codec = parse_codec(codec)?;
         return Ok(Box::new(IvfIndex::new(&joined, dim, metric, nlist, codec)?));
     }
-    if let Some(m) = numbered(first, "HNSW") {
+    if numbered(first, "HNSW").is_some() {
         // `HNSW<M>` with optional `SQ8` (8-bit codes) and `efC<n>` (ef_construction) stages.
-        let m = hnsw_m(first, m)?;
-        let (mut sq8, mut efc) = (false, DEFAULT_EF_CONSTRUCTION);
-        for &st in &stages[1..] {
-            if let Some(n) = numbered(st, "efC") {
-                efc = n?;
-            } else if st == "SQ8" && !sq8 {
-                sq8 = true;
-            } else {
-                return Err(invalid(
-                    &joined,
-                    format!("unexpected stage '{st}' after '{first}' (expected SQ8 or efC<n>)"),
-                ));
-            }
-        }
+        let (m, efc) = hnsw_stages(stages, &joined)?;
+        let sq8 = stages.contains(&"SQ8");
         return Ok(if sq8 {
             Box::new(HnswIndex::with_sq8(dim, metric, m, efc)?)
         } else {
@@ -133,6 +128,26 @@ fn build_stages(stages: &[&str], dim: usize, metric: Metric) -> Result<Box<dyn V
         return Err(invalid(&joined, format!("unexpected stage '{extra}' after '{first}'")));
     }
     build_leaf(first, dim, metric)
+}
+
+/// `M` and `ef_construction` of `HNSW<M>` followed by optional `SQ8` and `efC<n>` stages.
+fn hnsw_stages(stages: &[&str], joined: &str) -> Result<(usize, usize)> {
+    let first = stages[0];
+    let m = match numbered(first, "HNSW") {
+        Some(m) => hnsw_m(first, m)?,
+        None => return Err(invalid(joined, format!("expected HNSW<M>, got '{first}'"))),
+    };
+    let (mut sq8, mut efc) = (false, DEFAULT_EF_CONSTRUCTION);
+    for &st in &stages[1..] {
+        if let Some(n) = numbered(st, "efC") {
+            efc = n?;
+        } else if st == "SQ8" && !sq8 {
+            sq8 = true;
+        } else {
+            return Err(invalid(joined, format!("unexpected stage '{st}' after '{first}' (expected SQ8 or efC<n>)")));
+        }
+    }
+    Ok((m, efc))
 }
 
 fn parse_codec(stage: &str) -> Result<IvfCodec> {

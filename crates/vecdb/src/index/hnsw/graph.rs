@@ -175,6 +175,14 @@ impl Graph {
         }
     }
 
+    /// Hint the CPU to load `node`'s level-0 list.
+    #[inline(always)]
+    pub fn prefetch_list0(&self, node: u32) {
+        let words = self.m0 + 1;
+        let p = self.links0.as_ptr().wrapping_add(node as usize * words) as *const u8;
+        crate::distance::prefetch_lines(p, (4 * words).div_ceil(64) + 1);
+    }
+
     /// The current neighbours of `node` on `level`.
     #[inline(always)]
     pub fn neighbors(&self, node: u32, level: usize) -> impl Iterator<Item = u32> + '_ {
@@ -277,6 +285,11 @@ impl Graph {
             }
         }
         while let Some(c) = pool.next() {
+            // The next node to expand is most likely the closest unexpanded one now: start
+            // loading its list while this one's neighbours are scored.
+            if let (0, Some(nx)) = (level, pool.peek()) {
+                self.prefetch_list0(nx);
+            }
             buf.clear();
             for nb in self.neighbors(c, level) {
                 if !visited.check_and_mark(nb) {

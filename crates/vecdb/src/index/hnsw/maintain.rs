@@ -40,6 +40,8 @@ impl HnswIndex {
         let dim = self.dim;
         let mut floats: Vec<f32> = Vec::new();
         let mut bytes: Vec<u8> = Vec::new();
+        let mut exact: Vec<f32> = Vec::new();
+        let src_exact = self.exact.as_ref().map_or(&[][..], |r| r.f32s());
         let (src_f, src_b) = (self.rows.f32s(), self.rows.bytes());
         let floats_kept = self.stores_floats();
         for slot in 0..n {
@@ -54,6 +56,9 @@ impl HnswIndex {
                 floats.extend_from_slice(&src_f[slot * dim..(slot + 1) * dim]);
             } else {
                 bytes.extend_from_slice(&src_b[slot * rb..(slot + 1) * rb]);
+            }
+            if self.exact.is_some() {
+                exact.extend_from_slice(&src_exact[slot * dim..(slot + 1) * dim]);
             }
         }
         for (slot, per_level) in lists.iter().enumerate() {
@@ -78,6 +83,9 @@ impl HnswIndex {
             None => graph.clear_entry(),
         }
         self.rows = if floats_kept { Rows::F32(floats) } else { Rows::Bits(bytes) };
+        if self.exact.is_some() {
+            self.exact = Some(Rows::F32(exact));
+        }
         self.slot_of = ids.iter().enumerate().map(|(i, &id)| (id, i as u32)).collect::<HashMap<_, _>>();
         self.ids = ids;
         self.graph = graph;

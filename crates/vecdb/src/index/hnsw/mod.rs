@@ -15,6 +15,10 @@
 //! * `HNSW<M>,SQ8` ([`HnswIndex::with_sq8`]) stores 8-bit codes instead of the vectors
 //!   (a quarter of the bytes) and walks the graph with integer distances ([`sq8`]); the
 //!   codec is fitted by [`VectorIndex::train`] or on the first batch added.
+//! * `HNSW<M>,SQ8,Refine` ([`HnswIndex::with_sq8_refine`]) also keeps the full vectors, by
+//!   slot: the beam of width `ef` walks the 8-bit codes, and only its `rerank` closest
+//!   candidates (`SearchParams::rerank`, default [`default_rerank`]) are re-ranked with
+//!   exact float distances ([`refine`]), not the whole beam.
 //! * Remove: tombstones (never returned, still used to navigate); once a quarter of the
 //!   nodes are tombstones the graph is repaired — every neighbour list that points at a
 //!   removed node is rebuilt from its live neighbours and their neighbours — and the
@@ -30,6 +34,8 @@
 mod graph;
 mod maintain;
 mod persist;
+mod refine;
+mod reorder;
 mod scratch;
 mod space;
 mod sq8;
@@ -50,6 +56,8 @@ use graph::{Graph, Locks, Scored};
 use scratch::with_scratch;
 use space::Space;
 use sq8::Sq8Codec;
+
+pub use refine::default_rerank;
 
 /// Default `ef` for searches that do not set [`SearchParams::ef`].
 pub const DEFAULT_EF_SEARCH: usize = 64;
@@ -170,6 +178,9 @@ pub struct HnswIndex {
     quantized: bool,
     /// The codec of a quantized index once trained (`None` before, and for full vectors).
     sq8: Option<Sq8Codec>,
+    /// `HNSW<M>,SQ8,Refine`: the full `f32` vectors by slot, for the exact re-rank of the
+    /// final candidates (`None` for every other kind).
+    exact: Option<Rows>,
     graph: Graph,
     /// Caller id of each slot.
     ids: Vec<u64>,
@@ -181,6 +192,9 @@ pub struct HnswIndex {
     rng: u64,
     /// Nodes added since the last walk that checked every node is reachable.
     unwalked: usize,
+    /// Renumber the nodes for locality after a bulk build into an empty index
+    /// ([`HnswIndex::reorder_for_locality`]; not saved: a loaded index keeps its order).
+    reorder: bool,
 }
 
 impl HnswIndex {
@@ -200,6 +214,7 @@ impl HnswIndex {
             },
             quantized: false,
             sq8: None,
+            exact: None,
             graph: Graph::new(m),
             ids: Vec::new(),
             slot_of: HashMap::new(),
@@ -207,6 +222,7 @@ impl HnswIndex {
             n_deleted: 0,
             rng: 0x9E37_79B9_7F4A_7C15,
             unwalked: 0,
+            reorder: true,
         }
     }
 
@@ -225,6 +241,17 @@ impl HnswIndex {
         let mut idx = HnswIndex::new(dim, metric, m, ef_construction);
         idx.quantized = true;
         idx.rows = Rows::Bits(Vec::new());
+        Ok(idx)
+    }
+
+    /// Like [`HnswIndex::with_sq8`], but the full vectors are kept too (`HNSW<M>,SQ8,Refine`):
+    /// the graph is walked on the codes, then the `rerank` closest candidates of the beam
+    /// (`SearchParams::rerank`, default [`default_rerank`]`(k)`) are re-ranked with exact
+    /// distances. Reported distances are exact; [`VectorIndex::reconstruct`] returns the
+    /// stored vector.
+    pub fn with_sq8_refine(dim: usize, metric: Metric, m: usize, ef_construction: usize) -> Result<HnswIndex> {
+        let mut idx = HnswIndex::with_sq8(dim, metric, m, ef_construction)?;
+        idx.exact = Some(Rows::F32(Vec::new()));
         Ok(idx)
     }
 
@@ -251,6 +278,13 @@ impl HnswIndex {
     /// Change the default search `ef` (saved with the index).
     pub fn set_ef_search(&mut self, ef: usize) {
         self.ef_search = ef.max(1);
+    }
+
+    /// Whether a bulk build into an empty index (at least 4,096 vectors in one
+    /// [`VectorIndex::add`]) renumbers the nodes for locality afterwards (default on; off
+    /// to measure what the renumbering buys).
+    pub fn set_reorder_after_build(&mut self, on: bool) {
+        self.reorder = on;
     }
 
     /// Removed nodes still held as tombstones.
@@ -385,6 +419,12 @@ impl HnswIndex {
             )));
         }
         self.rows.make_owned(self.stores_floats());
+        if let (Some(exact), VectorsRef::Dense(d)) = (&mut self.exact, vectors) {
+            exact.make_owned(true);
+            if let Rows::F32(v) = exact {
+                v.extend_from_slice(&d[..ids.len() * self.dim]);
+            }
+        }
         if let (true, None, VectorsRef::Dense(d)) = (self.quantized, &self.sq8, vectors) {
             self.sq8 = Some(Sq8Codec::train(&d[..ids.len() * self.dim], self.dim, self.metric)?);
         }
@@ -442,6 +482,9 @@ impl HnswIndex {
             (first..end).into_par_iter().for_each(link);
             with_scratch(|sc| this.graph.repair_unreachable(&s, efc, &is_deleted, sc, walk));
         });
+        if self.reorder && start == 0 && ids.len() >= reorder::REORDER_MIN {
+            self.reorder_for_locality();
+        }
         self.maybe_consolidate();
         Ok(())
     }
@@ -449,13 +492,21 @@ impl HnswIndex {
 
 impl VectorIndex for HnswIndex {
     fn description(&self) -> String {
-        let sq8 = if self.quantized { ",SQ8" } else { "" };
+        let sq8 = match (self.quantized, self.exact.is_some()) {
+            (true, true) => ",SQ8,Refine",
+            (true, false) => ",SQ8",
+            _ => "",
+        };
         let efc = if self.ef_construction == DEFAULT_EF_CONSTRUCTION {
             String::new()
         } else {
             format!(",efC{}", self.ef_construction)
         };
-        format!("HNSW{}{sq8}{efc}", self.m)
+        // `efC` is a stage of the graph: it comes before `Refine`, which wraps everything.
+        match sq8.strip_suffix(",Refine") {
+            Some(codes) => format!("HNSW{}{codes}{efc},Refine", self.m),
+            None => format!("HNSW{}{sq8}{efc}", self.m),
+        }
     }
     fn dim(&self) -> usize {
         self.dim
@@ -537,6 +588,11 @@ impl VectorIndex for HnswIndex {
             return Ok(Vec::new());
         }
         let ef = params.ef.unwrap_or(self.ef_search);
+        if self.exact.is_some() {
+            let depth = params.rerank.unwrap_or_else(|| default_rerank(k));
+            let found = self.knn_refined(query, k, ef, depth, filter)?;
+            return Ok(self.to_neighbors(found));
+        }
         let found = with_space!(self, s => {
             let q = s.query(query).ok_or_else(|| Error::InvalidVector("query kind does not match the index".into()))?;
             self.knn(&s, &q, k, ef, filter)
@@ -562,15 +618,28 @@ impl VectorIndex for HnswIndex {
         loop {
             // Search wider until the k-th result lies outside the radius.
             let exact = k * 4 >= live;
-            let found = with_space!(self, s => {
-                let q = s.query(query).ok_or_else(|| Error::InvalidVector("query kind does not match the index".into()))?;
+            let found = if self.exact.is_some() {
+                let VectorRef::Dense(q) = query else {
+                    return Err(Error::InvalidVector("expected a dense query".into()));
+                };
                 if exact {
-                    let accept = |slot: u32| !self.is_deleted(slot) && filter.is_none_or(|f| f(self.ids[slot as usize]));
-                    self.brute(&s, &q, live, &accept)
+                    let accept =
+                        |slot: u32| !self.is_deleted(slot) && filter.is_none_or(|f| f(self.ids[slot as usize]));
+                    self.brute_exact(q, live, &accept)
                 } else {
-                    self.knn(&s, &q, k, k, filter)
+                    self.knn_refined(query, k, k, k, filter)?
                 }
-            });
+            } else {
+                with_space!(self, s => {
+                    let q = s.query(query).ok_or_else(|| Error::InvalidVector("query kind does not match the index".into()))?;
+                    if exact {
+                        let accept = |slot: u32| !self.is_deleted(slot) && filter.is_none_or(|f| f(self.ids[slot as usize]));
+                        self.brute(&s, &q, live, &accept)
+                    } else {
+                        self.knn(&s, &q, k, k, filter)
+                    }
+                })
+            };
             let hits = self.to_neighbors(found);
             let full = hits.len() >= k;
             let inside: Vec<Neighbor> = hits.into_iter().filter(|n| n.distance <= radius).collect();
@@ -583,6 +652,9 @@ impl VectorIndex for HnswIndex {
     fn reconstruct(&self, id: u64) -> Option<Vector> {
         let slot = *self.slot_of.get(&id)? as usize;
         let b = self.row_bytes();
+        if let Some(exact) = &self.exact {
+            return Some(Vector::Dense(exact.f32s()[slot * self.dim..(slot + 1) * self.dim].to_vec()));
+        }
         if let Some(codec) = &self.sq8 {
             return Some(Vector::Dense(codec.decode(&self.rows.bytes()[slot * b..(slot + 1) * b])));
         }
@@ -594,6 +666,7 @@ impl VectorIndex for HnswIndex {
     fn memory_bytes(&self) -> usize {
         let g = &self.graph;
         self.rows.byte_len()
+            + self.exact.as_ref().map_or(0, Rows::byte_len)
             + 4 * (g.links0.len() + g.upper.len() + g.upper_off.len() + g.indeg0.len())
             + g.levels.len()
             + 8 * self.ids.len()

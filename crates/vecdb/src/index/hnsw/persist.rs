@@ -17,8 +17,11 @@ use crate::index::file::{self, read_meta, write_meta, META_FILE};
 use crate::metric::Metric;
 use crate::vector::Element;
 
-/// 2: the files carry their own checksums (version 1 kept them in `index.json`).
-const VERSION: u32 = 2;
+/// 3: `HNSW<M>,SQ8,Refine` keeps its full vectors in `exact.bin` (`refine` in `index.json`).
+/// 2: the files carry their own checksums (version 1 kept them in `index.json`); still read.
+const VERSION: u32 = 3;
+/// The oldest version [`load`] reads.
+const OLDEST: u32 = 2;
 
 /// The `index.json` document.
 #[derive(Serialize, Deserialize)]
@@ -41,6 +44,9 @@ struct Meta {
     /// The trained codec of a quantized index.
     #[serde(default)]
     sq8: Option<Sq8Codec>,
+    /// `HNSW<M>,SQ8,Refine`: `exact.bin` holds the full vectors (absent before version 3).
+    #[serde(default)]
+    refine: bool,
 }
 
 fn u32s(v: impl Iterator<Item = u32>) -> Vec<u8> {
@@ -54,6 +60,9 @@ pub(super) fn save(idx: &HnswIndex, dir: &Path) -> Result<()> {
     let load = |a: &AtomicU32| a.load(std::sync::atomic::Ordering::Relaxed);
     let write = |name: &str, bytes: &[u8]| file::write(&dir.join(name), bytes);
     write("vectors.bin", idx.rows.bytes())?;
+    if let Some(exact) = &idx.exact {
+        write("exact.bin", exact.bytes())?;
+    }
     write("ids.bin", bytemuck::cast_slice(&idx.ids))?;
     write("levels.bin", &g.levels)?;
     write("links0.bin", &u32s(g.links0.iter().map(load)))?;
@@ -75,6 +84,7 @@ pub(super) fn save(idx: &HnswIndex, dir: &Path) -> Result<()> {
         rng: idx.rng,
         quantized: idx.quantized,
         sq8: idx.sq8.clone(),
+        refine: idx.exact.is_some(),
     };
     // The description goes last: a directory without it is not a complete index.
     write_meta(dir, &meta)
@@ -95,6 +105,23 @@ fn check_len(p: &Path, len: usize, want_len: usize) -> Result<()> {
     Ok(())
 }
 
+/// Map a rows file of `n` rows of `row_bytes` (memory-mapped: the body starts at offset 0,
+/// so mapped floats are aligned); `floats`: the rows are `f32`.
+fn map_rows(vp: &Path, n: usize, row_bytes: usize, floats: bool) -> Result<Rows> {
+    let f = fs::File::open(vp).map_err(|e| Error::io(vp, e))?;
+    // SAFETY: the file is private to this index directory; it must not be modified while mapped.
+    let map = unsafe { memmap2::Mmap::map(&f) }.map_err(|e| Error::io(vp, e))?;
+    let len = file::verify(vp, &map)?.len();
+    check_len(vp, len, n.saturating_mul(row_bytes))?;
+    if n == 0 {
+        return Ok(if floats { Rows::F32(Vec::new()) } else { Rows::Bits(Vec::new()) });
+    }
+    if floats && bytemuck::try_cast_slice::<u8, f32>(&map[..len]).is_err() {
+        return Err(corrupt(vp, "mapping is not 4-byte aligned"));
+    }
+    Ok(Rows::Mapped { map: std::sync::Arc::new(map), len })
+}
+
 /// Load an index saved by [`save`].
 pub(super) fn load(dir: &Path) -> Result<HnswIndex> {
     let mp = dir.join(META_FILE);
@@ -102,7 +129,7 @@ pub(super) fn load(dir: &Path) -> Result<HnswIndex> {
     if meta.kind != "hnsw" {
         return Err(corrupt(&mp, format!("kind is '{}', not 'hnsw'", meta.kind)));
     }
-    if meta.version != VERSION {
+    if !(OLDEST..=VERSION).contains(&meta.version) {
         return Err(corrupt(&mp, format!("unsupported version {}", meta.version)));
     }
     if !(2..=MAX_M).contains(&meta.m) || meta.dim == 0 || meta.nodes >= NONE as usize {
@@ -120,27 +147,16 @@ pub(super) fn load(dir: &Path) -> Result<HnswIndex> {
         (Some(_), false) => return Err(corrupt(&mp, "an SQ8 codec on an index of full vectors")),
         _ => {}
     }
+    if meta.refine && !meta.quantized {
+        return Err(corrupt(&mp, "full vectors for re-ranking beside full vectors"));
+    }
     let floats = element == Element::F32 && !meta.quantized;
     let row_bytes = if meta.quantized { meta.dim } else { element.bytes_per_vector(meta.dim) };
 
-    // Vectors: memory-mapped (the body starts at offset 0, so mapped floats are aligned).
-    let vp = dir.join("vectors.bin");
-    let f = fs::File::open(&vp).map_err(|e| Error::io(&vp, e))?;
-    // SAFETY: the file is private to this index directory; it must not be modified while mapped.
-    let map = unsafe { memmap2::Mmap::map(&f) }.map_err(|e| Error::io(&vp, e))?;
-    let len = file::verify(&vp, &map)?.len();
-    check_len(&vp, len, n.saturating_mul(row_bytes))?;
-    let rows = if n == 0 {
-        if floats {
-            Rows::F32(Vec::new())
-        } else {
-            Rows::Bits(Vec::new())
-        }
-    } else {
-        if floats && bytemuck::try_cast_slice::<u8, f32>(&map[..len]).is_err() {
-            return Err(corrupt(&vp, "mapping is not 4-byte aligned"));
-        }
-        Rows::Mapped { map: std::sync::Arc::new(map), len }
+    let rows = map_rows(&dir.join("vectors.bin"), n, row_bytes, floats)?;
+    let exact = match meta.refine {
+        true => Some(map_rows(&dir.join("exact.bin"), n, 4 * meta.dim, true)?),
+        false => None,
     };
 
     let ids: Vec<u64> = read(dir, "ids.bin", n)?;
@@ -219,6 +235,7 @@ pub(super) fn load(dir: &Path) -> Result<HnswIndex> {
         rows,
         quantized: meta.quantized,
         sq8: meta.sq8,
+        exact,
         graph,
         ids,
         slot_of,
@@ -226,6 +243,7 @@ pub(super) fn load(dir: &Path) -> Result<HnswIndex> {
         n_deleted: meta.deleted,
         rng: meta.rng,
         unwalked: 0,
+        reorder: true,
     })
 }
 

@@ -106,6 +106,13 @@ impl Pool {
         None
     }
 
+    /// The closest candidate not yet expanded, left unmarked (what [`Pool::next`] returns
+    /// next unless a closer one arrives first).
+    #[inline(always)]
+    pub fn peek(&self) -> Option<u32> {
+        self.items[self.cursor.min(self.items.len())..].iter().find(|c| !c.done).map(|c| c.id)
+    }
+
     /// The pool's content, closest first.
     pub fn items(&self) -> &[Cand] {
         &self.items
