@@ -38,7 +38,7 @@ with open(sys.argv[1], "wb") as f:
   rm -rf "$WORK/gt_db"
 fi
 
-for run in 1 2; do
+for run in $(seq 1 "${RUNS:-2}"); do
   for cfg in "auto|--index Auto" "auto-budget|--index Auto --memory-budget $BUDGET" "pinned|--index HNSW32"; do
     name=${cfg%%|*}
     # shellcheck disable=SC2206

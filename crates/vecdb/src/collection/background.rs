@@ -306,7 +306,7 @@ fn run_build(me: Weak<Collection>, track: Arc<BuildTrack>, source: Source, field
     // is then due now.
     c.start_due_builds();
     if matches!(c.access, Access::Writer(_)) {
-        if let Err(e) = c.checkpoint() {
+        if let Err(e) = c.checkpoint_with(0) {
             tracing::warn!(field = %field.name, error = %e, "checkpoint after the index build failed (the index is rebuilt after a restart)");
         }
     }
@@ -381,14 +381,18 @@ fn build(
     Ok(Some(index))
 }
 
-/// The touched ids drained from `track`, read back from `st`: (present ids, their vectors of the
-/// field, ids no longer live).
-fn drain_touched(st: &State, track: &BuildTrack, field: &VectorField) -> (Vec<u64>, Buf, Vec<u64>) {
+/// The ids touched since the last drain, sorted and distinct.
+fn drain_ids(track: &BuildTrack) -> Vec<u64> {
     let mut touched = std::mem::take(&mut *track.touched.lock());
     touched.sort_unstable();
     touched.dedup();
+    touched
+}
+
+/// `touched` read back from `st`: (present ids, their vectors of the field, ids no longer live).
+fn read_touched(st: &State, touched: &[u64], track: &BuildTrack, field: &VectorField) -> (Vec<u64>, Buf, Vec<u64>) {
     let (mut ids, mut buf, mut gone) = (Vec::new(), Buf::new(field.element()), Vec::new());
-    for id in touched {
+    for &id in touched {
         match st.vector(id, track.field) {
             Some(v) => {
                 ids.push(id);
@@ -425,21 +429,26 @@ fn catch_up_and_swap(
         }
     };
     for _ in 0..CATCH_UP_ROUNDS {
-        let c = me.upgrade()?;
-        let (ids, buf, gone) = {
-            let st = c.state.read();
-            if !is_current(&st, track) {
+        // Drained in chunks, each read under a brief read lock: the vectors copied at once stay
+        // bounded however much a bulk load wrote during the build. (A record rewritten after its
+        // chunk was read is touched again and comes back in the next round.)
+        let touched = drain_ids(track);
+        for chunk in touched.chunks(CHUNK) {
+            let c = me.upgrade()?;
+            let (ids, buf, gone) = {
+                let st = c.state.read();
+                if !is_current(&st, track) {
+                    return None;
+                }
+                read_touched(&st, chunk, track, field)
+            };
+            drop(c);
+            if let Err(e) = apply_touched(index.as_mut(), &ids, &buf, &gone) {
+                fail(&*me.upgrade()?, e);
                 return None;
             }
-            drain_touched(&st, track, field)
-        };
-        drop(c);
-        let n = ids.len() + gone.len();
-        if let Err(e) = apply_touched(index.as_mut(), &ids, &buf, &gone) {
-            fail(&*me.upgrade()?, e);
-            return None;
         }
-        if n < CATCH_UP_DONE {
+        if touched.len() < CATCH_UP_DONE {
             break;
         }
     }
@@ -448,7 +457,8 @@ fn catch_up_and_swap(
     if !is_current(&st, track) {
         return None;
     }
-    let (ids, buf, gone) = drain_touched(&st, track, field);
+    let touched = drain_ids(track);
+    let (ids, buf, gone) = read_touched(&st, &touched, track, field);
     if let Err(e) = apply_touched(index.as_mut(), &ids, &buf, &gone) {
         drop(st);
         fail(&c, e);

@@ -75,6 +75,13 @@ impl Collection {
     /// ([`VectorIndex::clone_index`], for indexes up to 4 GiB); the copies are written to
     /// disk after the locks are released, and searches go on throughout.
     pub fn checkpoint(&self) -> Result<()> {
+        self.checkpoint_with(SNAPSHOT_COPY_MAX_BYTES)
+    }
+
+    /// [`Collection::checkpoint`], copying in memory only the indexes of up to `copy_max` bytes
+    /// (the others are written under the writer lock). A background build passes 0: it has just
+    /// built the graph, and a copy would double the memory a bulk load peaks at.
+    pub(super) fn checkpoint_with(&self, copy_max: usize) -> Result<()> {
         self.check_alive()?;
         let _one_at_a_time = self.snapshotting.lock();
         let copies = {
@@ -87,7 +94,7 @@ impl Collection {
             let mut copies = Vec::new();
             for (f, marker) in self.snapshots_due(&w, &st) {
                 let index = st.indexes[f].index.as_ref();
-                let copy = if index.memory_bytes() <= SNAPSHOT_COPY_MAX_BYTES { index.clone_index() } else { None };
+                let copy = if index.memory_bytes() <= copy_max { index.clone_index() } else { None };
                 match copy {
                     Some(copy) => copies.push((f, copy, marker)),
                     None => self.write_snapshot(f, index, &marker),
