@@ -109,7 +109,7 @@ pub fn index_for(field: &str, metric: Metric, dim: usize, arg: &str) -> Result<S
 /// True when `--index ARG` is a list of `feature=spec` pairs rather than one spec (an `Auto`
 /// spec has `=` in its settings: `Auto,budget=4G`).
 fn is_per_feature(arg: &str) -> bool {
-    arg.contains('=') && !arg.trim_start().to_ascii_lowercase().starts_with("auto")
+    arg.contains('=') && vecdb::collection::AutoPolicy::parse(arg).is_none()
 }
 
 /// Check that every `feature=` of a per-feature `--index` names one of `fields`.

@@ -17,13 +17,13 @@ pub fn with_budget(index: &str, budget: Option<&str>) -> Result<String> {
     if vecdb::collection::parse_size(budget).is_none_or(|b| b == 0) {
         bail!("--memory-budget '{budget}' is not a size (e.g. 4G, 512MiB, 2000000000)");
     }
-    let is_auto = |spec: &str| spec.trim().split(',').next().is_some_and(|h| h.trim().eq_ignore_ascii_case("auto"));
+    let is_auto = |spec: &str| vecdb::collection::AutoPolicy::parse(spec).is_some();
     let mut any = false;
     let parts: Vec<String> = index
         .split(';')
         .map(|part| {
             let (prefix, spec) = match part.split_once('=') {
-                Some((name, spec)) if !part.trim_start().to_ascii_lowercase().starts_with("auto") => {
+                Some((name, spec)) if vecdb::collection::AutoPolicy::parse(part).is_none() => {
                     (format!("{name}="), spec)
                 }
                 _ => (String::new(), part),
