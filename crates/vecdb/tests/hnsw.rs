@@ -691,7 +691,8 @@ fn sq8_refine_honours_filters_removals_and_persists() {
 
 #[test]
 fn version_2_files_still_load() {
-    // Indexes saved before version 3 (no `refine` field, no exact.bin) read back unchanged.
+    // Indexes saved before version 3 (no `refine` field, no exact.bin; no `in_place` before
+    // version 4) read back unchanged.
     let (n, dim) = (1_000, 16);
     let data = clustered(n, dim, 10, 61);
     let ids: Vec<u64> = (0..n as u64).collect();
@@ -702,14 +703,17 @@ fn version_2_files_still_load() {
         ix.save(dir.path()).unwrap();
         let meta = dir.path().join("index.json");
         let text = String::from_utf8(vecdb::index::file::read(&meta).unwrap()).unwrap();
-        let v2 = text.replace("\"version\": 3", "\"version\": 2").replace(",\n  \"refine\": false", "");
-        assert!(v2.contains("\"version\": 2") && !v2.contains("refine"), "{spec}: {v2}");
+        let v2 = text
+            .replace("\"version\": 4", "\"version\": 2")
+            .replace(",\n  \"refine\": false", "")
+            .replace(",\n  \"in_place\": false", "");
+        assert!(v2.contains("\"version\": 2") && !v2.contains("refine") && !v2.contains("in_place"), "{spec}: {v2}");
         vecdb::index::file::write(&meta, v2.as_bytes()).unwrap();
         let loaded = load_index(dir.path()).unwrap();
         assert_eq!(loaded.description(), spec);
         let q = VectorRef::Dense(&data[5 * dim..6 * dim]);
         assert_eq!(loaded.search(q, 5, &ef(32), None).unwrap(), ix.search(q, 5, &ef(32), None).unwrap());
-        let v9 = text.replace("\"version\": 3", "\"version\": 9");
+        let v9 = text.replace("\"version\": 4", "\"version\": 9");
         vecdb::index::file::write(&meta, v9.as_bytes()).unwrap();
         assert!(matches!(load_index(dir.path()), Err(Error::Corrupt { .. })), "{spec}: version 9 accepted");
     }

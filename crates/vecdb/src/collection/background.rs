@@ -345,6 +345,23 @@ fn build(
         // Everything may still be in the memtable (a bulk load before its first checkpoint).
         index.train(if i == 0 { source.mem_vectors.as_ref() } else { sample.as_ref() })?;
     }
+    if super::in_place::prefer_in_place(index.as_mut()) {
+        // A float graph links the segments' rows where they are mapped (no copy).
+        let h = index.as_hnsw_mut().expect("an in-place index is a graph");
+        for (si, seg) in source.segments.iter().enumerate() {
+            let more = super::in_place::add_segment_rows(h, seg, track.field, live_rows(si), CHUNK, |n| {
+                track.done.fetch_add(n, Ordering::Relaxed);
+                if reported.elapsed() > Duration::from_secs(2) {
+                    report(track);
+                    reported = Instant::now();
+                }
+                !track.cancel.load(Ordering::SeqCst)
+            })?;
+            if !more {
+                return Ok(None);
+            }
+        }
+    }
     let (mut ids, mut buf) = (Vec::with_capacity(CHUNK), Buf::new(field.element()));
     let mut flush = |ids: &mut Vec<u64>, buf: &mut Buf, index: &mut Box<dyn VectorIndex>| -> Result<bool> {
         if track.cancel.load(Ordering::SeqCst) {
@@ -363,6 +380,9 @@ fn build(
         Ok(true)
     };
     for (si, seg) in source.segments.iter().enumerate() {
+        if super::in_place::reads_in_place(index.as_mut()) {
+            break; // linked above
+        }
         for r in live_rows(si) {
             ids.push(seg.ids()[r]);
             buf.push(seg.vector(track.field, r));
@@ -475,5 +495,7 @@ fn catch_up_and_swap(
     fi.rerank = track.rerank;
     st.indexes[track.field] = fi;
     st.cancel_build(track.field);
+    // The graph read the segments of step 1 in place: point it at today's.
+    st.relocate_in_place();
     Some(n)
 }

@@ -188,6 +188,7 @@ impl Collection {
             st.memtable.clear();
             st.tombstones.clear();
             st.reset_stored(&schema);
+            st.relocate_in_place();
         }
         remove_if_exists(old_wal.path())?;
         for s in replaced {

@@ -25,6 +25,7 @@ mod background;
 mod checkpoint;
 mod commit;
 mod follow;
+mod in_place;
 mod open;
 mod query;
 mod rows;

@@ -131,6 +131,10 @@ impl State {
             }
         };
         let since = marker.segments.len();
+        if !self.resolve_in_place(index.as_mut(), f, since) {
+            tracing::warn!(field = %field.name, "index snapshot's rows are not all in the segments; rebuilding");
+            return None;
+        }
         let mut gone: Vec<u64> = self.segments[since..]
             .iter()
             .flat_map(|seg| seg.tombstones().iter().copied())

@@ -340,6 +340,15 @@ impl State {
                 return not_ready(index);
             }
         }
+        if super::in_place::prefer_in_place(index.as_mut()) {
+            // A float graph reads the segments' rows where they are mapped (no copy).
+            let h = index.as_hnsw_mut().expect("an in-place index is a graph");
+            if let Err(e) = self.add_live_in_place(f, h, BUILD_CHUNK) {
+                tracing::warn!(field = %field.name, spec, error = %e, "index build failed; exact search meanwhile");
+                return not_ready(index);
+            }
+            return Ok(FieldIndex::built(index, spec, true, n, false));
+        }
         if let Err(e) = self.add_live_since(field, f, 0, index.as_mut()) {
             tracing::warn!(field = %field.name, spec, error = %e, "index build failed; exact search meanwhile");
             return not_ready(index);
@@ -775,6 +784,7 @@ impl State {
         self.segments.push(seg);
         if update_index {
             self.reset_stored(schema);
+            self.relocate_in_place();
         }
         Ok(())
     }
@@ -819,6 +829,8 @@ impl State {
             })
             .collect();
         self.indexes = built.into_iter().collect::<Result<_>>()?;
+        // A snapshot's catch-up copied the rows of newer segments: point them at their segments.
+        self.relocate_in_place();
         Ok(())
     }
 }

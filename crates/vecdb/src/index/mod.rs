@@ -134,6 +134,11 @@ pub trait VectorIndex: Send + Sync {
     fn memory_bytes(&self) -> usize;
     /// Write the index into directory `dir` (created if missing); [`load_index`] reads it back.
     fn save(&self, dir: &Path) -> Result<()>;
+    /// The HNSW graph this index is, for a storage engine that lets it read rows in place
+    /// ([`hnsw::HnswIndex::read_rows_in_place`]); `None` for every other index.
+    fn as_hnsw_mut(&mut self) -> Option<&mut hnsw::HnswIndex> {
+        None
+    }
     /// A deep copy (FAISS's `clone_index`), or `None` when the index cannot make one. Every
     /// built-in index can; a collection saves such copies of its indexes so that writers wait
     /// for the copy, not for the disk.

@@ -44,6 +44,7 @@ impl HnswIndex {
         let src_exact = self.exact.as_ref().map_or(&[][..], |r| r.f32s());
         let (src_f, src_b) = (self.rows.f32s(), self.rows.bytes());
         let floats_kept = self.stores_floats();
+        let in_place = matches!(self.rows, Rows::InPlace(_));
         for slot in 0..n {
             if new_of[slot] == NONE {
                 continue;
@@ -52,7 +53,9 @@ impl HnswIndex {
             // Cannot overflow: the new graph is no larger than the old one.
             let _ = graph.push_node(level);
             ids.push(self.ids[slot]);
-            if floats_kept {
+            if in_place {
+                // the address table is filtered below
+            } else if floats_kept {
                 floats.extend_from_slice(&src_f[slot * dim..(slot + 1) * dim]);
             } else {
                 bytes.extend_from_slice(&src_b[slot * rb..(slot + 1) * rb]);
@@ -82,7 +85,15 @@ impl HnswIndex {
             Some((e, l)) => graph.set_entry(e, l),
             None => graph.clear_entry(),
         }
-        self.rows = if floats_kept { Rows::F32(floats) } else { Rows::Bits(bytes) };
+        self.rows = match &mut self.rows {
+            Rows::InPlace(r) => {
+                let mut r = std::mem::replace(r, super::InPlaceRows::new(dim));
+                r.retain_slots(|slot| new_of[slot] != NONE);
+                Rows::InPlace(r)
+            }
+            _ if floats_kept => Rows::F32(floats),
+            _ => Rows::Bits(bytes),
+        };
         if self.exact.is_some() {
             self.exact = Some(Rows::F32(exact));
         }

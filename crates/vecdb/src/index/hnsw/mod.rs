@@ -32,6 +32,7 @@
 //!   into memory on the first insert.
 
 mod graph;
+mod in_place;
 mod maintain;
 mod persist;
 mod refine;
@@ -53,10 +54,12 @@ use crate::vector::Element;
 use crate::vector::{Vector, VectorRef, VectorsRef};
 
 use graph::{Graph, Locks, Scored};
+use in_place::InPlaceRows;
 use scratch::with_scratch;
 use space::Space;
 use sq8::Sq8Codec;
 
+pub use in_place::KeepAlive;
 pub use refine::default_rerank;
 
 /// Default `ef` for searches that do not set [`SearchParams::ef`].
@@ -87,14 +90,26 @@ macro_rules! with_space {
                 let $s = $crate::index::hnsw::space::Sq8UIpSpace { data: idx.rows.bytes(), dim: idx.dim, codec };
                 $body
             }
-            (None, $crate::metric::Metric::L2) => {
-                let $s = $crate::index::hnsw::space::L2Space { data: idx.rows.f32s(), dim: idx.dim };
-                $body
-            }
-            (None, $crate::metric::Metric::Cosine | $crate::metric::Metric::Dot) => {
-                let $s = $crate::index::hnsw::space::IpSpace { data: idx.rows.f32s(), dim: idx.dim };
-                $body
-            }
+            (None, $crate::metric::Metric::L2) => match &idx.rows {
+                $crate::index::hnsw::Rows::InPlace(rows) => {
+                    let $s = $crate::index::hnsw::space::InPlaceL2Space { rows, dim: idx.dim };
+                    $body
+                }
+                _ => {
+                    let $s = $crate::index::hnsw::space::L2Space { data: idx.rows.f32s(), dim: idx.dim };
+                    $body
+                }
+            },
+            (None, $crate::metric::Metric::Cosine | $crate::metric::Metric::Dot) => match &idx.rows {
+                $crate::index::hnsw::Rows::InPlace(rows) => {
+                    let $s = $crate::index::hnsw::space::InPlaceIpSpace { rows, dim: idx.dim };
+                    $body
+                }
+                _ => {
+                    let $s = $crate::index::hnsw::space::IpSpace { data: idx.rows.f32s(), dim: idx.dim };
+                    $body
+                }
+            },
             (None, $crate::metric::Metric::Hamming) => {
                 let $s = $crate::index::hnsw::space::BitSpace { data: idx.rows.bytes(), bytes: idx.row_bytes() };
                 $body
@@ -116,13 +131,15 @@ enum Rows {
         map: std::sync::Arc<memmap2::Mmap>,
         len: usize,
     },
+    /// Float rows read in place from a storage engine's mapped columns ([`in_place`]).
+    InPlace(InPlaceRows),
 }
 
 impl Rows {
     fn f32s(&self) -> &[f32] {
         match self {
             Rows::F32(v) => v,
-            Rows::Bits(_) => &[],
+            Rows::Bits(_) | Rows::InPlace(_) => &[],
             Rows::Mapped { map, len } => bytemuck::cast_slice(&map[..*len]),
         }
     }
@@ -131,10 +148,15 @@ impl Rows {
             Rows::F32(v) => bytemuck::cast_slice(v),
             Rows::Bits(v) => v,
             Rows::Mapped { map, len } => &map[..*len],
+            Rows::InPlace(_) => &[],
         }
     }
+    /// Bytes of memory the rows take (an in-place index: its address table and copies).
     fn byte_len(&self) -> usize {
-        self.bytes().len()
+        match self {
+            Rows::InPlace(r) => r.heap_bytes(),
+            _ => self.bytes().len(),
+        }
     }
     /// Copy mapped rows into memory so they can grow (`floats`: the rows are `f32`).
     fn make_owned(&mut self, floats: bool) {
@@ -287,6 +309,101 @@ impl HnswIndex {
         self.reorder = on;
     }
 
+    /// Read float rows in place from now on: [`HnswIndex::add_in_place`] links rows a storage
+    /// engine keeps (memory-mapped columns) without copying them, and [`VectorIndex::add`]
+    /// copies its rows into chunks the index owns. Only an empty float graph (not `SQ8`, not
+    /// `hamming`) switches; returns whether this index reads its rows in place.
+    pub fn read_rows_in_place(&mut self) -> bool {
+        if self.graph.len() == 0 && self.stores_floats() && self.exact.is_none() {
+            self.rows = Rows::InPlace(InPlaceRows::new(self.dim));
+        }
+        self.reads_in_place()
+    }
+
+    /// True when the rows are read in place ([`HnswIndex::read_rows_in_place`]).
+    pub fn reads_in_place(&self) -> bool {
+        matches!(self.rows, Rows::InPlace(_))
+    }
+
+    /// Link rows the caller stores: `rows[i]` is the address of id `ids[i]`'s `dim` floats.
+    /// An id already present is replaced, as with [`VectorIndex::add`].
+    ///
+    /// # Safety
+    /// The index must read in place ([`HnswIndex::read_rows_in_place`]); every address
+    /// points at `dim` aligned, finite `f32`s that stay valid and unchanged while `keep` is
+    /// held (the index holds it until a [`HnswIndex::relocate_rows`] drops it).
+    pub unsafe fn add_in_place(&mut self, ids: &[u64], rows: &[usize], keep: KeepAlive) -> Result<()> {
+        if ids.len() != rows.len() {
+            return Err(Error::InvalidArgument(format!("{} ids but {} rows", ids.len(), rows.len())));
+        }
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.check_capacity(ids.len())?;
+        let start = self.graph.len();
+        match &mut self.rows {
+            Rows::InPlace(r) => r.push_in_place(rows, keep),
+            _ => return Err(Error::InvalidArgument("this HNSW index does not read rows in place".into())),
+        }
+        self.link_new(start, ids)
+    }
+
+    /// The slots of a loaded in-place index that wait for their rows, with their ids (live
+    /// nodes: the snapshot saved the rows of removed ones).
+    pub fn unresolved_rows(&self) -> Vec<(u32, u64)> {
+        match &self.rows {
+            Rows::InPlace(r) if r.unresolved > 0 => {
+                r.ptrs.iter().enumerate().filter(|(_, &p)| p == 0).map(|(s, _)| (s as u32, self.ids[s])).collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Supply the rows [`HnswIndex::unresolved_rows`] listed (`(slot, address)`); an error when
+    /// some are still missing.
+    ///
+    /// # Safety
+    /// As [`HnswIndex::add_in_place`], for every address and the handles in `keep`.
+    pub unsafe fn resolve_rows(&mut self, rows: &[(u32, usize)], keep: Vec<KeepAlive>) -> Result<()> {
+        let Rows::InPlace(r) = &mut self.rows else {
+            return Ok(());
+        };
+        match r.resolve(rows, keep) {
+            0 => Ok(()),
+            left => Err(Error::InvalidArgument(format!("{left} rows of the HNSW index were not found in storage"))),
+        }
+    }
+
+    /// Re-point every row after the storage moved: `to(id, removed, address)` returns the
+    /// row's address now (the same one when it did not move) or `None` to keep a private copy
+    /// (a removed node whose row went away, a record not in mapped storage). The index then
+    /// holds exactly the handles in `keep` (and its copies).
+    ///
+    /// # Safety
+    /// As [`HnswIndex::add_in_place`], for every address `to` returns and the handles in
+    /// `keep`; the current rows must still be valid during the call.
+    pub unsafe fn relocate_rows(
+        &mut self,
+        mut to: impl FnMut(u64, bool, usize) -> Option<usize>,
+        keep: Vec<KeepAlive>,
+    ) {
+        let (ids, deleted) = (&self.ids, &self.deleted);
+        if let Rows::InPlace(r) = &mut self.rows {
+            r.relocate(|slot, p| to(ids[slot as usize], deleted.get(slot), p), keep);
+        }
+    }
+
+    /// An error while a loaded in-place index waits for its rows.
+    fn check_resolved(&self) -> Result<()> {
+        match &self.rows {
+            Rows::InPlace(r) if r.unresolved > 0 => Err(Error::InvalidArgument(format!(
+                "the HNSW index reads its rows from storage and {} of them are not attached",
+                r.unresolved
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// Removed nodes still held as tombstones.
     pub fn deleted_count(&self) -> usize {
         self.n_deleted
@@ -348,7 +465,7 @@ impl HnswIndex {
 
     /// Repair the graph when a quarter of its nodes are tombstones.
     fn maybe_consolidate(&mut self) {
-        if self.n_deleted > 0 && self.n_deleted * 4 >= self.graph.len() {
+        if self.n_deleted > 0 && self.n_deleted * 4 >= self.graph.len() && self.check_resolved().is_ok() {
             self.consolidate();
         }
     }
@@ -410,14 +527,7 @@ impl HnswIndex {
     /// Append rows (already validated) and link them into the graph.
     fn add_validated(&mut self, ids: &[u64], vectors: VectorsRef<'_>) -> Result<()> {
         let start = self.graph.len();
-        if start + ids.len() >= graph::NONE as usize {
-            return Err(Error::InvalidArgument(format!(
-                "HNSW index holds at most {} nodes; {} + {} given",
-                graph::NONE - 1,
-                start,
-                ids.len()
-            )));
-        }
+        self.check_capacity(ids.len())?;
         self.rows.make_owned(self.stores_floats());
         if let (Some(exact), VectorsRef::Dense(d)) = (&mut self.exact, vectors) {
             exact.make_owned(true);
@@ -430,6 +540,7 @@ impl HnswIndex {
         }
         match (&mut self.rows, vectors, &self.sq8) {
             (Rows::F32(v), VectorsRef::Dense(d), None) => v.extend_from_slice(&d[..ids.len() * self.dim]),
+            (Rows::InPlace(r), VectorsRef::Dense(d), None) => r.push_owned(&d[..ids.len() * self.dim]),
             (Rows::Bits(v), VectorsRef::Dense(d), Some(codec)) => {
                 codec.encode_rows(&d[..ids.len() * self.dim], self.dim, v)
             }
@@ -439,6 +550,25 @@ impl HnswIndex {
             }
             _ => return Err(Error::InvalidVector(format!("expected {:?} vectors", self.metric.element()))),
         }
+        self.link_new(start, ids)
+    }
+
+    /// Check that `more` nodes fit the graph's 32-bit slot numbers.
+    fn check_capacity(&self, more: usize) -> Result<()> {
+        let start = self.graph.len();
+        if start + more >= graph::NONE as usize {
+            return Err(Error::InvalidArgument(format!(
+                "HNSW index holds at most {} nodes; {} + {} given",
+                graph::NONE - 1,
+                start,
+                more
+            )));
+        }
+        Ok(())
+    }
+
+    /// Give `ids` the slots `start..` whose rows were just stored, and link them into the graph.
+    fn link_new(&mut self, start: usize, ids: &[u64]) -> Result<()> {
         let levels: Vec<usize> = ids.iter().map(|_| self.random_level()).collect();
         let upper_words: usize = levels.iter().map(|&l| l * (self.m + 1)).sum();
         self.graph.reserve(ids.len(), upper_words);
@@ -559,6 +689,7 @@ impl VectorIndex for HnswIndex {
         if ids.is_empty() {
             return Ok(());
         }
+        self.check_resolved()?;
         self.add_validated(ids, vectors)
     }
     fn remove(&mut self, ids: &[u64]) -> Result<usize> {
@@ -584,6 +715,7 @@ impl VectorIndex for HnswIndex {
         filter: Option<IdFilter<'_>>,
     ) -> Result<Vec<Neighbor>> {
         self.check_query(query)?;
+        self.check_resolved()?;
         if self.graph.len() == 0 {
             return Ok(Vec::new());
         }
@@ -607,6 +739,7 @@ impl VectorIndex for HnswIndex {
         filter: Option<IdFilter<'_>>,
     ) -> Result<Vec<Neighbor>> {
         self.check_query(query)?;
+        self.check_resolved()?;
         if radius.is_nan() {
             return Err(Error::InvalidArgument("range search radius is NaN".into()));
         }
@@ -658,6 +791,9 @@ impl VectorIndex for HnswIndex {
         if let Some(codec) = &self.sq8 {
             return Some(Vector::Dense(codec.decode(&self.rows.bytes()[slot * b..(slot + 1) * b])));
         }
+        if let Rows::InPlace(r) = &self.rows {
+            return (r.ptrs[slot] != 0).then(|| Vector::Dense(r.row(slot as u32).to_vec()));
+        }
         Some(match self.metric.element() {
             Element::F32 => Vector::Dense(self.rows.f32s()[slot * self.dim..(slot + 1) * self.dim].to_vec()),
             Element::Bit => Vector::Binary(self.rows.bytes()[slot * b..(slot + 1) * b].to_vec()),
@@ -677,6 +813,9 @@ impl VectorIndex for HnswIndex {
     }
     fn clone_index(&self) -> Option<Box<dyn VectorIndex>> {
         Some(Box::new(self.clone()))
+    }
+    fn as_hnsw_mut(&mut self) -> Option<&mut HnswIndex> {
+        Some(self)
     }
     fn save(&self, dir: &Path) -> Result<()> {
         persist::save(self, dir)

@@ -10,16 +10,18 @@ use serde::{Deserialize, Serialize};
 
 use super::graph::{Graph, NONE};
 use super::sq8::Sq8Codec;
-use super::{Bits, HnswIndex, Rows, MAX_LEVEL, MAX_M};
+use super::{Bits, HnswIndex, InPlaceRows, Rows, MAX_LEVEL, MAX_M};
 use crate::error::{Error, Result};
 use crate::fsutil::{corrupt, create_dir};
 use crate::index::file::{self, read_meta, write_meta, META_FILE};
 use crate::metric::Metric;
 use crate::vector::Element;
 
+/// 4: a graph that reads its rows in place (`in_place`) saves no `vectors.bin`, only the rows
+///    the storage engine does not keep (`inline_slots.bin`, `inline.bin`).
 /// 3: `HNSW<M>,SQ8,Refine` keeps its full vectors in `exact.bin` (`refine` in `index.json`).
 /// 2: the files carry their own checksums (version 1 kept them in `index.json`); still read.
-const VERSION: u32 = 3;
+const VERSION: u32 = 4;
 /// The oldest version [`load`] reads.
 const OLDEST: u32 = 2;
 
@@ -47,6 +49,10 @@ struct Meta {
     /// `HNSW<M>,SQ8,Refine`: `exact.bin` holds the full vectors (absent before version 3).
     #[serde(default)]
     refine: bool,
+    /// The rows live in the storage engine: the loaded index waits for them
+    /// ([`HnswIndex::resolve_rows`]); only removed nodes' and private rows are saved here.
+    #[serde(default)]
+    in_place: bool,
 }
 
 fn u32s(v: impl Iterator<Item = u32>) -> Vec<u8> {
@@ -59,7 +65,21 @@ pub(super) fn save(idx: &HnswIndex, dir: &Path) -> Result<()> {
     let g = &idx.graph;
     let load = |a: &AtomicU32| a.load(std::sync::atomic::Ordering::Relaxed);
     let write = |name: &str, bytes: &[u8]| file::write(&dir.join(name), bytes);
-    write("vectors.bin", idx.rows.bytes())?;
+    match &idx.rows {
+        Rows::InPlace(r) => {
+            // The engine keeps the live rows; save those it may not (removed nodes, copies).
+            let slots: Vec<u32> = (0..g.len() as u32)
+                .filter(|&s| r.ptrs[s as usize] != 0 && (idx.deleted.get(s) || r.is_owned(s)))
+                .collect();
+            let mut rows = Vec::with_capacity(slots.len() * idx.dim);
+            for &s in &slots {
+                rows.extend_from_slice(r.row(s));
+            }
+            write("inline_slots.bin", bytemuck::cast_slice(&slots))?;
+            write("inline.bin", bytemuck::cast_slice(&rows))?;
+        }
+        rows => write("vectors.bin", rows.bytes())?,
+    }
     if let Some(exact) = &idx.exact {
         write("exact.bin", exact.bytes())?;
     }
@@ -85,6 +105,7 @@ pub(super) fn save(idx: &HnswIndex, dir: &Path) -> Result<()> {
         quantized: idx.quantized,
         sq8: idx.sq8.clone(),
         refine: idx.exact.is_some(),
+        in_place: matches!(idx.rows, Rows::InPlace(_)),
     };
     // The description goes last: a directory without it is not a complete index.
     write_meta(dir, &meta)
@@ -153,7 +174,25 @@ pub(super) fn load(dir: &Path) -> Result<HnswIndex> {
     let floats = element == Element::F32 && !meta.quantized;
     let row_bytes = if meta.quantized { meta.dim } else { element.bytes_per_vector(meta.dim) };
 
-    let rows = map_rows(&dir.join("vectors.bin"), n, row_bytes, floats)?;
+    if meta.in_place && !floats {
+        return Err(corrupt(&mp, "rows read in place on an index that is not a float graph"));
+    }
+    let rows = if meta.in_place {
+        let slots: Vec<u32> = file::read_pod(&dir.join("inline_slots.bin"))?;
+        let data: Vec<f32> = read(dir, "inline.bin", slots.len().saturating_mul(meta.dim))?;
+        let mut seen = Bits::default();
+        seen.resize(n);
+        for &s in &slots {
+            if s as usize >= n || seen.get(s) {
+                return Err(corrupt(&dir.join("inline_slots.bin"), format!("slot {s} out of range or repeated")));
+            }
+            seen.set(s);
+        }
+        let inline: Vec<(u32, &[f32])> = slots.iter().zip(data.chunks_exact(meta.dim)).map(|(&s, r)| (s, r)).collect();
+        Rows::InPlace(InPlaceRows::with_unresolved(meta.dim, n, &inline))
+    } else {
+        map_rows(&dir.join("vectors.bin"), n, row_bytes, floats)?
+    };
     let exact = match meta.refine {
         true => Some(map_rows(&dir.join("exact.bin"), n, 4 * meta.dim, true)?),
         false => None,

@@ -71,7 +71,15 @@ impl HnswIndex {
                 Rows::Bits(out)
             }
         };
-        self.rows = permute(&self.rows, self.stores_floats(), self.row_bytes());
+        let (floats, row_bytes) = (self.stores_floats(), self.row_bytes());
+        self.rows = match &mut self.rows {
+            // Rows read in place stay where the storage keeps them: only their addresses move.
+            Rows::InPlace(r) => {
+                r.permute(&order);
+                Rows::InPlace(std::mem::replace(r, super::InPlaceRows::new(self.dim)))
+            }
+            rows => permute(rows, floats, row_bytes),
+        };
         if let Some(exact) = &self.exact {
             self.exact = Some(permute(exact, true, 4 * self.dim));
         }

@@ -8,6 +8,7 @@
 
 use std::borrow::Cow;
 
+use super::in_place::InPlaceRows;
 use super::sq8::Sq8Codec;
 use crate::code_distance;
 use crate::distance;
@@ -86,6 +87,49 @@ macro_rules! dense_space {
 
 dense_space!(L2Space, |a, b| distance::l2_sq(a, b));
 dense_space!(IpSpace, |a, b| -distance::dot(a, b));
+
+/// Dense rows read in place ([`InPlaceRows`]) ranked by squared Euclidean distance.
+pub(crate) struct InPlaceL2Space<'a> {
+    pub rows: &'a InPlaceRows,
+    pub dim: usize,
+}
+
+/// Dense rows read in place ranked by negated inner product.
+pub(crate) struct InPlaceIpSpace<'a> {
+    pub rows: &'a InPlaceRows,
+    pub dim: usize,
+}
+
+macro_rules! in_place_space {
+    ($t:ident, |$a:ident, $b:ident| $d:expr) => {
+        impl Space for $t<'_> {
+            type Row = [f32];
+            #[inline(always)]
+            fn row(&self, i: u32) -> &[f32] {
+                self.rows.row(i)
+            }
+            #[inline(always)]
+            fn dist(&self, $a: &[f32], $b: &[f32]) -> f32 {
+                $d
+            }
+            #[inline(always)]
+            fn prefetch(&self, i: u32) {
+                if let Some(&p) = self.rows.ptrs.get(i as usize) {
+                    prefetch_bytes(p as *const u8, 0, self.dim * 4)
+                }
+            }
+            fn query<'q>(&self, v: VectorRef<'q>) -> Option<Cow<'q, [f32]>> {
+                match v {
+                    VectorRef::Dense(x) if x.len() == self.dim => Some(Cow::Borrowed(x)),
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+in_place_space!(InPlaceL2Space, |a, b| distance::l2_sq(a, b));
+in_place_space!(InPlaceIpSpace, |a, b| -distance::dot(a, b));
 
 impl Space for BitSpace<'_> {
     type Row = [u8];

@@ -1,0 +1,158 @@
+//! Float graphs over the segments' own vectors: a collection's `HNSW<M>` field reads its rows
+//! in place from the memory-mapped segment columns instead of holding (and saving) a copy.
+//!
+//! * Build: [`add_segment_rows`] links segment rows by address, each segment held alive by
+//!   the index; memtable records are copied into the index (the normal `add`).
+//! * Storage changes: a checkpoint moves memtable records into a new segment, a merge or a
+//!   compaction replaces segments. [`State::relocate_in_place`] then re-points every node at
+//!   its record's row in the current segments (rows still in a current segment stay put), and
+//!   copies the rows of removed nodes whose segment went away, so the replaced segments are
+//!   released.
+//! * Snapshots save the graph without the live rows; [`State::resolve_in_place`] finds them
+//!   again in the segments the snapshot covers.
+
+use std::sync::Arc;
+
+use super::state::{Loc, State};
+use crate::error::Result;
+use crate::index::hnsw::{HnswIndex, KeepAlive};
+use crate::index::VectorIndex;
+use crate::segment::Segment;
+use crate::vector::{VectorRef, VectorsRef};
+
+/// Let `index` read its rows in place when it is a float HNSW graph that is still empty;
+/// returns whether it does.
+pub(super) fn prefer_in_place(index: &mut dyn VectorIndex) -> bool {
+    index.as_hnsw_mut().is_some_and(HnswIndex::read_rows_in_place)
+}
+
+/// True when `index` reads its rows in place.
+pub(super) fn reads_in_place(index: &mut dyn VectorIndex) -> bool {
+    index.as_hnsw_mut().is_some_and(|h| h.reads_in_place())
+}
+
+/// Address of row `row` of float field `f` in `seg`.
+fn row_addr(seg: &Segment, f: usize, row: usize) -> usize {
+    match seg.vector(f, row) {
+        VectorRef::Dense(v) => v.as_ptr() as usize,
+        VectorRef::Binary(b) => b.as_ptr() as usize,
+    }
+}
+
+/// Byte range of field `f`'s column in `seg`.
+fn column_range(seg: &Segment, f: usize) -> std::ops::Range<usize> {
+    let (p, len) = match seg.column(f) {
+        VectorsRef::Dense(v) => (v.as_ptr() as usize, 4 * v.len()),
+        VectorsRef::Binary(b) => (b.as_ptr() as usize, b.len()),
+    };
+    p..p + len
+}
+
+fn keep(seg: &Arc<Segment>) -> KeepAlive {
+    seg.clone()
+}
+
+/// Link `rows` of `seg` (ids from its id column) into `index` by address, `chunk` at a time;
+/// `each` runs after every chunk with the number added and returns false to stop (the result
+/// is then `Ok(false)`).
+pub(super) fn add_segment_rows(
+    index: &mut HnswIndex,
+    seg: &Arc<Segment>,
+    f: usize,
+    rows: impl Iterator<Item = usize>,
+    chunk: usize,
+    mut each: impl FnMut(usize) -> bool,
+) -> Result<bool> {
+    let (mut ids, mut addrs) = (Vec::with_capacity(chunk), Vec::with_capacity(chunk));
+    let mut rows = rows.peekable();
+    while rows.peek().is_some() {
+        ids.clear();
+        addrs.clear();
+        for r in rows.by_ref().take(chunk) {
+            ids.push(seg.ids()[r]);
+            addrs.push(row_addr(seg, f, r));
+        }
+        // SAFETY: the rows are `dim` floats of a mapped segment column (4-byte aligned,
+        // validated when written), immutable while the segment is held, and the index holds it.
+        unsafe { index.add_in_place(&ids, &addrs, keep(seg))? };
+        if !each(ids.len()) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+impl State {
+    /// Link every live record of field `f` into the in-place graph `index`: segment rows by
+    /// address, memtable records by copy.
+    pub(super) fn add_live_in_place(&self, f: usize, index: &mut HnswIndex, chunk: usize) -> Result<usize> {
+        let mut added = 0;
+        for (si, seg) in self.segments.iter().enumerate() {
+            let rows = &self.rows[si];
+            let live = (0..seg.rows()).filter(|&r| !rows.is_dead(r));
+            add_segment_rows(index, seg, f, live, chunk, |n| {
+                added += n;
+                true
+            })?;
+        }
+        let mut ids = Vec::with_capacity(self.memtable.len());
+        let mut data = Vec::new();
+        for (&id, m) in &self.memtable {
+            if let VectorRef::Dense(v) = m.vectors[f].as_ref() {
+                ids.push(id);
+                data.extend_from_slice(v);
+            }
+        }
+        index.add(&ids, VectorsRef::Dense(&data))?;
+        Ok(added + ids.len())
+    }
+
+    /// Give a loaded in-place graph of field `f` the rows of its live nodes: each id's row in
+    /// segments `..since` (the ones its snapshot covers), newest first. False when one is missing.
+    pub(super) fn resolve_in_place(&self, index: &mut dyn VectorIndex, f: usize, since: usize) -> bool {
+        let Some(h) = index.as_hnsw_mut() else { return true };
+        let wanted = h.unresolved_rows();
+        if wanted.is_empty() {
+            return true;
+        }
+        let since = since.min(self.segments.len());
+        let mut found = Vec::with_capacity(wanted.len());
+        for (slot, id) in wanted {
+            let hit = (0..since).rev().find_map(|si| self.rows[si].find(&self.segments[si], id).map(|r| (si, r)));
+            match hit {
+                Some((si, r)) => found.push((slot, row_addr(&self.segments[si], f, r))),
+                None => return false,
+            }
+        }
+        let keep: Vec<KeepAlive> = self.segments[..since].iter().map(keep).collect();
+        // SAFETY: addresses of rows of mapped segment columns, held by `keep`.
+        unsafe { h.resolve_rows(&found, keep).is_ok() }
+    }
+
+    /// Re-point every in-place graph at the current segments (after a checkpoint, a merge, a
+    /// compaction, a follower's new segment, a background build's swap): rows still in a
+    /// current segment stay, live records get their current segment row, the rest (memtable
+    /// records, removed nodes whose segment went away) are kept as copies.
+    pub(super) fn relocate_in_place(&mut self) {
+        let mut indexes = std::mem::take(&mut self.indexes);
+        for (f, fi) in indexes.iter_mut().enumerate() {
+            let Some(h) = fi.index.as_hnsw_mut().filter(|h| h.reads_in_place()) else { continue };
+            let ranges: Vec<_> = self.segments.iter().map(|s| column_range(s, f)).collect();
+            let keep: Vec<KeepAlive> = self.segments.iter().map(keep).collect();
+            let st = &*self;
+            let to = |id: u64, removed: bool, addr: usize| {
+                if ranges.iter().any(|r| r.contains(&addr)) {
+                    return Some(addr);
+                }
+                match (removed, st.loc(id)) {
+                    (false, Some(Loc::Seg(si, r))) => Some(row_addr(&st.segments[si as usize], f, r as usize)),
+                    _ => None,
+                }
+            };
+            // SAFETY: the current addresses are valid (the index still holds their segments or
+            // copies during the call); new ones are rows of mapped columns held by `keep`.
+            unsafe { h.relocate_rows(to, keep) };
+        }
+        self.indexes = indexes;
+    }
+}
