@@ -205,68 +205,159 @@ fn npy_field<'a>(header: &'a str, key: &str) -> Option<&'a str> {
     Some(rest)
 }
 
+/// What a `.npy` header says: shape, element type and where the data starts.
+struct NpyHeader {
+    rows: usize,
+    cols: usize,
+    ty: NpyType,
+    /// Offset of the first element.
+    body: usize,
+}
+
+impl NpyHeader {
+    fn elem_bytes(&self) -> usize {
+        match self.ty {
+            NpyType::F8Le => 8,
+            _ => 4,
+        }
+    }
+
+    /// Parse the header at the start of `raw` (which must hold at least the whole header).
+    fn parse(path: &Path, raw: &[u8]) -> Result<NpyHeader> {
+        let bad = |reason: String| format_err(path, "npy", reason);
+        if raw.len() < 10 || &raw[..6] != b"\x93NUMPY" {
+            return Err(bad("missing \\x93NUMPY magic".into()));
+        }
+        let (hlen, hstart) = match raw[6] {
+            1 => (u16::from_le_bytes([raw[8], raw[9]]) as usize, 10),
+            2 | 3 if raw.len() >= 12 => (u32::from_le_bytes([raw[8], raw[9], raw[10], raw[11]]) as usize, 12),
+            v => return Err(bad(format!("unsupported format version {v}"))),
+        };
+        let header = raw
+            .get(hstart..hstart + hlen)
+            .ok_or_else(|| bad(format!("header of {hlen} bytes runs past the end of the file")))?;
+        let header = std::str::from_utf8(header).map_err(|_| bad("header is not text".into()))?;
+        let descr = npy_field(header, "descr").ok_or_else(|| bad(format!("no 'descr' in header {header:?}")))?;
+        let ty = if descr.starts_with("'<f4'") {
+            NpyType::F4Le
+        } else if descr.starts_with("'>f4'") {
+            NpyType::F4Be
+        } else if descr.starts_with("'<f8'") {
+            NpyType::F8Le
+        } else {
+            return Err(bad(format!(
+                "element type {} is not float32/float64",
+                descr.split(',').next().unwrap_or(descr)
+            )));
+        };
+        let fortran = npy_field(header, "fortran_order").ok_or_else(|| bad("no 'fortran_order' in header".into()))?;
+        if fortran.starts_with("True") {
+            return Err(bad("Fortran-order arrays are not supported; save with np.ascontiguousarray".into()));
+        }
+        let shape = npy_field(header, "shape").ok_or_else(|| bad("no 'shape' in header".into()))?;
+        let inner = shape
+            .strip_prefix('(')
+            .and_then(|s| s.split(')').next())
+            .ok_or_else(|| bad(format!("cannot parse shape {shape:?}")))?;
+        let dims: Vec<usize> = inner
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse::<usize>().map_err(|_| bad(format!("bad shape entry {s:?}"))))
+            .collect::<Result<_>>()?;
+        if dims.len() != 2 {
+            return Err(bad(format!("array has shape {dims:?}; a 2-D (rows, dim) array is required")));
+        }
+        Ok(NpyHeader { rows: dims[0], cols: dims[1], ty, body: hstart + hlen })
+    }
+
+    /// Check that a body of `len` bytes holds exactly the shape's elements.
+    fn check_body(&self, path: &Path, len: u64) -> Result<()> {
+        let want = self.rows.checked_mul(self.cols).and_then(|n| n.checked_mul(self.elem_bytes()));
+        if want.map(|w| w as u64) != Some(len) {
+            return Err(format_err(
+                path,
+                "npy",
+                format!("shape ({}, {}) needs {want:?} bytes of data, file has {len}", self.rows, self.cols),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Decode whole elements of `body` into floats.
+    fn decode(&self, body: &[u8], out: &mut Vec<f32>) {
+        match self.ty {
+            NpyType::F4Le => out.extend(body.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))),
+            NpyType::F4Be => out.extend(body.chunks_exact(4).map(|b| f32::from_be_bytes([b[0], b[1], b[2], b[3]]))),
+            NpyType::F8Le => {
+                out.extend(body.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as f32))
+            }
+        }
+    }
+}
+
 /// Read a 2-D `.npy` array of float32 (`<f4` or `>f4`) or float64 (`<f8`, narrowed), C order.
 pub fn read_npy_f32(path: &Path) -> Result<Matrix<f32>> {
     let raw = read_maybe_gz(path)?;
-    let bad = |reason: String| format_err(path, "npy", reason);
-    if raw.len() < 10 || &raw[..6] != b"\x93NUMPY" {
-        return Err(bad("missing \\x93NUMPY magic".into()));
+    let h = NpyHeader::parse(path, &raw)?;
+    let body = &raw[h.body..];
+    h.check_body(path, body.len() as u64)?;
+    let mut data = Vec::with_capacity(h.rows * h.cols);
+    h.decode(body, &mut data);
+    Ok(Matrix { rows: h.rows, cols: h.cols, data })
+}
+
+/// A `.npy` file read a block of rows at a time (not gzipped): memory stays one block
+/// however large the file ([`read_npy_f32`] reads it whole).
+pub struct NpyRows {
+    path: PathBuf,
+    file: std::io::BufReader<File>,
+    header: NpyHeader,
+    next: usize,
+    bytes: Vec<u8>,
+}
+
+impl NpyRows {
+    /// Open `path` and check its header and size.
+    pub fn open(path: &Path) -> Result<NpyRows> {
+        let io = |source| DatasetError::Io { path: path.to_path_buf(), source };
+        let mut file = File::open(path).map_err(io)?;
+        let len = file.metadata().map_err(io)?.len();
+        let mut head = vec![0u8; (len.min(1 << 20)) as usize];
+        file.read_exact(&mut head).map_err(io)?;
+        let header = NpyHeader::parse(path, &head)?;
+        header.check_body(path, len - header.body as u64)?;
+        use std::io::Seek;
+        file.seek(std::io::SeekFrom::Start(header.body as u64)).map_err(io)?;
+        Ok(NpyRows {
+            path: path.to_path_buf(),
+            file: std::io::BufReader::with_capacity(1 << 20, file),
+            header,
+            next: 0,
+            bytes: Vec::new(),
+        })
     }
-    let (hlen, hstart) = match raw[6] {
-        1 => (u16::from_le_bytes([raw[8], raw[9]]) as usize, 10),
-        2 | 3 if raw.len() >= 12 => (u32::from_le_bytes([raw[8], raw[9], raw[10], raw[11]]) as usize, 12),
-        v => return Err(bad(format!("unsupported format version {v}"))),
-    };
-    let header = raw
-        .get(hstart..hstart + hlen)
-        .ok_or_else(|| bad(format!("header of {hlen} bytes runs past the end of the file")))?;
-    let header = std::str::from_utf8(header).map_err(|_| bad("header is not text".into()))?;
-    let descr = npy_field(header, "descr").ok_or_else(|| bad(format!("no 'descr' in header {header:?}")))?;
-    let ty = if descr.starts_with("'<f4'") {
-        NpyType::F4Le
-    } else if descr.starts_with("'>f4'") {
-        NpyType::F4Be
-    } else if descr.starts_with("'<f8'") {
-        NpyType::F8Le
-    } else {
-        return Err(bad(format!("element type {} is not float32/float64", descr.split(',').next().unwrap_or(descr))));
-    };
-    let fortran = npy_field(header, "fortran_order").ok_or_else(|| bad("no 'fortran_order' in header".into()))?;
-    if fortran.starts_with("True") {
-        return Err(bad("Fortran-order arrays are not supported; save with np.ascontiguousarray".into()));
+
+    /// Rows in the file.
+    pub fn rows(&self) -> usize {
+        self.header.rows
     }
-    let shape = npy_field(header, "shape").ok_or_else(|| bad("no 'shape' in header".into()))?;
-    let inner = shape
-        .strip_prefix('(')
-        .and_then(|s| s.split(')').next())
-        .ok_or_else(|| bad(format!("cannot parse shape {shape:?}")))?;
-    let dims: Vec<usize> = inner
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<usize>().map_err(|_| bad(format!("bad shape entry {s:?}"))))
-        .collect::<Result<_>>()?;
-    if dims.len() != 2 {
-        return Err(bad(format!("array has shape {dims:?}; a 2-D (rows, dim) array is required")));
+
+    /// Floats per row.
+    pub fn cols(&self) -> usize {
+        self.header.cols
     }
-    let (rows, cols) = (dims[0], dims[1]);
-    let elem = match ty {
-        NpyType::F8Le => 8,
-        _ => 4,
-    };
-    let body = &raw[hstart + hlen..];
-    let want = rows.checked_mul(cols).and_then(|n| n.checked_mul(elem));
-    if want != Some(body.len()) {
-        return Err(bad(format!("shape ({rows}, {cols}) needs {want:?} bytes of data, file has {}", body.len())));
+
+    /// The next block of up to `n` rows (empty at the end), replacing `out`'s contents.
+    pub fn next_block(&mut self, n: usize, out: &mut Vec<f32>) -> Result<usize> {
+        let n = n.min(self.header.rows - self.next);
+        self.bytes.resize(n * self.header.cols * self.header.elem_bytes(), 0);
+        self.file.read_exact(&mut self.bytes).map_err(|source| DatasetError::Io { path: self.path.clone(), source })?;
+        out.clear();
+        self.header.decode(&self.bytes, out);
+        self.next += n;
+        Ok(n)
     }
-    let data: Vec<f32> = match ty {
-        NpyType::F4Le => body.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-        NpyType::F4Be => body.chunks_exact(4).map(|b| f32::from_be_bytes([b[0], b[1], b[2], b[3]])).collect(),
-        NpyType::F8Le => {
-            body.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as f32).collect()
-        }
-    };
-    Ok(Matrix { rows, cols, data })
 }
 
 /// Write a 2-D little-endian float32 `.npy` file (format version 1.0), readable by `numpy.load`.

@@ -172,15 +172,55 @@ pub fn read_matrix(path: &Path) -> Result<Matrix<f32>> {
     })
 }
 
+/// Rows of a vector file a block at a time: `.npy` files are streamed (memory stays one
+/// block), other formats are read whole.
+enum RowSource {
+    Whole { m: Matrix<f32>, next: usize },
+    Npy(vector_files::NpyRows),
+}
+
+impl RowSource {
+    fn open(path: &Path) -> Result<RowSource> {
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+        Ok(match ext.as_str() {
+            "npy" => RowSource::Npy(vector_files::NpyRows::open(path)?),
+            _ => RowSource::Whole { m: read_matrix(path)?, next: 0 },
+        })
+    }
+    fn rows(&self) -> usize {
+        match self {
+            RowSource::Whole { m, .. } => m.rows,
+            RowSource::Npy(r) => r.rows(),
+        }
+    }
+    fn cols(&self) -> usize {
+        match self {
+            RowSource::Whole { m, .. } => m.cols,
+            RowSource::Npy(r) => r.cols(),
+        }
+    }
+    /// The next block of up to `n` rows into `out`; returns how many (0 at the end).
+    fn next_block(&mut self, n: usize, out: &mut Vec<f32>) -> Result<usize> {
+        match self {
+            RowSource::Whole { m, next } => {
+                let n = n.min(m.rows - *next);
+                out.clear();
+                out.extend_from_slice(&m.data[*next * m.cols..(*next + n) * m.cols]);
+                *next += n;
+                Ok(n)
+            }
+            RowSource::Npy(r) => Ok(r.next_block(n, out)?),
+        }
+    }
+}
+
 fn import(a: &ImportArgs) -> Result<()> {
     if a.metric == Metric::Hamming {
         bail!("vectors import reads float vectors; hamming collections take bit vectors (use the library API)");
     }
-    let mut m = read_matrix(&a.file)?;
-    if let Some(n) = a.limit {
-        m = m.head(n);
-    }
-    if m.rows == 0 {
+    let mut src = RowSource::open(&a.file)?;
+    let (rows, cols) = (a.limit.map_or(src.rows(), |n| n.min(src.rows())), src.cols());
+    if rows == 0 {
         bail!("{} holds no vectors", a.file.display());
     }
     let db = Database::open(&a.db)?;
@@ -192,41 +232,49 @@ fn import(a: &ImportArgs) -> Result<()> {
             .iter()
             .find(|f| f.name == a.field)
             .with_context(|| format!("collection '{}' has no field '{}'", a.collection, a.field))?;
-        if f.dim != m.cols {
-            bail!("{} has {}-d vectors but field '{}' holds {}-d ones", a.file.display(), m.cols, a.field, f.dim);
+        if f.dim != cols {
+            bail!("{} has {}-d vectors but field '{}' holds {}-d ones", a.file.display(), cols, a.field, f.dim);
         }
         c
     } else {
         let spec = crate::index_policy::with_budget(&a.index, a.memory_budget.as_deref())?;
-        let schema = CollectionSchema { fields: vec![VectorField::new(&a.field, m.cols, a.metric, spec)] };
+        let schema = CollectionSchema { fields: vec![VectorField::new(&a.field, cols, a.metric, spec)] };
         db.create_collection(&a.collection, schema)?
     };
     let start = Instant::now();
-    for (b, rows) in (0..m.rows).collect::<Vec<_>>().chunks(a.batch.max(1)).enumerate() {
-        let recs: Vec<Record> = rows
-            .iter()
-            .map(|&i| {
-                Record::new(a.start_id + i as u64).with_vector(a.field.as_str(), Vector::Dense(m.row(i).to_vec()))
+    let (mut block, mut done, mut b) = (Vec::new(), 0usize, 0usize);
+    while done < rows {
+        let n = src.next_block(a.batch.max(1).min(rows - done), &mut block)?;
+        if n == 0 {
+            break;
+        }
+        let recs: Vec<Record> = block
+            .chunks_exact(cols)
+            .enumerate()
+            .map(|(i, v)| {
+                Record::new(a.start_id + (done + i) as u64).with_vector(a.field.as_str(), Vector::Dense(v.to_vec()))
             })
             .collect();
         coll.upsert(recs).with_context(|| format!("storing batch {b}"))?;
+        done += n;
+        b += 1;
     }
     // An `Auto` collection that crossed its threshold builds its graph in the background: wait,
     // so that the graph is saved for the next command (counted in the time).
     crate::index_policy::wait_for_builds(&coll, a.json);
     let secs = start.elapsed().as_secs_f64();
-    let rate = m.rows as f64 / secs.max(1e-9);
+    let rate = rows as f64 / secs.max(1e-9);
     let index = coll.stats().fields.iter().find(|f| f.name == a.field).map(|f| f.index.clone());
     if a.json {
         println!(
             "{}",
-            json!({"imported": m.rows, "dim": m.cols, "seconds": secs, "vectors_per_second": rate, "count": coll.count(), "index": index})
+            json!({"imported": rows, "dim": cols, "seconds": secs, "vectors_per_second": rate, "count": coll.count(), "index": index})
         );
     } else {
         println!(
             "imported {} vectors of dim {} into '{}' in {:.2} s ({:.0} vectors/s); collection now holds {}",
-            m.rows,
-            m.cols,
+            rows,
+            cols,
             a.collection,
             secs,
             rate,
