@@ -3,7 +3,9 @@
 search latency (p50/p99) through Ray Serve with S = 1, 2, 4 shards.
 
 usage: .venv-ray/bin/python bench/ray_bench.py IMAGES [--features color,phash] [--queries 300]
-       [--cpus 2] [--actors 1,2] [--shards 1,2,4]
+       [--cpus 2] [--actors 1,2] [--shards 1,2,4] [--replicas 1]
+
+(--actors "" or --shards "" skips that part.)
 
 IMAGES is a folder (e.g. data/photos plus rendered Fashion-MNIST: bench/render_fashion_mnist.py).
 A local `ray.init(num_cpus=CPUS)` cluster; each run ingests into a fresh temporary directory.
@@ -33,6 +35,7 @@ def main() -> None:
     ap.add_argument("--cpus", type=int, default=2)
     ap.add_argument("--actors", default="1,2")
     ap.add_argument("--shards", default="1,2,4")
+    ap.add_argument("--replicas", type=int, default=1, help="replicas per shard")
     args = ap.parse_args()
     features = args.features.split(",")
 
@@ -46,7 +49,7 @@ def main() -> None:
     ray.init(num_cpus=args.cpus, include_dashboard=False, logging_level="warning", _temp_dir=os.path.join(tmp, "ray"))
     out: dict = {"features": features, "cpus": args.cpus, "ingest": [], "search": []}
     try:
-        for a in (int(x) for x in args.actors.split(",")):
+        for a in (int(x) for x in args.actors.split(",") if x):
             dest = os.path.join(tmp, f"ingest-{a}")
             rep = lr.ingest(args.images, dest, shards=2, features=features, actors=a, cpus_per_actor=1.0, batch_size=16)
             # images/s of the whole job (listing, actor start with model load, embedding, writes, Parquet)
@@ -59,7 +62,7 @@ def main() -> None:
         for n in (int(x) for x in args.shards.split(",") if x):
             dest = os.path.join(tmp, f"search-{n}")
             lr.ingest(args.images, dest, shards=n, features=features, actors=1, cpus_per_actor=1.0, parquet=False)
-            serve.run(lr.build_app(dest, n), name=f"bench{n}", route_prefix="/")
+            serve.run(lr.build_app(dest, n, replicas=args.replicas), name=f"bench{n}", route_prefix="/")
             base = f"http://127.0.0.1:{port}/api/collections/images/search"
             all_ids = []
             for s in range(n):
@@ -76,7 +79,7 @@ def main() -> None:
                 lat.append((time.perf_counter() - t0) * 1000)
                 assert r.status_code == 200 and not r.json()["partial"], r.text
             lat.sort()
-            row = {"shards": n, "queries": len(lat), "p50_ms": round(statistics.median(lat), 2),
+            row = {"shards": n, "replicas": args.replicas, "queries": len(lat), "p50_ms": round(statistics.median(lat), 2),
                    "p99_ms": round(lat[int(0.99 * (len(lat) - 1))], 2), "qps_1_client": round(1000 * len(lat) / sum(lat), 1)}
             out["search"].append(row)
             print(json.dumps(row), flush=True)

@@ -66,13 +66,16 @@ def _run(args: List[str], env: dict) -> None:
 @pytest.fixture(scope="session")
 def ray_cluster() -> Iterator[dict]:
     """A running cluster, connected (``ray.init(address=...)``); ``info["nodes"]`` is the number
-    of nodes and ``info["multi_node"]`` says whether ``ray start`` made it."""
+    of nodes and ``info["multi_node"]`` says whether ``ray start`` made it (then
+    ``info["address"]`` is the head's and ``info["add_worker_node"]()`` starts one more worker node)."""
     import ray
 
     # A throwaway cluster on this machine: no token authentication (Ray 2.60 turns it on for a
     # local cluster when ~/.ray/auth_token exists, and the worker nodes then fail to join).
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
+    # A dead node is declared dead after ~3 s instead of ~15-30 s (the node-kill test).
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_health_check_period_ms="1000",
+               RAY_health_check_timeout_ms="1000", RAY_health_check_failure_threshold="3")
     info = {"multi_node": os.environ.get("LIKENESS_RAY_NODES", "1") != "0"}
     temp = tempfile.mkdtemp(prefix="ray-lk-")
     started = False
@@ -83,8 +86,11 @@ def ray_cluster() -> Iterator[dict]:
             _run(["start", "--head", "--port", str(port), "--include-dashboard", "false", "--temp-dir", temp,
                   "--node-ip-address", "127.0.0.1", *common], env)
             started = True
+            worker = ["start", "--address", f"127.0.0.1:{port}", "--node-ip-address", "127.0.0.1", *common]
             for _ in range(2):
-                _run(["start", "--address", f"127.0.0.1:{port}", "--node-ip-address", "127.0.0.1", *common], env)
+                _run(worker, env)
+            info["address"] = f"127.0.0.1:{port}"
+            info["add_worker_node"] = lambda: _run(worker, env)
             ray.init(address=f"127.0.0.1:{port}", logging_level="warning")
         else:
             ray.init(num_cpus=3, object_store_memory=300 * 1024**2, include_dashboard=False, logging_level="warning", _temp_dir=temp)

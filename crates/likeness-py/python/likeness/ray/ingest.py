@@ -4,7 +4,11 @@ Ray Data ``map_batches`` runs a pool of actors, each holding one :class:`likenes
 (the model loaded once per actor); the driver routes each embedded batch, split by
 :func:`likeness.ray.ids.shard_of`, to the shard's single :class:`~likeness.ray.shard.ShardWriter`.
 A record is finished once its shard stores it: a re-run skips those (resumable), and a batch
-retried after a dead worker is upserted again by id (no duplicate).
+retried after a dead worker (or a whole dead node: Ray Data restarts the actors elsewhere and
+re-runs their batches; the writers are restartable actors whose calls are retried) is upserted
+again by id (no duplicate). The writers stream the stored records to Parquet fragments as the
+batches arrive (``<out>/embeddings/shard-NNN/part-NNNNNN.parquet``), each id exactly once
+(:meth:`likeness.ray.shard.ShardWriter.reconcile_export`).
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ class IngestReport:
     shard_counts: List[int] = field(default_factory=list)
     actors: int = 0
     parquet: List[str] = field(default_factory=list)
+    parquet_caught_up: int = 0
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
@@ -87,10 +92,11 @@ class _EmbedBatch:
     """The ``map_batches`` callable: one Embedder per actor, a batch of paths (or bytes) in,
     ids, vectors, metadata and errors out."""
 
-    def __init__(self, features: List[str], model_dir: Optional[str], device: str, pid_dir: Optional[str]) -> None:
+    def __init__(self, features: List[str], model_dir: Optional[str], device: str, pid_dir: Optional[str], delay_s: float = 0.0) -> None:
         import likeness
 
         self.features = features
+        self.delay_s = delay_s  # a test slows the job down to kill something in its middle
         self.embedder = likeness.Embedder(features, model_dir=model_dir, device=device)
         if pid_dir:  # lets a test find (and kill) a worker
             os.makedirs(pid_dir, exist_ok=True)
@@ -102,6 +108,8 @@ class _EmbedBatch:
         has_bytes = "bytes" in batch
         inputs: List[Any] = [bytes(b) for b in batch["bytes"]] if has_bytes else paths
         emb = self.embedder.embed(inputs)
+        if self.delay_s:
+            time.sleep(self.delay_s)
         errors = {i: msg for i, msg in emb.errors}
         ids = np.array([int(x) for x in batch["id"]] if "id" in batch else [record_id(p) for p in paths], dtype=np.uint64)
         metas: List[str] = []
@@ -142,18 +150,43 @@ def _fields(features: Optional[Sequence[str]], index: str, model_dir: Optional[s
     return [(f.name, f.dim, f.metric, f.index) for f in emb.fields(index)]
 
 
-def _wait_names_free(names: List[str], timeout_s: float = 30.0) -> None:
-    """Wait until the killed writers' names are released (a later ``get_writer`` must not find them)."""
+def _wait_names_free(names: List[str], timeout_s: float = 30.0, only_dead: bool = False) -> None:
+    """Wait until the killed writers' names are released (a later ``get_writer`` must not find
+    them); ``only_dead``: wait only for the names of dead actors (a live writer is kept)."""
     import ray
 
     deadline = time.monotonic() + timeout_s
     for name in names:
         while time.monotonic() < deadline:
             try:
-                ray.get_actor(name, namespace=NAMESPACE)
+                a = ray.get_actor(name, namespace=NAMESPACE)
             except ValueError:
                 break
-            time.sleep(0.05)
+            if only_dead:
+                try:
+                    ray.get(a.count.remote(), timeout=5)
+                    break  # alive
+                except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+                    pass
+            time.sleep(0.1)
+
+
+def _live_writers(paths: List[str], collection: str, fields: List[FieldTuple], timeout_s: float = 60.0) -> Any:
+    """The shards' writers and the ids each stores. A writer left by a killed earlier job (its
+    driver died: the actor dies with it, the name is released a moment later, the shard's lock
+    when its process exits) is waited out and a new one started."""
+    import ray
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        writers = [get_writer(p, collection, fields) for p in paths]
+        try:
+            return writers, ray.get([w.ids.remote() for w in writers])
+        except ray.exceptions.RayActorError:
+            if time.monotonic() > deadline:
+                raise
+            _wait_names_free([writer_name(p) for p in paths], timeout_s=max(1.0, deadline - time.monotonic()), only_dead=True)
+            time.sleep(0.5)
 
 
 def ingest(
@@ -171,12 +204,21 @@ def ingest(
     model_dir: Optional[Union[str, "os.PathLike[str]"]] = None,
     device: str = "cpu",
     parquet: bool = True,
+    parquet_rows: int = 4096,
+    spread: bool = True,
     progress: Optional[Progress] = None,
     verbose: bool = False,
     _pid_dir: Optional[str] = None,
+    _delay_s: float = 0.0,
 ) -> IngestReport:
     """Embed images on the Ray cluster (``ray.init()`` is called if needed) into ``S = shards``
-    databases ``<out>/shard-NNN`` and, with ``parquet``, ``<out>/embeddings/shard-NNN.parquet``.
+    databases ``<out>/shard-NNN`` and, with ``parquet``, Parquet fragments
+    ``<out>/embeddings/shard-NNN/part-NNNNNN.parquet`` written by the shard's writer as records
+    are stored (``parquet_rows`` rows per fragment; read them all with
+    ``pyarrow.parquet.read_table("<out>/embeddings")``). At the end of the job each shard's
+    export holds each of its records exactly once: records a killed job stored but had not yet
+    written to a fragment are caught up from the database (``report.parquet_caught_up``).
+    ``spread``: place the embedding actors on as many nodes as possible (Ray's ``SPREAD``).
 
     ``source``: a folder, a glob, a list of paths, or a ``ray.data.Dataset`` with columns
     ``path`` and ``bytes`` (and optionally ``id``; else the id is ``record_id(path)``).
@@ -194,9 +236,11 @@ def ingest(
     fields = _fields(features, index, mdir)
     feats = [f[0] for f in fields]
     paths = [shard_path(out, s) for s in range(shards)]
-    writers = [get_writer(p, collection, fields) for p in paths]
+    writers, stored = _live_writers(paths, collection, fields)
+    exports = [os.path.join(os.path.abspath(os.fspath(out)), "embeddings", f"shard-{s:03d}") for s in range(shards)]
+    export_args = [(e, parquet_rows) if parquet else (None, parquet_rows) for e in exports]
     done: set = set()
-    for ids in ray.get([w.ids.remote() for w in writers]):
+    for ids in stored:
         done.update(int(i) for i in ids)
 
     report = IngestReport(shards=shards, actors=actors)
@@ -219,12 +263,13 @@ def ingest(
     if ds is not None and total:
         ds = ds.map_batches(
             _EmbedBatch,
-            fn_constructor_kwargs={"features": feats, "model_dir": mdir, "device": device, "pid_dir": _pid_dir},
+            fn_constructor_kwargs={"features": feats, "model_dir": mdir, "device": device, "pid_dir": _pid_dir, "delay_s": _delay_s},
             batch_size=batch_size,
             concurrency=actors,
             num_cpus=cpus_per_actor,
             num_gpus=gpus_per_actor,
             batch_format="numpy",
+            **({"scheduling_strategy": "SPREAD"} if spread else {}),
         )
         pending: List[Any] = []
         seen = 0
@@ -240,7 +285,7 @@ def ingest(
                 if len(sel) == 0:
                     continue
                 vecs = {f: np.asarray(b[f"vec_{f}"])[ok][sel] for f in feats}
-                pending.append(writers[s].upsert.remote(ids[sel], vecs, [metas[i] for i in sel]))
+                pending.append(writers[s].upsert.remote(ids[sel], vecs, [metas[i] for i in sel], *export_args[s]))
             seen += len(ok)
             if len(pending) > 4 * shards:
                 added += sum(ray.get(pending))
@@ -254,9 +299,14 @@ def ingest(
     ray.get([w.checkpoint.remote() for w in writers])
     report.shard_counts = ray.get([w.count.remote() for w in writers])
     if parquet:
-        dests = [os.path.join(os.path.abspath(os.fspath(out)), "embeddings", f"shard-{s:03d}.parquet") for s in range(shards)]
-        ray.get([w.export_parquet.remote(d) for w, d in zip(writers, dests)])
-        report.parquet = dests
+        # Flush the buffered rows and catch up what a killed earlier run stored but never exported.
+        done_exports = ray.get([w.reconcile_export.remote(e, parquet_rows) for w, e in zip(writers, exports)])
+        report.parquet_caught_up = sum(d["caught_up"] for d in done_exports)
+        report.parquet = exports
+        for s in range(shards):  # the single file per shard of earlier versions: superseded by the fragments
+            legacy = os.path.join(os.path.dirname(exports[s]), f"shard-{s:03d}.parquet")
+            if os.path.exists(legacy):
+                os.remove(legacy)
     for w in writers:  # free the shard locks (the Serve router starts its own writers)
         ray.get(w.close.remote())
         ray.kill(w)

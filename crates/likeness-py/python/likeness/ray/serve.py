@@ -1,13 +1,18 @@
 """Sharded search with Ray Serve: one deployment per shard and a router answering the search
 routes of ``likeness serve``.
 
-* ``shard-<i>`` (:class:`ShardSearcher`): replicas open shard ``i`` read-only and follow its
-  writer (``Database.refresh`` at most every ``refresh_s``); they search it with the filter.
+* ``shard-<i>`` (:class:`ShardSearcher`): replicas (``replicas``, per shard if a list) open
+  shard ``i`` read-only and follow its writer (``Database.refresh`` at most every
+  ``refresh_s``); they search it with the filter.
 * ``router`` (:class:`Router`, a FastAPI ingress): a query (a vector, a stored id, or an
   uploaded image embedded once) goes to every shard; the per-shard top-k lists are merged
-  exactly (by distance, then id: the order of one database). A shard that does not answer
-  within ``shard_timeout_s`` (no live replica) is named in ``missing_shards`` and the answer
-  carries ``partial: true``. Upserts go to the owning shard's single writer actor.
+  exactly (by distance, then id: the order of one database). An id query first goes to the
+  owning shard alone, which looks the vector up *and* searches with it in the same call; the
+  other shards get the vector next (one round trip instead of two with ``S = 1``, and one shard
+  call fewer for any ``S``). A call that fails because its replica died is retried on another
+  replica of the shard until ``shard_timeout_s``; a shard that does not answer by then (no live
+  replica) is named in ``missing_shards`` and the answer carries ``partial: true``. Upserts go
+  to the owning shard's single writer actor.
 
 Build the application with :func:`build_app` and run it with ``ray.serve.run``.
 """
@@ -79,6 +84,15 @@ class ShardSearcher:
         """The stored vector of record ``id`` (``None`` when this shard has no such record)."""
         rec = self._coll().get(int(id))
         return None if rec is None else rec.vectors[feature]
+
+    def search_id(self, id: int, q: Dict[str, Any]) -> Dict[str, Any]:
+        """Search by a record this shard owns: its stored vector for ``q["feature"]`` and the
+        shard's hits for it (the record itself left out): ``{"vector", "hits"}``, ``vector``
+        ``None`` (no hits) when the shard has no such record."""
+        v = self.vector(id, q["feature"])
+        if v is None:
+            return {"vector": None, "hits": []}
+        return {"vector": v, "hits": self.search(dict(q, vector=v, exclude=int(id)))}
 
     def search(self, q: Dict[str, Any]) -> List[Dict[str, Any]]:
         """Top-k / range search of this shard: ``q`` holds ``vector``, ``feature``, ``k``,
@@ -153,16 +167,27 @@ class Router:
 
     # --- fan-out -----------------------------------------------------------------------
     async def _call(self, shard: int, method: str, *args: Any) -> Any:
-        """One shard's answer, or an exception (no live replica within the timeout, an error)."""
-        resp = getattr(self.shards[shard], method).remote(*args)
-        try:
-            return await asyncio.wait_for(resp, self.timeout)
-        except BaseException as e:  # noqa: BLE001 - a dead shard is an answer, not a crash
+        """One shard's answer, or an exception (no live replica within the timeout, an error).
+
+        A call whose replica died under it (another replica of the shard, or the one Serve
+        starts in its place, can answer) is sent again until the timeout."""
+        import ray
+
+        deadline = time.monotonic() + self.timeout
+        while True:
+            resp = getattr(self.shards[shard], method).remote(*args)
             try:
-                resp.cancel()
-            except Exception:
-                pass
-            return e if isinstance(e, Exception) else RuntimeError(repr(e))
+                return await asyncio.wait_for(resp, max(0.01, deadline - time.monotonic()))
+            except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as e:
+                if time.monotonic() + 0.05 >= deadline:
+                    return e
+                await asyncio.sleep(0.05)
+            except BaseException as e:  # noqa: BLE001 - a dead shard is an answer, not a crash
+                try:
+                    resp.cancel()
+                except Exception:
+                    pass
+                return e if isinstance(e, Exception) else RuntimeError(repr(e))
 
     async def _all(self, method: str, *args: Any) -> List[Any]:
         return await asyncio.gather(*(self._call(s, method, *args) for s in range(len(self.shards))))
@@ -247,12 +272,14 @@ class Router:
         elif idq is not None:
             id_ = _parse_id(idq)
             owner = shard_of(id_, len(self.shards))
-            v = await self._call(owner, "vector", id_, spec["feature"])
-            if isinstance(v, Exception):
+            first = await self._call(owner, "search_id", id_, spec)
+            if isinstance(first, Exception):
+                self._raise_bad_query(first)
                 return self._answer(spec, [], [owner], started)
-            if v is None:
+            if first["vector"] is None:
                 raise ApiError(404, f"no record with id {id_} in collection '{self.name}'")
-            spec["vector"], spec["exclude"] = v, id_
+            spec["vector"], spec["exclude"] = first["vector"], id_
+            return await self._fan_out(spec, started, done={owner: first["hits"]})
         else:
             raise ApiError(400, "give 'vector' or 'id' (to search by an image, POST multipart to /search/image)")
         return await self._fan_out(spec, started)
@@ -385,13 +412,21 @@ class Router:
         except likeness.ImageError as e:
             raise ApiError(422, str(e)) from None
 
-    async def _fan_out(self, spec: Dict[str, Any], started: float) -> Dict[str, Any]:
-        answers = await self._all("search", spec)
+    @staticmethod
+    def _raise_bad_query(a: Exception) -> None:
+        if "FilterError" in type(a).__name__ or "FilterError" in str(a) or "InvalidArgument" in str(a):
+            raise ApiError(400, str(a).splitlines()[-1][:500])
+
+    async def _fan_out(self, spec: Dict[str, Any], started: float, done: Optional[Dict[int, List[Dict[str, Any]]]] = None) -> Dict[str, Any]:
+        """Search every shard but those in ``done`` (their hits already known) and merge."""
+        done = done or {}
+        todo = [s for s in range(len(self.shards)) if s not in done]
+        answers = dict(zip(todo, await asyncio.gather(*(self._call(s, "search", spec) for s in todo))))
         missing, hits = [], []
-        for s, a in enumerate(answers):
+        for s in range(len(self.shards)):
+            a = done[s] if s in done else answers[s]
             if isinstance(a, Exception):
-                if "FilterError" in type(a).__name__ or "FilterError" in str(a) or "InvalidArgument" in str(a):
-                    raise ApiError(400, str(a).splitlines()[-1][:500])
+                self._raise_bad_query(a)
                 missing.append(s)
             else:
                 hits.extend(a)
@@ -415,7 +450,7 @@ def build_app(
     shards: int,
     *,
     collection: str = "images",
-    replicas: int = 1,
+    replicas: "int | Sequence[int]" = 1,
     shard_cpus: float = 0.0,
     router_replicas: int = 1,
     shard_timeout_s: float = 2.0,
@@ -423,12 +458,17 @@ def build_app(
     model_dir: Optional[str] = None,
 ) -> Any:
     """The Serve application over the shard databases ``<root>/shard-NNN`` (``shards`` of
-    them, each with ``replicas`` read-only replicas). Run it with
-    ``serve.run(build_app(...), route_prefix="/")``."""
+    them). ``replicas``: read-only replicas per shard, one number for every shard or a list
+    with one per shard (e.g. more for a hot shard); with two or more, a dead replica costs
+    nothing but a retry (the answer stays complete) while Serve starts its replacement. Run it
+    with ``serve.run(build_app(...), route_prefix="/")``."""
     root = os.path.abspath(root)
+    per_shard = [int(replicas)] * shards if isinstance(replicas, int) else [int(r) for r in replicas]
+    if len(per_shard) != shards or any(r < 1 for r in per_shard):
+        raise ValueError(f"replicas: one number >= 1, or a list of {shards} of them; got {replicas!r}")
     handles = []
     for i in range(shards):
-        d = serve.deployment(ShardSearcher, name=f"shard-{i}", num_replicas=replicas,
+        d = serve.deployment(ShardSearcher, name=f"shard-{i}", num_replicas=per_shard[i],
                              ray_actor_options={"num_cpus": shard_cpus})
         handles.append(d.bind(shard_path(root, i), collection, i, refresh_s))
     router = serve.deployment(Router, name="router", num_replicas=router_replicas, ray_actor_options={"num_cpus": 0})
