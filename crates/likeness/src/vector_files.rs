@@ -384,6 +384,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn npy_rows_streams_the_same_rows_in_blocks_and_checks_the_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = Matrix::new(7, 3, (0..21).map(|x| x as f32 * 0.25 - 1.0).collect()).unwrap();
+        let p = dir.path().join("m.npy");
+        write_npy_f32(&p, &m).unwrap();
+        let mut r = NpyRows::open(&p).unwrap();
+        assert_eq!((r.rows(), r.cols()), (7, 3));
+        let (mut all, mut block) = (Vec::new(), Vec::new());
+        let mut sizes = Vec::new();
+        loop {
+            let n = r.next_block(3, &mut block).unwrap();
+            if n == 0 {
+                break;
+            }
+            sizes.push(n);
+            all.extend_from_slice(&block);
+        }
+        assert_eq!(sizes, vec![3, 3, 1]);
+        assert_eq!(all, m.data);
+        // A truncated file is refused at open, naming the file.
+        let bytes = std::fs::read(&p).unwrap();
+        std::fs::write(&p, &bytes[..bytes.len() - 4]).unwrap();
+        let e = NpyRows::open(&p).err().unwrap().to_string();
+        assert!(e.contains("m.npy") && e.contains("bytes of data"), "{e}");
+    }
+
+    #[test]
     fn npy_round_trip_and_errors() {
         let dir = tempfile::tempdir().unwrap();
         let m = Matrix::new(3, 5, (0..15).map(|x| x as f32 * 0.5 - 2.0).collect()).unwrap();
