@@ -127,9 +127,11 @@ pub(crate) fn is_auto_graph(spec: &str) -> bool {
     spec == GRAPH_SPEC || spec == GRAPH_SQ8_SPEC
 }
 
-/// Estimated heap bytes of an automatic graph over `n` vectors of `field`: the vectors (or their
+/// Estimated memory of an automatic graph over `n` vectors of `field`: the vectors (or their
 /// 8-bit codes), level-0 links (2M of 4 bytes), upper levels (about 1/M of the nodes with M
-/// links each) and per-node bookkeeping.
+/// links each) and per-node bookkeeping. The float graph reads its vectors in place from the
+/// mapped segment columns (page cache, not heap), but its walk touches them at random, so they
+/// must stay resident to be fast: they count against the budget all the same.
 pub(crate) fn graph_bytes(field: &VectorField, n: usize, quantized: bool) -> u64 {
     let vector = if quantized { field.dim } else { 4 * field.dim };
     let links = 2 * GRAPH_M * 4 + 4 * 2;
