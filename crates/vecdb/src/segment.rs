@@ -10,7 +10,7 @@
 //! section meta index : (n_rows + 1) × u64 offsets into the blob
 //! section meta blob  : concatenated JSON documents
 //! section tombstones : n_tomb × u64 ids deleted from older segments
-//! section info       : JSON {schema, wal_gen, compacted} (see [`SegmentInfo`]; absent in "VDBSEG01" files)
+//! section info       : JSON {schema, wal_gen, compacted, sorted_ids} (see [`SegmentInfo`]; absent in "VDBSEG01" files)
 //! section checks     : for every section above, in order, the CRC32 (u32) of each 1 MiB block
 //!                      (the last one shorter; none for an empty section) — "VDBSEG03" only
 //! footer             : seq u64 | n_rows u64 | n_tomb u64 | n_fields u32 | n_fields × (dim u32, bytes u32)
@@ -18,11 +18,12 @@
 //! tail               : footer_len u32 | crc32(footer) u32 | "VDBSEGFT"
 //! ```
 //!
-//! Opening a "VDBSEG03" segment costs the same whatever its size but for its id column: it
-//! verifies the tail, the footer, and the CRCs of the ids, tombstones, info and checks sections.
-//! The vector columns and the metadata are searched and read straight from the mapping; their
-//! per-block CRCs are verified by [`Segment::verify`] (`vecdb check`, repair), so a damaged block
-//! is found without reading the whole file at every open. Segments of the older formats
+//! Opening a "VDBSEG03" segment costs the same whatever its size: it verifies the tail, the
+//! footer, and the CRCs of the tombstones, info and checks sections. The id column, the vector
+//! columns and the metadata are searched and read straight from the mapping; their per-block
+//! CRCs are verified by [`Segment::verify`] (`vecdb check`, repair), so a damaged block is found
+//! without reading the whole file at every open. (The info section says the id column is sorted,
+//! so that is not read at open either; a file without the flag has it checked at open.) Segments of the older formats
 //! ("VDBSEG01"/"VDBSEG02": no checks section) are still mapped and read in place, but their open
 //! verifies every section's CRC (the whole file); the next compaction rewrites them as
 //! "VDBSEG03". A damaged segment is reported as [`Error::Corrupt`] naming the file. The info
@@ -82,6 +83,11 @@ pub(crate) struct SegmentInfo {
     pub wal_gen: u64,
     /// True when the segment holds every live record (a compaction): older segments are obsolete.
     pub compacted: bool,
+    /// True when the id column is strictly increasing (every segment this version writes): an
+    /// open then trusts it instead of reading the whole column to find out (absent in older
+    /// files: checked at open).
+    #[serde(default)]
+    pub sorted_ids: bool,
 }
 
 /// Rows to write into a new segment.
@@ -280,6 +286,8 @@ pub(crate) struct Segment {
     sections: Vec<(usize, usize, u32)>,
     /// (element, dim, bytes per vector) per field.
     fields: Vec<(Element, usize, usize)>,
+    /// The writer recorded a strictly increasing id column ([`SegmentInfo::sorted_ids`]).
+    sorted_ids: bool,
 }
 
 /// The parsed, checksum-verified footer of a segment file.
@@ -426,14 +434,16 @@ impl Segment {
             }
             fields.push((f.element(), dim, bpv));
         }
+        // The id column is not read at open (it is verified block by block with the vectors by
+        // `verify`): an open reads nothing proportional to the number of rows.
         let eager: Vec<usize> = match footer.format {
-            Format::V3 => vec![0, n_fields + 3, n_fields + 4, n_fields + 5],
+            Format::V3 => vec![n_fields + 3, n_fields + 4, n_fields + 5],
             Format::V1 | Format::V2 => (0..footer.sections.len()).collect(),
         };
         for s in eager {
             check_section(&footer.sections, &map, s, path)?;
         }
-        footer.info(&map, path)?;
+        let sorted_ids = footer.info(&map, path)?.is_some_and(|i| i.sorted_ids);
         let sections = footer.sections.clone();
         let expect = |s: usize, want: usize, what: &str| -> Result<()> {
             if sections[s].1 != want {
@@ -452,7 +462,8 @@ impl Segment {
             let want: usize = sections[..n_fields + 5].iter().map(|&(_, l, _)| blocks_of(l)).sum();
             expect(n_fields + 5, want * 4, "checks")?;
         }
-        let seg = Segment { path: path.to_path_buf(), map, format: footer.format, n_rows, sections, fields };
+        let seg =
+            Segment { path: path.to_path_buf(), map, format: footer.format, n_rows, sections, fields, sorted_ids };
         if seg.format != Format::V3 {
             seg.check_meta_index()?;
         }
@@ -517,6 +528,10 @@ impl Segment {
     /// Row ids.
     pub(crate) fn ids(&self) -> &[u64] {
         bytemuck::cast_slice(self.section(0))
+    }
+    /// True when the writer recorded a strictly increasing id column.
+    pub(crate) fn ids_sorted(&self) -> bool {
+        self.sorted_ids
     }
     /// Ids this segment deletes from older segments.
     pub(crate) fn tombstones(&self) -> &[u64] {
@@ -615,7 +630,7 @@ mod tests {
 
     fn write(dir: &Path, format: Format, src: &Rows) -> PathBuf {
         let path = dir.join(segment_file_name(5));
-        let info = SegmentInfo { schema: schema(), wal_gen: 2, compacted: false };
+        let info = SegmentInfo { schema: schema(), wal_gen: 2, compacted: false, sorted_ids: false };
         write_segment_as(format, &path, 5, &schema(), src, &[1, 4], &info).unwrap();
         path
     }

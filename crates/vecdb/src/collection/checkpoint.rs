@@ -158,7 +158,12 @@ impl Collection {
             };
             tombs.sort_unstable();
             tombs.dedup();
-            let info = SegmentInfo { schema: schema.clone(), wal_gen: w.manifest.wal_gen + 1, compacted: from == 0 };
+            let info = SegmentInfo {
+                schema: schema.clone(),
+                wal_gen: w.manifest.wal_gen + 1,
+                compacted: from == 0,
+                sorted_ids: true, // `ids` is sorted and distinct above
+            };
             write_segment(&seg_path, seq, &schema, &StateRows::new(&st, ids), &tombs, &info)?;
         }
         let new_gen = w.manifest.wal_gen + 1;
