@@ -29,6 +29,17 @@ impl Affine {
         self.0[0] * self.0[4] - self.0[1] * self.0[3]
     }
 
+    /// The singular values of the linear part, largest first: the most and least a length is
+    /// stretched.
+    pub fn stretches(&self) -> (f64, f64) {
+        let [a, b, _, d, e, _] = self.0;
+        // For M = [[a, b], [d, e]]: s1² + s2² = |M|_F², s1 · s2 = |det M|.
+        let f = a * a + b * b + d * d + e * e;
+        let det = self.det().abs();
+        let root = (f * f - 4.0 * det * det).max(0.0).sqrt();
+        (((f + root) / 2.0).sqrt(), ((f - root) / 2.0).max(0.0).sqrt())
+    }
+
     /// The transform taking three points exactly onto three others; `None` when the source
     /// points are (nearly) on one line.
     pub fn from_three(from: [Pt; 3], to: [Pt; 3]) -> Option<Affine> {
@@ -111,16 +122,26 @@ pub struct RansacParams {
     pub tolerance: f32,
     /// Most hypotheses tried (fewer when a good one makes more pointless).
     pub max_iterations: usize,
-    /// Transforms that scale areas by less than this, or more than its inverse, are rejected
-    /// as implausible (as are mirror images).
-    pub min_area_scale: f64,
+    /// Transforms that scale lengths by less than this in some direction, or more than its
+    /// inverse, are rejected as implausible (as are mirror images).
+    pub min_scale: f64,
+    /// Largest ratio of the longest to the shortest stretch (1 = similarity; a perspective
+    /// view needs a little more). Collapsing transforms, which make many wrong matches agree,
+    /// are rejected by this and `min_scale`.
+    pub max_anisotropy: f64,
     /// Seed of the sample generator.
     pub seed: u64,
 }
 
 impl Default for RansacParams {
     fn default() -> Self {
-        RansacParams { tolerance: 8.0, max_iterations: 1500, min_area_scale: 1.0 / 400.0, seed: 0x5eed_1234 }
+        RansacParams {
+            tolerance: 8.0,
+            max_iterations: 1500,
+            min_scale: 1.0 / 8.0,
+            max_anisotropy: 3.0,
+            seed: 0x5eed_1234,
+        }
     }
 }
 
@@ -164,8 +185,12 @@ fn inliers_of(t: &Affine, pairs: &[(Pt, Pt)], tol2: f32) -> Vec<usize> {
 }
 
 fn plausible(t: &Affine, params: &RansacParams) -> bool {
-    let det = t.det();
-    det.is_finite() && det >= params.min_area_scale && det <= 1.0 / params.min_area_scale
+    let (hi, lo) = t.stretches();
+    t.det() > 0.0
+        && hi.is_finite()
+        && lo >= params.min_scale
+        && hi <= 1.0 / params.min_scale
+        && hi <= params.max_anisotropy * lo
 }
 
 /// Fit an affine transform to point matches `(from, to)` of which many may be wrong: the
@@ -269,6 +294,10 @@ mod tests {
             assert!((a - b).abs() < 1e-4, "{got:?} vs {t:?}");
         }
         assert!(Affine::from_three([(0.0, 0.0), (1.0, 1.0), (2.0, 2.0)], from).is_none());
+        let (hi, lo) = rotation_scale(30.0, 0.5, 9.0, 9.0).stretches();
+        assert!((hi - 0.5).abs() < 1e-9 && (lo - 0.5).abs() < 1e-9, "{hi} {lo}");
+        let (hi, lo) = Affine([3.0, 0.0, 0.0, 0.0, 0.5, 0.0]).stretches();
+        assert!((hi - 3.0).abs() < 1e-9 && (lo - 0.5).abs() < 1e-9, "{hi} {lo}");
     }
 
     #[test]
@@ -302,5 +331,11 @@ mod tests {
         let mirror = Affine([-1.0, 0.0, 500.0, 0.0, 1.0, 0.0]);
         let pairs = matches(&mirror, 0.0, 0);
         assert!(ransac_affine(&pairs, &RansacParams::default()).is_none());
+        // Everything squeezed into a few pixels, or flattened onto a line: wrong matches that
+        // land on one spot of the candidate agree with such transforms.
+        for collapse in [Affine([0.01, 0.0, 100.0, 0.0, 0.01, 100.0]), Affine([1.0, 0.0, 0.0, 0.0, 0.05, 50.0])] {
+            let pairs = matches(&collapse, 0.0, 0);
+            assert!(ransac_affine(&pairs, &RansacParams::default()).is_none(), "{collapse:?}");
+        }
     }
 }

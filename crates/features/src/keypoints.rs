@@ -10,11 +10,12 @@
 //! Inputs come from the guarded decoder ([`crate::decode`]); here an image too small to hold a
 //! patch simply has no keypoints, and a large one is reduced to [`KeypointParams::max_side`].
 
-use image::imageops::{self, FilterType};
 use image::{GrayImage, Luma, RgbImage};
 use imageproc::binary_descriptors::brief::{brief, TestPair};
 use imageproc::corners::oriented_fast;
 use imageproc::point::Point;
+
+use crate::preprocess::{fit_within, resize_exact, to_gray, ResizeFilter};
 
 /// A bad keypoint setting or a descriptor the library refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -132,18 +133,17 @@ fn test_pairs() -> &'static Vec<TestPair> {
     })
 }
 
-/// Bilinear sample of `img` at (x, y), clamped to the image.
-fn sample(img: &GrayImage, x: f32, y: f32) -> u8 {
-    let (w, h) = img.dimensions();
+/// Bilinear sample of the `w`×`h` gray pixels `px` at (x, y), clamped to the image.
+fn sample(px: &[u8], w: usize, h: usize, x: f32, y: f32) -> u8 {
     let x = x.clamp(0.0, (w - 1) as f32);
     let y = y.clamp(0.0, (h - 1) as f32);
-    let (x0, y0) = (x.floor() as u32, y.floor() as u32);
+    let (x0, y0) = (x as usize, y as usize);
     let (x1, y1) = ((x0 + 1).min(w - 1), (y0 + 1).min(h - 1));
     let (fx, fy) = (x - x0 as f32, y - y0 as f32);
-    let p = |x, y| img.get_pixel(x, y).0[0] as f32;
+    let p = |x: usize, y: usize| px[y * w + x] as f32;
     let top = p(x0, y0) * (1.0 - fx) + p(x1, y0) * fx;
     let bottom = p(x0, y1) * (1.0 - fx) + p(x1, y1) * fx;
-    (top * (1.0 - fy) + bottom * fy).round() as u8
+    (top * (1.0 - fy) + bottom * fy + 0.5) as u8
 }
 
 /// The corners of one pyramid level, spread over a grid: at most `target`, the strongest of
@@ -175,38 +175,38 @@ pub fn detect(image: &RgbImage, params: &KeypointParams) -> Result<KeypointSet, 
     if width.min(height) < MIN_LEVEL_SIDE {
         return Ok(set);
     }
-    let gray = imageops::grayscale(image);
-    let base_scale = (params.max_side as f32 / width.max(height) as f32).min(1.0);
-    // Share of the keypoints per level, proportional to the level's area.
-    let r = 1.0 / (params.scale_step * params.scale_step);
+    let base = fit_within(image, params.max_side, ResizeFilter::Bilinear);
+    // Share of the keypoints per level, proportional to the level's side (not its area: the
+    // small levels are what a copy pasted small matches).
+    let r = 1.0 / params.scale_step;
     let total_weight: f32 = (0..params.levels).map(|l| r.powi(l as i32)).sum();
     let mut tiles: Vec<Keypoint> = Vec::new();
     let mut patches: Vec<[u8; (TILE * TILE) as usize]> = Vec::new();
     for l in 0..params.levels {
-        let scale = base_scale / params.scale_step.powi(l as i32);
-        let (lw, lh) = ((width as f32 * scale).round() as u32, (height as f32 * scale).round() as u32);
+        let f = params.scale_step.powi(l as i32);
+        let (lw, lh) = ((base.width() as f32 / f).round() as u32, (base.height() as f32 / f).round() as u32);
         if lw.min(lh) < MIN_LEVEL_SIDE {
             break;
         }
-        let level = if (lw, lh) == (width, height) {
-            gray.clone()
-        } else {
-            imageops::resize(&gray, lw, lh, FilterType::Triangle)
-        };
+        let level = if l == 0 { to_gray(&base) } else { to_gray(&resize_exact(&base, lw, lh, ResizeFilter::Bilinear)) };
+        // Level pixels -> the input image's pixels.
+        let (sx, sy) = (width as f32 / lw as f32, height as f32 / lh as f32);
+        let (w, h, px) = (lw as usize, lh as usize, level.as_raw());
         let target = ((params.max_keypoints as f32 * r.powi(l as i32) / total_weight).round() as usize).max(1);
         for (x, y, angle) in level_corners(&level, target, 0x0fa5_7000 + l as u64) {
             let (s, c) = angle.sin_cos();
             let mut patch = [0u8; (TILE * TILE) as usize];
             for v in 0..TILE {
+                let dv = v as f32 - TILE_CENTRE as f32;
+                let (bx, by) = (x as f32 - dv * s, y as f32 + dv * c);
                 for u in 0..TILE {
-                    let (du, dv) = (u as f32 - TILE_CENTRE as f32, v as f32 - TILE_CENTRE as f32);
-                    let sx = x as f32 + du * c - dv * s;
-                    let sy = y as f32 + du * s + dv * c;
-                    patch[(v * TILE + u) as usize] = sample(&level, sx, sy);
+                    let du = u as f32 - TILE_CENTRE as f32;
+                    patch[(v * TILE + u) as usize] = sample(px, w, h, bx + du * c, by + du * s);
                 }
             }
             patches.push(patch);
-            tiles.push(Keypoint { x: x as f32 / scale, y: y as f32 / scale, angle, level: l as u8 });
+            let (kx, ky) = ((x as f32 + 0.5) * sx - 0.5, (y as f32 + 0.5) * sy - 0.5);
+            tiles.push(Keypoint { x: kx, y: ky, angle, level: l as u8 });
         }
     }
     if tiles.is_empty() {
@@ -252,14 +252,20 @@ impl Default for MatchParams {
     }
 }
 
-/// Pairs `(i, j)`: keypoint `i` of `a` matched to keypoint `j` of `b`, its nearest descriptor,
-/// when that is close enough and clearly closer than the second nearest.
+/// Pairs `(i, j)`: keypoint `i` of `a` matched to keypoint `j` of `b`, when each is the
+/// other's nearest descriptor (one to one), close enough, and clearly closer than `i`'s second
+/// nearest in `b`.
 pub fn match_sets(a: &KeypointSet, b: &KeypointSet, params: &MatchParams) -> Vec<(usize, usize)> {
+    // Nearest of each descriptor of `b` in `a`, for the cross-check.
+    let mut best_in_a = vec![(u32::MAX, usize::MAX); b.descriptors.len()];
     let mut out = Vec::new();
     for (i, da) in a.descriptors.iter().enumerate() {
         let (mut best, mut second, mut best_j) = (u32::MAX, u32::MAX, 0);
         for (j, db) in b.descriptors.iter().enumerate() {
             let d = hamming(da, db);
+            if d < best_in_a[j].0 {
+                best_in_a[j] = (d, i);
+            }
             if d < best {
                 second = best;
                 best = d;
@@ -272,6 +278,7 @@ pub fn match_sets(a: &KeypointSet, b: &KeypointSet, params: &MatchParams) -> Vec
             out.push((i, best_j));
         }
     }
+    out.retain(|&(i, j)| best_in_a[j].1 == i);
     out
 }
 
