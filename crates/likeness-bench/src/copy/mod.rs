@@ -8,6 +8,9 @@
 //! `cnn+color+phash` of [`likeness::fusion`], and the geometric verification of
 //! [`likeness::verify`] re-ranking the top N of the plain or robust search.
 //!
+//! With `LIKENESS_BENCH_DEBUG` set, every query a `+verify` mode gets wrong is printed to
+//! stderr (where the original was in the top N, its inliers, and the first hit's).
+//!
 //! The search is the product's: a vecdb collection (Flat) built with the catalog's schema, the
 //! views and merging of `likeness search --robust`, the fusion of `--feature cnn+color+phash`.
 
