@@ -16,6 +16,7 @@ use features::keypoints::{detect, KeypointParams, KeypointSet};
 use features::verification::{verify_pair, PairMatch, VerifyParams};
 use features::{load_image_sized, DecodeLimits, DecodeSize};
 use image::RgbImage;
+use rayon::prelude::*;
 use serde::Serialize;
 
 /// Candidates verified by default (`--verify` without a number).
@@ -156,18 +157,15 @@ pub fn candidate_keypoints(path: &Path, settings: &VerifySettings) -> Result<Key
 
 /// Verify the first `settings.top_n` of `paths` (the hits' stored paths, best first) against
 /// the query, one result per path verified; a candidate that cannot be read gets its error.
+/// The candidates are decoded and matched in parallel (each file once).
 pub fn verify_paths(query: &QueryKeypoints, paths: &[Option<&str>], settings: &VerifySettings) -> Vec<HitVerification> {
-    let mut cache: HashMap<&str, HitVerification> = HashMap::new();
-    paths
-        .iter()
-        .take(settings.top_n)
+    let top = &paths[..paths.len().min(settings.top_n)];
+    let mut unique: Vec<&str> = top.iter().flatten().copied().collect();
+    unique.sort_unstable();
+    unique.dedup();
+    let checked: HashMap<&str, HitVerification> = unique
+        .into_par_iter()
         .map(|p| {
-            let Some(p) = p else {
-                return HitVerification { error: Some(VerifyError::NoPath.to_string()), ..Default::default() };
-            };
-            if let Some(v) = cache.get(p) {
-                return v.clone();
-            }
             let v = match candidate_keypoints(Path::new(p), settings) {
                 Ok(set) => query.verify(&set, settings),
                 Err(e) => {
@@ -175,8 +173,13 @@ pub fn verify_paths(query: &QueryKeypoints, paths: &[Option<&str>], settings: &V
                     HitVerification { error: Some(e.to_string()), ..Default::default() }
                 }
             };
-            cache.insert(p, v.clone());
-            v
+            (p, v)
+        })
+        .collect();
+    top.iter()
+        .map(|p| match p {
+            Some(p) => checked[p].clone(),
+            None => HitVerification { error: Some(VerifyError::NoPath.to_string()), ..Default::default() },
         })
         .collect()
 }
