@@ -98,6 +98,23 @@ try {
   console.log(`status: ${first.status}; tags shown: ${[...new Set(allTags)].join(", ") || "none"}`);
   await shot("01-search.png");
 
+  // ---- geometric verification: the copy is verified and where it appears is outlined ----
+  const verified = await search(() => page.check("#verify"));
+  const overlay = await page.$$eval("#results .result", (cs) => cs.map((c) => ({
+    name: c.querySelector(".name").textContent,
+    quad: c.querySelector(".thumb svg.quad polygon") ? c.querySelector(".thumb svg.quad polygon").getAttribute("points") : null,
+    badge: c.querySelector(".verified") ? c.querySelector(".verified").textContent : null,
+  })));
+  console.log(`verified search: first ${JSON.stringify(overlay[0])}`);
+  check(verified.cards[0].name === expectedFirst, `verified: first result is ${expectedFirst}, got ${verified.cards[0].name}`);
+  check(overlay[0].quad && overlay[0].quad.split(" ").length === 4, "the first hit has the matched quadrilateral drawn over it");
+  check(/✓ \d+/.test(overlay[0].badge || ""), "the first hit shows its inlier count");
+  const box = await page.$eval("#results .result .thumb svg.quad", (s) => { const r = s.getBoundingClientRect(); return r.width * r.height; });
+  check(box > 0, "the overlay covers the thumbnail");
+  check(overlay.filter((o) => o.quad).length < overlay.length, "unrelated hits get no outline");
+  await shot("01b-verified.png");
+  await search(() => page.uncheck("#verify"));
+
   // ---- lightbox: metadata, original, Escape, search by this ----
   const target = cards[Math.min(1, cards.length - 1)];
   await page.click(`#results .result[data-id="${target.id}"]`);

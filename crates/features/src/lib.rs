@@ -18,6 +18,8 @@ pub mod color;
 pub mod decode;
 pub mod error;
 pub mod extractor;
+pub mod geometry;
+pub mod keypoints;
 pub mod metrics;
 pub mod phash;
 pub mod pipeline;
@@ -26,6 +28,7 @@ pub mod preprocess;
 pub mod registry;
 pub mod scaled_jpeg;
 pub mod texture;
+pub mod verification;
 
 pub use decode::{
     decode_bytes, decode_bytes_sized, is_image_path, load_image, load_image_sized, DecodeLimits, DecodeSize,

@@ -381,6 +381,7 @@ pub fn search_images<'py>(
                 .map_err(|e| class_err(ErrorClass::InvalidArgument, e.to_string()))?,
         },
         fusion: fusion.parse().map_err(|e: String| class_err(ErrorClass::InvalidArgument, e))?,
+        verify: None,
         params: SearchParams { ef, nprobe, checks, rerank, ..Default::default() },
         model: model_args(model_dir, device)?,
     };

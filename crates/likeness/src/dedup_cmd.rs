@@ -35,6 +35,10 @@ pub struct Args {
     /// Largest distance between two images of a group (default: the calibrated one for the feature).
     #[arg(long)]
     pub threshold: Option<f32>,
+    /// Geometrically verify each linking pair of a group (local keypoints matched, RANSAC
+    /// fit; the images decoded from their stored paths) and report its inliers.
+    #[arg(long)]
+    pub verify: bool,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -101,6 +105,21 @@ pub struct Group {
     pub paths: Vec<String>,
     /// Largest distance of a linking pair in the group.
     pub max_distance: f32,
+    /// With `--verify`: each linking pair and its geometric verification.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pairs: Vec<PairCheck>,
+}
+
+/// A linking pair of a group and what geometric verification says about it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PairCheck {
+    /// The two records (the first is the query of the verification).
+    #[serde(serialize_with = "crate::json_ids::many")]
+    pub ids: Vec<u64>,
+    /// Their distance on the feature compared.
+    pub distance: f32,
+    /// Inliers, verified or not, the first image's corners in the second (or why not checked).
+    pub verification: crate::verify::HitVerification,
 }
 
 /// The result of a dedup run.
@@ -114,6 +133,9 @@ pub struct DedupReport {
     pub records: usize,
     /// Groups found, largest first.
     pub groups: Vec<Group>,
+    /// The linking pairs (ids and distance), for [`verify_groups`].
+    #[serde(skip)]
+    pub links: Vec<(u64, u64, f32)>,
 }
 
 /// Union-find over dense indexes with path halving.
@@ -218,11 +240,13 @@ pub fn find_groups(
                 ids: rows.iter().map(|r| r.1).collect(),
                 paths: rows.into_iter().map(|r| r.0).collect(),
                 max_distance: max_dist.get(&root).copied().unwrap_or(0.0),
+                pairs: Vec::new(),
             }
         })
         .collect();
     groups.sort_by(|a, b| b.ids.len().cmp(&a.ids.len()).then_with(|| a.paths.cmp(&b.paths)));
-    Ok(DedupReport { feature: feature.to_string(), threshold, records: ids.len(), groups })
+    let links = link_dist.into_iter().map(|((a, b), d)| (ids[a], ids[b], d)).collect();
+    Ok(DedupReport { feature: feature.to_string(), threshold, records: ids.len(), groups, links })
 }
 
 /// What `likeness dedup` does once the database is open: choose the feature and threshold
@@ -267,6 +291,36 @@ pub fn feature_and_threshold(
     Ok((feature, threshold))
 }
 
+/// Verify every linking pair of `report`'s groups (images decoded from their stored paths),
+/// filling each group's `pairs`. An unreadable image is reported in its pairs, never fatal.
+pub fn verify_groups(coll: &vecdb::Collection, report: &mut DedupReport, settings: &crate::verify::VerifySettings) {
+    use crate::verify::{candidate_keypoints, HitVerification, QueryKeypoints};
+    let path_of = |id: u64| coll.get_metadata(id).and_then(|m| ImageMeta::from_metadata(m).path);
+    let mut queries: std::collections::HashMap<u64, Result<QueryKeypoints, String>> = Default::default();
+    let mut candidates: std::collections::HashMap<u64, Result<features::keypoints::KeypointSet, String>> =
+        Default::default();
+    let group_of: std::collections::HashMap<u64, usize> =
+        report.groups.iter().enumerate().flat_map(|(g, gr)| gr.ids.iter().map(move |id| (*id, g))).collect();
+    for &(a, b, distance) in &report.links {
+        let Some(&g) = group_of.get(&a) else { continue };
+        let q = queries.entry(a).or_insert_with(|| {
+            let path = path_of(a).ok_or("the record has no stored path")?;
+            let decoded = features::load_image(std::path::Path::new(&path), &features::DecodeLimits::default())
+                .map_err(|e| e.to_string())?;
+            QueryKeypoints::of(&features::pipeline::working_image(decoded.image), settings).map_err(|e| e.to_string())
+        });
+        let c = candidates.entry(b).or_insert_with(|| {
+            let path = path_of(b).ok_or("the record has no stored path")?;
+            candidate_keypoints(std::path::Path::new(&path), settings).map_err(|e| e.to_string())
+        });
+        let verification = match (&*q, &*c) {
+            (Ok(q), Ok(c)) => q.verify(c, settings),
+            (Err(e), _) | (_, Err(e)) => HitVerification { error: Some(e.clone()), ..Default::default() },
+        };
+        report.groups[g].pairs.push(PairCheck { ids: vec![a, b], distance, verification });
+    }
+}
+
 /// Run `likeness dedup`.
 pub fn run(args: &Args) -> Result<()> {
     let db = Database::open_read_only(&args.db)?;
@@ -278,8 +332,12 @@ pub fn run(args: &Args) -> Result<()> {
         bar.set_length(p.total as u64);
         bar.set_position(p.done as u64);
     };
-    let report = dedup(&db, &settings, &on_progress, &AtomicBool::new(false))?;
+    let mut report = dedup(&db, &settings, &on_progress, &AtomicBool::new(false))?;
     bar.finish_and_clear();
+    if args.verify {
+        let coll = catalog::open_collection(&db, &args.collection)?;
+        verify_groups(&coll, &mut report, &crate::verify::VerifySettings::default());
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
@@ -288,6 +346,19 @@ pub fn run(args: &Args) -> Result<()> {
         println!("group {} ({} images, max distance {:.4}):", i + 1, g.ids.len(), g.max_distance);
         for p in &g.paths {
             println!("  {p}");
+        }
+        for pc in &g.pairs {
+            let v = &pc.verification;
+            let (a, b) = (pc.ids[0], pc.ids[1]);
+            match &v.error {
+                Some(e) => println!("  pair {a} – {b}: not verified ({e})"),
+                None => println!(
+                    "  pair {a} – {b}: {} inliers of {} matches, {}",
+                    v.inliers,
+                    v.matches,
+                    if v.verified { "verified" } else { "NOT verified" }
+                ),
+            }
         }
     }
     let in_groups: usize = report.groups.iter().map(|g| g.ids.len()).sum();

@@ -29,6 +29,7 @@ pub mod signals;
 pub mod train_cmd;
 pub mod vector_files;
 pub mod vectors_cmd;
+pub mod verify;
 pub mod walk;
 
 /// Log to stderr: warnings by default, or what `RUST_LOG` says.

@@ -13,6 +13,7 @@ use crate::catalog::{self, DEFAULT_COLLECTION};
 use crate::image_meta::ImageMeta;
 use crate::multi_search::{self, Base, ExplainedHit, Explanation, ViewQueries};
 use crate::robust::Views;
+use crate::verify::{self, HitVerification, QueryKeypoints, VerifySettings};
 
 /// Arguments of `likeness search`.
 #[derive(Debug, clap::Args)]
@@ -45,6 +46,11 @@ pub struct Args {
     /// turns,mirror,tilt[=DEG:DEG],regions (docs/app.md, "Robust search").
     #[arg(long, value_name = "VIEWS", num_args = 0..=1, default_missing_value = "all")]
     pub robust: Option<String>,
+    /// Geometric verification: match local keypoints of the query with each of the top N hits
+    /// (decoded from their stored paths; default 20) and move the hits verified by a RANSAC
+    /// fit to the front, most inliers first (docs/app.md, "Geometric verification").
+    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "20")]
+    pub verify: Option<String>,
     /// How a hybrid search combines its features: rrf (reciprocal rank, the default) or max
     /// (the best calibrated similarity among cnn/phash/dhash; colour breaks ties).
     #[arg(long, default_value = "rrf")]
@@ -77,6 +83,9 @@ pub struct ResultRow {
     /// Per-feature distances, similarity, verdict (and the view / fused score that found it).
     #[serde(flatten)]
     pub explanation: Explanation,
+    /// Geometric verification (inliers, matched quadrilateral), for the hits verified.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verification: Option<HitVerification>,
 }
 
 impl From<&ExplainedHit> for ResultRow {
@@ -88,6 +97,7 @@ impl From<&ExplainedHit> for ResultRow {
             path: meta.path,
             label: meta.label,
             explanation: h.explanation(),
+            verification: None,
         }
     }
 }
@@ -133,6 +143,8 @@ pub struct SearchSettings {
     pub robust: Views,
     /// How a hybrid search combines its features.
     pub fusion: crate::fusion::Fusion,
+    /// Geometric verification of the top hits (images only); `None` = off.
+    pub verify: Option<VerifySettings>,
     /// Index knobs (ef, nprobe, ...).
     pub params: SearchParams,
     /// Where the CNN model is and where it runs.
@@ -149,6 +161,7 @@ impl Default for SearchSettings {
             feature: None,
             robust: Views::none(),
             fusion: Default::default(),
+            verify: None,
             params: SearchParams::default(),
             model: Default::default(),
         }
@@ -177,8 +190,13 @@ pub fn search_images(db: &Database, queries: &Queries, settings: &SearchSettings
         (k, Some(_)) => k,
         (k, None) => Some(k.unwrap_or(10)),
     };
+    // Verification re-ranks the top N: fetch at least that many, cut to k after.
+    let fetch = match (&settings.verify, k) {
+        (Some(v), Some(k)) => Some(k.max(v.top_n)),
+        (_, k) => k,
+    };
     let base = Base {
-        k,
+        k: fetch,
         threshold: settings.threshold,
         filter: filter.clone(),
         params: settings.params.clone(),
@@ -186,10 +204,14 @@ pub fn search_images(db: &Database, queries: &Queries, settings: &SearchSettings
         fusion: settings.fusion,
     };
 
+    let mut keypoints: Vec<QueryKeypoints> = Vec::new();
     let (labels, queries): (Vec<String>, Vec<ViewQueries>) = match queries {
         Queries::Ids(ids) => {
             if !settings.robust.is_plain() {
                 bail!("--robust searches views of a query image: give the image file instead of --id");
+            }
+            if settings.verify.is_some() {
+                bail!("--verify matches the keypoints of a query image: give the image file instead of --id");
             }
             ids.iter().map(|id| (format!("id {id}"), ViewQueries::record(*id, &features))).unzip()
         }
@@ -201,6 +223,11 @@ pub fn search_images(db: &Database, queries: &Queries, settings: &SearchSettings
                 let decoded = features::load_image(path, &DecodeLimits::default()).map_err(QueryImageError)?;
                 let image = features::pipeline::working_image(decoded.image);
                 let q = ViewQueries::embed(&image, &settings.robust, &refs).map_err(QueryImageError)?;
+                if let Some(v) = &settings.verify {
+                    keypoints.push(
+                        QueryKeypoints::of(&image, v).with_context(|| format!("query image {}", path.display()))?,
+                    );
+                }
                 out.push((path.display().to_string(), q));
             }
             out.into_iter().unzip()
@@ -226,13 +253,42 @@ pub fn search_images(db: &Database, queries: &Queries, settings: &SearchSettings
     Ok(labels
         .into_iter()
         .zip(hits)
-        .map(|(query, hits)| QueryResults {
-            query,
-            feature: feature.clone(),
-            no_close_match: multi_search::no_close_match(&hits),
-            results: hits.iter().map(ResultRow::from).collect(),
+        .enumerate()
+        .map(|(i, (query, hits))| {
+            let mut results: Vec<ResultRow> = hits.iter().map(ResultRow::from).collect();
+            if let (Some(v), Some(kp)) = (&settings.verify, keypoints.get(i)) {
+                results = verified(results, kp, v, k);
+            }
+            QueryResults {
+                query,
+                feature: feature.clone(),
+                no_close_match: multi_search::no_close_match(&hits),
+                results,
+            }
         })
         .collect())
+}
+
+/// Verify the top rows against the query's keypoints, move the verified ones first and keep `k`.
+fn verified(
+    rows: Vec<ResultRow>,
+    query: &QueryKeypoints,
+    settings: &VerifySettings,
+    k: Option<usize>,
+) -> Vec<ResultRow> {
+    let paths: Vec<Option<&str>> = rows.iter().map(|r| r.path.as_deref()).collect();
+    let checks = verify::verify_paths(query, &paths, settings);
+    let order = verify::rerank_order(rows.len(), &checks);
+    let mut rows: Vec<Option<ResultRow>> = rows.into_iter().map(Some).collect();
+    let mut out = Vec::with_capacity(rows.len());
+    for i in order {
+        if let Some(mut r) = rows[i].take() {
+            r.verification = checks.get(i).cloned();
+            out.push(r);
+        }
+    }
+    out.truncate(k.unwrap_or(usize::MAX));
+    out
 }
 
 /// Run `likeness search`.
@@ -258,6 +314,7 @@ pub fn run(args: &Args) -> Result<()> {
             None => Views::none(),
         },
         fusion: args.fusion,
+        verify: args.verify.as_deref().map(VerifySettings::parse).transpose()?,
         params: args.knobs.params(),
         model: args.model.clone(),
     };
@@ -291,6 +348,15 @@ pub fn run(args: &Args) -> Result<()> {
                 }
                 if let Some(v) = &e.view {
                     extra += &format!("  (view {v})");
+                }
+                if let Some(v) = &r.verification {
+                    extra += &match (&v.error, v.verified) {
+                        (Some(err), _) => format!("  (not verified: {err})"),
+                        (None, true) => {
+                            format!("  (verified: {} inliers{})", v.inliers, if v.mirrored { ", mirrored" } else { "" })
+                        }
+                        (None, false) => format!("  ({} inliers: not verified)", v.inliers),
+                    };
                 }
                 println!(
                     "{:>4}  {:>10.4}  {:>5}  {:<14}  {:>20}  {:<16}  {}{extra}",

@@ -4,15 +4,19 @@
 //! distractors — random crops of those hosts, and emoji — and each original is queried through one copy per [`EditKind`] (crops, rotations,
 //! mirror, perspective, colour, blur, JPEG, overlays, picture in picture into a host,
 //! screenshots). The command prints recall@1 (the original is the first hit) per edit kind for
-//! each search mode: plain CNN, the robust views of [`likeness::robust`], and the hybrid
-//! `cnn+color+phash` of [`likeness::fusion`].
+//! each search mode: plain CNN, the robust views of [`likeness::robust`], the hybrid
+//! `cnn+color+phash` of [`likeness::fusion`], and the geometric verification of
+//! [`likeness::verify`] re-ranking the top N of the plain or robust search.
+//!
+//! With `LIKENESS_BENCH_DEBUG` set, every query a `+verify` mode gets wrong is printed to
+//! stderr (where the original was in the top N, its inliers, and the first hit's).
 //!
 //! The search is the product's: a vecdb collection (Flat) built with the catalog's schema, the
 //! views and merging of `likeness search --robust`, the fusion of `--feature cnn+color+phash`.
 
 mod edits;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -24,6 +28,8 @@ use likeness::catalog::{build_extractors, schema_for, to_vector};
 use likeness::fusion::Fusion;
 use likeness::multi_search::{self, Base, ViewQueries};
 use likeness::robust::Views;
+use likeness::verify::{self, QueryKeypoints, VerifySettings};
+use rayon::prelude::*;
 use serde::Serialize;
 use vecdb::{Database, Query, Record};
 
@@ -56,6 +62,9 @@ pub struct Args {
     /// Seed of the split, the edits and the distractors.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Hits re-ranked by geometric verification in the `+verify` modes.
+    #[arg(long, default_value_t = verify::DEFAULT_TOP_N)]
+    verify_top: usize,
     #[command(flatten)]
     model: likeness::model_args::ModelArgs,
     /// Print JSON.
@@ -69,13 +78,16 @@ struct Mode {
     views: Views,
     features: &'static [&'static str],
     fusion: Fusion,
+    /// Re-rank the top hits by geometric verification.
+    verify: bool,
 }
 
 fn modes() -> Vec<Mode> {
     let v = |s: &str| Views::parse(s).expect("built-in spec");
     const CNN: &[&str] = &["cnn"];
     const HYBRID: &[&str] = &["cnn", "color", "phash"];
-    let m = |name, views, features, fusion| Mode { name, views, features, fusion };
+    let m = |name, views, features, fusion| Mode { name, views, features, fusion, verify: false };
+    let verified = |name, views| Mode { name, views, features: CNN, fusion: Fusion::Rrf, verify: true };
     vec![
         m("cnn", Views::none(), CNN, Fusion::Rrf),
         m("+turns+mirror", v("turns,mirror"), CNN, Fusion::Rrf),
@@ -86,6 +98,8 @@ fn modes() -> Vec<Mode> {
         m("hybrid-rrf", Views::none(), HYBRID, Fusion::Rrf),
         m("hybrid-max", Views::none(), HYBRID, Fusion::Max),
         m("hybrid-max+all", Views::all(), HYBRID, Fusion::Max),
+        verified("cnn+verify", Views::none()),
+        verified("robust+verify", Views::all()),
     ]
 }
 
@@ -99,7 +113,9 @@ struct ModeResult {
     overall: f64,
     /// Query views embedded and searched per query (mean).
     views_per_query: f64,
-    /// Estimated ms per query: views × measured CNN ms per view + measured search ms.
+    /// Estimated ms per query: views × measured CNN ms per view + measured search ms (+ for
+    /// the verified modes: the query's keypoints, the matching and RANSAC, measured, and
+    /// `verify_top` × the measured ms to decode and detect a candidate's keypoints).
     ms_per_query: f64,
     /// Share of queries whose original comes first with the verdict "near duplicate" (the
     /// dedup threshold's recall on these copies).
@@ -118,6 +134,12 @@ struct Report {
     queries: usize,
     edit_kinds: Vec<String>,
     cnn_ms_per_view: f64,
+    /// Mean ms to detect a stored image's keypoints (the bench holds them in memory).
+    candidate_keypoints_ms: f64,
+    /// Mean ms to decode a stored 640 px JPEG (what the product adds per candidate).
+    candidate_decode_ms: f64,
+    /// Hits verified per query in the `+verify` modes.
+    verify_top: usize,
     bytes_per_image: BTreeMap<String, usize>,
     modes: Vec<ModeResult>,
 }
@@ -140,6 +162,19 @@ fn list_images(dir: &std::path::Path) -> Result<Vec<PathBuf>> {
 fn load(path: &std::path::Path, max_side: u32) -> Result<RgbImage> {
     let img = load_image(path, &DecodeLimits::default()).with_context(|| format!("reading {}", path.display()))?;
     Ok(fit_within(&img.image, max_side, ResizeFilter::Bilinear))
+}
+
+/// Mean ms to decode the originals once written as 640 px JPEGs (quality 90).
+fn decode_ms(images: &[RgbImage]) -> Result<f64> {
+    let mut total = 0.0;
+    for im in images {
+        let mut bytes = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 90).encode_image(im)?;
+        let t = Instant::now();
+        features::decode_bytes(&bytes, std::path::Path::new("bench.jpg"), &DecodeLimits::default())?;
+        total += t.elapsed().as_secs_f64();
+    }
+    Ok(total * 1000.0 / images.len().max(1) as f64)
 }
 
 fn shuffle<T>(v: &mut [T], rng: &mut Rng) {
@@ -173,6 +208,7 @@ struct QueryVecs {
     original: u64,
     kind: EditKind,
     views: ViewQueries,
+    keypoints: QueryKeypoints,
 }
 
 /// The views of `q` that `views` asks for (by name: `original`, `turn…`, `mirror`, `tilt…`,
@@ -272,6 +308,15 @@ pub fn run(args: &Args) -> Result<()> {
         .map(|f| (f.name.clone(), if f.metric == vecdb::Metric::Hamming { f.dim / 8 } else { f.dim * 4 }))
         .collect();
     let coll = db.create_collection("copies", schema)?;
+    let vsettings = VerifySettings::top(args.verify_top)?;
+    let t = Instant::now();
+    let stored_kp: HashMap<u64, features::keypoints::KeypointSet> = stored
+        .par_iter()
+        .map(|(id, im)| Ok((*id, features::keypoints::detect(im, &vsettings.keypoints)?)))
+        .collect::<Result<_>>()?;
+    let candidate_keypoints_ms =
+        t.elapsed().as_secs_f64() * 1000.0 * rayon::current_num_threads() as f64 / stored.len() as f64;
+    let candidate_decode_ms = decode_ms(&originals)?;
     eprintln!("embedding {} stored images ({} originals, {distractors} distractors)…", stored.len(), originals.len());
     let t = Instant::now();
     coll.insert(embed_records(&extractors, &stored)?)?;
@@ -283,6 +328,7 @@ pub fn run(args: &Args) -> Result<()> {
     let mut queries = Vec::new();
     let mut cnn_s = 0.0;
     let mut n_views = 0usize;
+    let mut query_kp_s = 0.0;
     for (oi, img) in originals.iter().enumerate() {
         for &kind in &kinds {
             let mut r = Rng::new(args.seed ^ (oi as u64 + 1).wrapping_mul(0x9e37_79b9) ^ (kind as u64 + 1) << 40);
@@ -295,6 +341,9 @@ pub fn run(args: &Args) -> Result<()> {
             cnn_s += t.elapsed().as_secs_f64();
             n_views += views.names.len();
             // The cheap features in every view too (for hybrid + robust).
+            let t = Instant::now();
+            let keypoints = QueryKeypoints::of(&copy, &vsettings)?;
+            query_kp_s += t.elapsed().as_secs_f64();
             let mut views = views;
             let imgs: Vec<RgbImage> = all_views.images(&copy).into_iter().map(|(_, im)| im).collect();
             for ex in &extractors[1..] {
@@ -302,7 +351,7 @@ pub fn run(args: &Args) -> Result<()> {
                     q.insert(ex.name().to_string(), Query::Vector(to_vector(&f.vector)));
                 }
             }
-            queries.push(QueryVecs { original: oi as u64, kind, views });
+            queries.push(QueryVecs { original: oi as u64, kind, views, keypoints });
         }
         eprintln!("queries of original {}/{} embedded", oi + 1, originals.len());
     }
@@ -311,7 +360,8 @@ pub fn run(args: &Args) -> Result<()> {
     let mut results = Vec::new();
     for mode in modes() {
         let features: Vec<String> = mode.features.iter().map(|f| f.to_string()).collect();
-        let base = Base { k: Some(10), fusion: mode.fusion, ..Default::default() };
+        let k = if mode.verify { args.verify_top.max(10) } else { 10 };
+        let base = Base { k: Some(k), fusion: mode.fusion, ..Default::default() };
         let mut hits_by_kind: BTreeMap<String, (usize, usize)> = BTreeMap::new();
         let mut search_s = 0.0;
         let mut views_used = 0usize;
@@ -320,8 +370,36 @@ pub fn run(args: &Args) -> Result<()> {
             let vq = select(&q.views, &mode.views);
             views_used += vq.names.len();
             let t = Instant::now();
-            let hits = multi_search::search(&coll, &features, &vq, &base)?;
+            let mut hits = multi_search::search(&coll, &features, &vq, &base)?;
             search_s += t.elapsed().as_secs_f64();
+            if mode.verify {
+                let t = Instant::now();
+                let checks: Vec<_> = hits
+                    .iter()
+                    .take(vsettings.top_n)
+                    .map(|h| stored_kp.get(&h.hit.id).map(|c| q.keypoints.verify(c, &vsettings)).unwrap_or_default())
+                    .collect();
+                let order = verify::rerank_order(hits.len(), &checks);
+                if std::env::var_os("LIKENESS_BENCH_DEBUG").is_some() && hits[order[0]].hit.id != q.original {
+                    let pos = hits.iter().position(|h| h.hit.id == q.original);
+                    let orig = pos.and_then(|p| checks.get(p));
+                    let top = &checks[order[0]];
+                    eprintln!(
+                        "{} {}: original at {pos:?} inliers {:?}/{:?}; first {} inliers {}/{} verified {}",
+                        mode.name,
+                        q.kind.name(),
+                        orig.map(|c| c.inliers),
+                        orig.map(|c| c.matches),
+                        hits[order[0]].hit.id,
+                        top.inliers,
+                        top.matches,
+                        top.verified
+                    );
+                }
+                let mut slots: Vec<_> = hits.into_iter().map(Some).collect();
+                hits = order.into_iter().filter_map(|i| slots[i].take()).collect();
+                search_s += t.elapsed().as_secs_f64();
+            }
             let e = hits_by_kind.entry(q.kind.name().to_string()).or_default();
             e.1 += 1;
             if hits.first().map(|h| h.hit.id) == Some(q.original) {
@@ -337,7 +415,11 @@ pub fn run(args: &Args) -> Result<()> {
         let total: usize = hits_by_kind.values().map(|v| v.1).sum();
         let good: usize = hits_by_kind.values().map(|v| v.0).sum();
         let vpq = views_used as f64 / queries.len().max(1) as f64;
-        let extra = if mode.features.len() > 1 { 2.0 } else { 0.0 }; // color + phash, ~1 ms each
+        let mut extra = if mode.features.len() > 1 { 2.0 } else { 0.0 }; // color + phash, ~1 ms each
+        if mode.verify {
+            extra += query_kp_s * 1000.0 / queries.len().max(1) as f64
+                + args.verify_top as f64 * (candidate_keypoints_ms + candidate_decode_ms);
+        }
         results.push(ModeResult {
             mode: mode.name.to_string(),
             recall_at_1: hits_by_kind.iter().map(|(k, (g, n))| (k.clone(), *g as f64 / *n as f64)).collect(),
@@ -360,6 +442,9 @@ pub fn run(args: &Args) -> Result<()> {
         queries: queries.len(),
         edit_kinds: kinds.iter().map(|k| k.name().to_string()).collect(),
         cnn_ms_per_view,
+        candidate_keypoints_ms,
+        candidate_decode_ms,
+        verify_top: args.verify_top,
         bytes_per_image,
         modes: results,
     };
@@ -405,6 +490,10 @@ fn print_table(r: &Report) {
     row("orig near-dup", &|m| format!("{:.3}", m.original_near_duplicate));
     row("other near-dup", &|m| format!("{:.3}", m.distractor_near_duplicate));
     row("other similar", &|m| format!("{:.3}", m.distractor_similar));
+    println!(
+        "verification: top {} hits; per candidate {:.1} ms keypoints + {:.1} ms decode (a 640 px JPEG)",
+        r.verify_top, r.candidate_keypoints_ms, r.candidate_decode_ms
+    );
     println!(
         "CNN {:.1} ms per view; stored bytes per image: {}",
         r.cnn_ms_per_view,

@@ -27,6 +27,7 @@ use crate::image_meta::ImageMeta;
 use crate::indexer::{index_roots, IndexOptions, IndexProgress};
 use crate::multi_search::{self, Base, ExplainedHit, ViewQueries};
 use crate::robust::Views;
+use crate::verify::{self, HitVerification, QueryKeypoints, VerifySettings};
 
 /// Largest `k` a search may ask for.
 pub use vecdb::search_body::MAX_K;
@@ -143,6 +144,36 @@ fn parse_robust(v: &str) -> ApiResult<Views> {
     }
 }
 
+/// The value of a `verify` form field: `true` (the top [`verify::DEFAULT_TOP_N`] hits), a
+/// number of top hits, or `false`/`0`/empty for none.
+fn parse_verify(v: &str) -> ApiResult<Option<VerifySettings>> {
+    match v.trim() {
+        "" | "false" | "none" | "0" => Ok(None),
+        "true" => Ok(Some(VerifySettings::default())),
+        spec => VerifySettings::parse(spec).map(Some).map_err(|e| ApiError::bad_request(e.to_string())),
+    }
+}
+
+/// Hits with their verification: verified ones first (see [`verify::rerank_order`]), cut to `k`.
+fn verify_hits(
+    hits: Vec<ExplainedHit>,
+    query: &QueryKeypoints,
+    settings: &VerifySettings,
+    k: Option<usize>,
+) -> Vec<(ExplainedHit, Option<HitVerification>)> {
+    let paths: Vec<Option<String>> =
+        hits.iter().map(|h| h.hit.metadata.clone().and_then(|m| ImageMeta::from_metadata(m).path)).collect();
+    let refs: Vec<Option<&str>> = paths.iter().map(|p| p.as_deref()).collect();
+    let checks = verify::verify_paths(query, &refs, settings);
+    let order = verify::rerank_order(hits.len(), &checks);
+    let mut hits: Vec<Option<ExplainedHit>> = hits.into_iter().map(Some).collect();
+    let mut out: Vec<_> =
+        order.into_iter().filter_map(|i| hits[i].take().map(|h| (h, checks.get(i).cloned()))).collect();
+    out.truncate(k.unwrap_or(usize::MAX));
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn run_search(
     c: Arc<Collection>,
     features: Vec<String>,
@@ -150,24 +181,36 @@ async fn run_search(
     query: ViewQueries,
     views: Option<Views>,
     fusion: Fusion,
+    verification: Option<(VerifySettings, QueryKeypoints)>,
     started: Instant,
 ) -> ApiResult<Json<Value>> {
     let feature = features.join("+");
     let name = c.name().to_string();
     let filter = spec.filter.clone();
     let c2 = c.clone();
+    let k = spec.k;
     let base = Base {
-        k: spec.k,
+        // Verification re-ranks the top N: fetch at least that many, cut to k after.
+        k: match (&verification, spec.k) {
+            (Some((v, _)), Some(k)) => Some(k.max(v.top_n)),
+            (_, k) => k,
+        },
         threshold: spec.threshold,
         filter: spec.filter,
         params: spec.params,
         include_vectors: spec.include_vectors,
         fusion,
     };
-    let hits = tokio::task::spawn_blocking(move || -> ApiResult<Vec<ExplainedHit>> {
-        multi_search::search(&c, &features, &query, &base).map_err(|e| match e.downcast::<vecdb::Error>() {
-            Ok(e) => e.into(),
-            Err(e) => ApiError::bad_request(crate::error_chain::error_chain(&e)),
+    let verified = verification.is_some();
+    let hits = tokio::task::spawn_blocking(move || -> ApiResult<Vec<(ExplainedHit, Option<HitVerification>)>> {
+        let hits =
+            multi_search::search(&c, &features, &query, &base).map_err(|e| match e.downcast::<vecdb::Error>() {
+                Ok(e) => ApiError::from(e),
+                Err(e) => ApiError::bad_request(crate::error_chain::error_chain(&e)),
+            })?;
+        Ok(match &verification {
+            Some((settings, kp)) => verify_hits(hits, kp, settings, k),
+            None => hits.into_iter().map(|h| (h, None)).collect(),
         })
     })
     .await??;
@@ -186,7 +229,17 @@ async fn run_search(
             }
         }
     }
-    let results: Vec<Value> = hits.iter().map(explained_hit_json).collect();
+    let results: Vec<Value> = hits
+        .iter()
+        .map(|(h, v)| {
+            let mut j = explained_hit_json(h);
+            if let Some(v) = v {
+                j["verification"] = serde_json::to_value(v).unwrap_or(Value::Null);
+            }
+            j
+        })
+        .collect();
+    let hits: Vec<ExplainedHit> = hits.into_iter().map(|(h, _)| h).collect();
     let mut out = json!({
         "collection": name,
         "feature": feature,
@@ -199,6 +252,9 @@ async fn run_search(
     }
     if feature.contains('+') {
         out["fusion"] = json!(fusion);
+    }
+    if verified {
+        out["verified"] = json!(true);
     }
     Ok(Json(out))
 }
@@ -273,7 +329,7 @@ pub async fn search_json(
             )))
         }
     };
-    run_search(c, features, spec, query, None, fusion, started).await
+    run_search(c, features, spec, query, None, fusion, None, started).await
 }
 
 /// Map axum's JSON rejections to JSON errors with the same status.
@@ -369,12 +425,16 @@ pub async fn search_image(State(st): AppStateRef, Path(name): Path<String>, req:
     let c = st.collection(&name)?;
     let mp = Multipart::from_request(req, &()).await.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
     let up = read_multipart(mp).await?;
-    let (ours, fields): (Vec<_>, Vec<_>) = up.fields.iter().cloned().partition(|(k, _)| k == "robust" || k == "fusion");
+    let (ours, fields): (Vec<_>, Vec<_>) =
+        up.fields.iter().cloned().partition(|(k, _)| k == "robust" || k == "fusion" || k == "verify");
     let mut views = Views::none();
     let mut fusion = Fusion::default();
+    let mut verify_settings = None;
     for (k, v) in &ours {
         if k == "robust" {
             views = parse_robust(v)?;
+        } else if k == "verify" {
+            verify_settings = parse_verify(v)?;
         } else if !v.trim().is_empty() {
             fusion = v.parse().map_err(ApiError::bad_request)?;
         }
@@ -387,25 +447,34 @@ pub async fn search_image(State(st): AppStateRef, Path(name): Path<String>, req:
     let wanted = features.clone();
     let views2 = views.clone();
     let permit = ticket.work().await?;
-    let query = tokio::task::spawn_blocking(move || -> ApiResult<ViewQueries> {
-        let _permit = permit; // held until the decode is over, even if the client left
-                              // Only the searched features' extractors run.
-        let chosen = wanted
-            .iter()
-            .map(|f| {
-                extractors
-                    .iter()
-                    .find(|e| e.name() == f)
-                    .map(|e| e.as_ref())
-                    .ok_or_else(|| ApiError::internal(format!("no extractor for feature '{f}'")))
-            })
-            .collect::<ApiResult<Vec<&dyn features::FeatureExtractor>>>()?;
-        let decoded = features::decode_bytes(&bytes, FsPath::new(&file), &st2.upload_limits)?;
-        let image = features::pipeline::working_image(decoded.image);
-        Ok(ViewQueries::embed(&image, &views2, &chosen)?)
-    })
-    .await??;
-    run_search(c, features, spec, query, Some(views), fusion, started).await
+    let query =
+        tokio::task::spawn_blocking(move || -> ApiResult<(ViewQueries, Option<(VerifySettings, QueryKeypoints)>)> {
+            let _permit = permit; // held until the decode is over, even if the client left
+                                  // Only the searched features' extractors run.
+            let chosen = wanted
+                .iter()
+                .map(|f| {
+                    extractors
+                        .iter()
+                        .find(|e| e.name() == f)
+                        .map(|e| e.as_ref())
+                        .ok_or_else(|| ApiError::internal(format!("no extractor for feature '{f}'")))
+                })
+                .collect::<ApiResult<Vec<&dyn features::FeatureExtractor>>>()?;
+            let decoded = features::decode_bytes(&bytes, FsPath::new(&file), &st2.upload_limits)?;
+            let image = features::pipeline::working_image(decoded.image);
+            let verification = match verify_settings {
+                Some(v) => {
+                    let kp = QueryKeypoints::of(&image, &v).map_err(|e| ApiError::internal(e.to_string()))?;
+                    Some((v, kp))
+                }
+                None => None,
+            };
+            Ok((ViewQueries::embed(&image, &views2, &chosen)?, verification))
+        })
+        .await??;
+    let (query, verification) = query;
+    run_search(c, features, spec, query, Some(views), fusion, verification, started).await
 }
 
 /// Answer `err` to a refused request after reading and discarding its body (streaming, at most

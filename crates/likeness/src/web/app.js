@@ -103,7 +103,7 @@ function fromHit(h) {
   return {
     id: h.id, path: h.path, name: m.original_name || fileName(h.path), label: h.label, tags: m.tags || [],
     size: m.size, width: m.width, height: m.height, format: m.format, mtime: m.mtime,
-    thumb: h.thumb, original: undefined, distance: h.distance,
+    thumb: h.thumb, original: undefined, distance: h.distance, verification: h.verification,
   };
 }
 
@@ -138,11 +138,31 @@ function tagChips(tags, max) {
   return box;
 }
 
+// The matched quadrilateral of a verified hit (the query's corners in the image's pixels),
+// drawn over the thumbnail: the SVG's viewBox is the full image and it is fitted like the
+// thumbnail (object-fit: contain), so the outline lands where the query appears.
+function quadOverlay(quad, width, height) {
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("class", "quad");
+  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  svg.setAttribute("preserveAspectRatio", "xMidYMid meet");
+  svg.setAttribute("aria-label", "where the query appears");
+  const poly = document.createElementNS(ns, "polygon");
+  poly.setAttribute("points", quad.map((p) => `${p[0].toFixed(1)},${p[1].toFixed(1)}`).join(" "));
+  poly.setAttribute("vector-effect", "non-scaling-stroke");
+  svg.append(poly);
+  return svg;
+}
+
 // One image card; `items`/`index` say which list the lightbox walks through.
 function card(c, items, index, field) {
   const fig = el("figure", { class: "result", tabIndex: 0, title: c.path || "", dataset: { id: c.id } });
   const img = el("img", { src: c.thumb, alt: `${c.name || "image"}${c.label ? `, ${c.label}` : ""}`, loading: "lazy" });
-  fig.append(el("div", { class: "thumb" }, img));
+  const thumb = el("div", { class: "thumb" }, img);
+  fig.append(thumb);
+  const ver = c.verification;
+  if (ver && ver.verified && ver.quad && c.width && c.height) thumb.append(quadOverlay(ver.quad, c.width, c.height));
   if (c.distance !== undefined) {
     const v = verdict(field, c.distance);
     const sim = similarity(field, c.distance);
@@ -150,6 +170,10 @@ function card(c, items, index, field) {
     meta.append(el("span", { class: `verdict ${v ? v.cls : "v-none"}`, textContent: v ? v.text : "distance" }));
     if (sim !== null) meta.append(el("span", { class: "score", textContent: `${Math.round(sim * 100)}%`, title: field.metric === "cosine" ? "cosine similarity" : "bits in common" }));
     meta.append(el("span", { class: "distance", textContent: c.distance.toFixed(field && field.metric === "hamming" ? 0 : 3), title: "distance (lower = closer)" }));
+    if (ver && ver.verified) {
+      meta.append(el("span", { class: "verified", textContent: `✓ ${ver.inliers}`,
+        title: `verified: ${ver.inliers} keypoint matches agree on where the query appears${ver.mirrored ? " (mirrored)" : ""}` }));
+    }
     fig.append(meta);
   }
   const row = el("div", { class: "row" }, el("span", { class: "label chip", textContent: c.label || "—" }));
@@ -244,6 +268,7 @@ async function runSearch(note) {
       fd.append("k", String(p.k));
       if (p.threshold !== undefined) fd.append("threshold", String(p.threshold));
       if (p.filter) fd.append("filter", JSON.stringify(p.filter));
+      if ($("#verify").checked) fd.append("verify", "true");
       j = await api(`${base()}/search/image`, { method: "POST", body: fd });
     } else {
       j = await api(`${base()}/search`, {
@@ -603,6 +628,7 @@ function wire() {
   });
   $("#threshold").addEventListener("input", showThreshold);
   $("#threshold").addEventListener("change", () => runSearch());
+  $("#verify").addEventListener("change", () => runSearch());
   $("#page-size").addEventListener("change", () => { state.browse.offset = 0; runBrowse(); });
   $("#prev-page").addEventListener("click", () => {
     state.browse.offset = Math.max(0, state.browse.offset - Number($("#page-size").value)); runBrowse();
