@@ -187,3 +187,41 @@ fn removed_nodes_survive_the_compaction_of_their_segment() {
     let db = Database::open(dir.path()).unwrap();
     check(&db.collection("c").unwrap(), &live, &gone, "reopened");
 }
+
+/// A snapshot saved by an older version (the graph with its own `vectors.bin`) is loaded, drops
+/// its copy and reads the segments in place; the next snapshot has no `vectors.bin`.
+#[test]
+fn an_older_snapshot_with_its_own_vectors_is_read_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 3000u64;
+    {
+        let db = Database::open(dir.path()).unwrap();
+        let c = db.create_collection("c", CollectionSchema::single("v", DIM, Metric::L2, "HNSW16")).unwrap();
+        c.insert((0..n).map(|id| record(id, 0)).collect()).unwrap();
+        c.checkpoint().unwrap();
+    }
+    // Replace the snapshot by a graph holding its own rows (what versions before 4 saved),
+    // with a removed node (id 7's first row, replaced by the same vector).
+    let snap = dir.path().join("collections/c/index-v");
+    std::fs::remove_dir_all(&snap).unwrap();
+    let mut own = vecdb::index::hnsw::HnswIndex::new(DIM, Metric::L2, 16, 200);
+    let data: Vec<f32> = (0..n).flat_map(|id| vector_of(id, 0)).collect();
+    own.add(&(0..n).collect::<Vec<u64>>(), vecdb::VectorsRef::Dense(&data)).unwrap();
+    own.add(&[7], vecdb::VectorsRef::Dense(&vector_of(7, 0))).unwrap();
+    assert_eq!(own.deleted_count(), 1);
+    own.save(&snap).unwrap();
+    assert!(snap.join("vectors.bin").exists());
+    let mut live: std::collections::BTreeMap<u64, u64> = (0..n).map(|id| (id, 0)).collect();
+    let db = Database::open(dir.path()).unwrap();
+    let c = db.collection("c").unwrap();
+    assert!(matches!(field(&c).origin, IndexOrigin::Snapshot { .. }), "{:?}", field(&c).origin);
+    // Its heap is the graph's: no copy of the vectors (3000 × 96 B) beside it.
+    assert!(field(&c).memory_bytes < own.memory_bytes() - 3000 * DIM * 4 * 8 / 10, "{:?}", field(&c));
+    check(&c, &live, &[], "loaded from the older snapshot");
+    c.insert(vec![record(n, 0)]).unwrap();
+    live.insert(n, 0);
+    c.checkpoint().unwrap();
+    check(&c, &live, &[], "after a write and a checkpoint");
+    assert!(!snap.join("vectors.bin").exists(), "the new snapshot still holds the vectors");
+    assert!(snap.join("inline.bin").exists());
+}

@@ -111,6 +111,8 @@ impl State {
     /// segments `..since` (the ones its snapshot covers), newest first. False when one is missing.
     pub(super) fn resolve_in_place(&self, index: &mut dyn VectorIndex, f: usize, since: usize) -> bool {
         let Some(h) = index.as_hnsw_mut() else { return true };
+        // A float graph saved with its own copy of the vectors (before format 4) drops it.
+        h.convert_to_in_place();
         let wanted = h.unresolved_rows();
         if wanted.is_empty() {
             return true;

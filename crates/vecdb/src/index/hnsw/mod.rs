@@ -320,6 +320,23 @@ impl HnswIndex {
         self.reads_in_place()
     }
 
+    /// Turn a float graph that holds its own rows (one loaded from an older snapshot) into one
+    /// that reads them in place: the rows of removed nodes are kept as copies, the live ones
+    /// wait for [`HnswIndex::resolve_rows`]. Returns whether this index now reads in place.
+    pub fn convert_to_in_place(&mut self) -> bool {
+        if self.reads_in_place() || !self.stores_floats() || self.exact.is_some() {
+            return self.reads_in_place();
+        }
+        let (dim, src) = (self.dim, self.rows.f32s());
+        let inline: Vec<(u32, &[f32])> = (0..self.graph.len() as u32)
+            .filter(|&s| self.deleted.get(s))
+            .map(|s| (s, &src[s as usize * dim..(s as usize + 1) * dim]))
+            .collect();
+        let rows = InPlaceRows::with_unresolved(dim, self.graph.len(), &inline);
+        self.rows = Rows::InPlace(rows);
+        true
+    }
+
     /// True when the rows are read in place ([`HnswIndex::read_rows_in_place`]).
     pub fn reads_in_place(&self) -> bool {
         matches!(self.rows, Rows::InPlace(_))
