@@ -118,16 +118,27 @@ impl Graph {
         upper: Vec<AtomicU32>,
         entry: Option<(u32, usize)>,
     ) -> Self {
-        let indeg0 = (0..levels.len()).map(|_| AtomicU32::new(0)).collect();
-        let g = Graph { m, m0: 2 * m, links0, levels, upper_off, upper, indeg0, entry: AtomicU64::new(u64::MAX) };
+        let mut g = Graph {
+            m,
+            m0: 2 * m,
+            links0,
+            levels,
+            upper_off,
+            upper,
+            indeg0: Vec::new(),
+            entry: AtomicU64::new(u64::MAX),
+        };
         if let Some((e, l)) = entry {
             g.set_entry(e, l);
         }
+        // Counted with plain adds (no other thread sees the graph yet), then made atomic.
+        let mut deg = vec![0u32; g.len()];
         for v in 0..g.len() as u32 {
             for nb in g.neighbors(v, 0) {
-                g.indeg0[nb as usize].fetch_add(1, Ordering::Relaxed);
+                deg[nb as usize] += 1;
             }
         }
+        g.indeg0 = deg.into_iter().map(AtomicU32::new).collect();
         g
     }
 

@@ -208,13 +208,17 @@ pub(super) fn load(dir: &Path) -> Result<HnswIndex> {
     // Structure checks: every block in bounds, every link a real node that has the link's level
     // (a search follows a level-l link to that node's level-l block).
     let gp = dir.join("links0.bin");
-    let check_block = |block: &[u32], cap: usize, level: usize, what: &str| -> Result<()> {
+    // (`v`, `level` name the block in an error; nothing is formatted while the blocks are fine.)
+    let check_block = |block: &[u32], cap: usize, v: usize, level: usize| -> Result<()> {
         let c = block[0] as usize;
         if c > cap {
-            return Err(corrupt(&gp, format!("{what}: {c} links, at most {cap} allowed")));
+            return Err(corrupt(&gp, format!("node {v} level {level}: {c} links, at most {cap} allowed")));
         }
         if let Some(bad) = block[1..=c].iter().find(|&&x| x as usize >= n || (levels[x as usize] as usize) < level) {
-            return Err(corrupt(&gp, format!("{what}: link to node {bad} of {n}, which is not on that level")));
+            return Err(corrupt(
+                &gp,
+                format!("node {v} level {level}: link to node {bad} of {n}, which is not on that level"),
+            ));
         }
         Ok(())
     };
@@ -223,7 +227,7 @@ pub(super) fn load(dir: &Path) -> Result<HnswIndex> {
         if level > MAX_LEVEL {
             return Err(corrupt(&dir.join("levels.bin"), format!("node {v} has level {level}")));
         }
-        check_block(&links0[v * (m0 + 1)..(v + 1) * (m0 + 1)], m0, 0, &format!("node {v} level 0"))?;
+        check_block(&links0[v * (m0 + 1)..(v + 1) * (m0 + 1)], m0, v, 0)?;
         let off = upper_off[v];
         if level == 0 {
             continue;
@@ -234,7 +238,7 @@ pub(super) fn load(dir: &Path) -> Result<HnswIndex> {
         }
         for l in 1..=level {
             let s = off as usize + (l - 1) * (m + 1);
-            check_block(&upper[s..s + m + 1], m, l, &format!("node {v} level {l}"))?;
+            check_block(&upper[s..s + m + 1], m, v, l)?;
         }
     }
     match meta.entry {
