@@ -2,7 +2,8 @@
 //! add, remove, search, range_search, reconstruct, save/load.
 //!
 //! Indexes hold their own copy of the vectors they need and key them by the
-//! caller's `u64` ids. Distances follow [`crate::metric`]: smaller is closer,
+//! caller's `u64` ids — except a float HNSW graph a storage engine asks to read its
+//! rows in place ([`hnsw::HnswIndex::read_rows_in_place`]; vecdb's collections do). Distances follow [`crate::metric`]: smaller is closer,
 //! in user-facing units (Euclidean, not squared, for `l2`). For `cosine`, callers
 //! pass unit-normalized vectors.
 
