@@ -296,6 +296,39 @@ mod tests {
     use crate::index::{SearchParams, VectorIndex};
     use crate::vector::{VectorRef, VectorsRef};
 
+    /// A graph that reads its rows in place saves no vectors; loaded, it refuses searches until
+    /// its rows are attached (an error, never a read of a missing row), and damaged inline
+    /// rows are reported as corrupt.
+    #[test]
+    fn an_in_place_graph_loads_unresolved_and_bad_inline_slots_are_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let (n, dim) = (500usize, 4usize);
+        let data: std::sync::Arc<Vec<f32>> = std::sync::Arc::new((0..n * dim).map(|i| (i * 13 % 97) as f32).collect());
+        let mut ix = HnswIndex::new(dim, Metric::L2, 8, 50);
+        assert!(ix.read_rows_in_place());
+        let addrs: Vec<usize> = (0..n).map(|i| data.as_ptr() as usize + i * 4 * dim).collect();
+        // SAFETY: the rows are `dim` floats of `data`, which the index holds.
+        unsafe { ix.add_in_place(&(0..n as u64).collect::<Vec<_>>(), &addrs, data.clone()).unwrap() };
+        ix.remove(&[3]).unwrap();
+        ix.save(dir.path()).unwrap();
+        assert!(!dir.path().join("vectors.bin").exists());
+        let mut loaded = load(dir.path()).unwrap();
+        let q = VectorRef::Dense(&data[8..12]);
+        assert!(loaded.search(q, 3, &SearchParams::default(), None).is_err(), "searched without its rows");
+        let want = loaded.unresolved_rows();
+        assert_eq!(want.len(), n - 1, "every live node waits for its row; the removed one was saved");
+        let rows: Vec<(u32, usize)> = want.iter().map(|&(slot, id)| (slot, addrs[id as usize])).collect();
+        // SAFETY: as above.
+        unsafe { loaded.resolve_rows(&rows, vec![data.clone()]).unwrap() };
+        assert_eq!(
+            loaded.search(q, 3, &SearchParams::default(), None).unwrap(),
+            ix.search(q, 3, &SearchParams::default(), None).unwrap()
+        );
+        // A repeated or out-of-range inline slot is corrupt.
+        file::write(&dir.path().join("inline_slots.bin"), bytemuck::cast_slice(&[n as u32 + 5])).unwrap();
+        assert!(matches!(load(dir.path()), Err(Error::Corrupt { .. })));
+    }
+
     /// Fuzzing (index_snapshot): an upper-level link to a node that is not on that level passed
     /// the load checks; the search then followed it and indexed that node's (absent) upper
     /// block out of bounds. Now corrupt.
