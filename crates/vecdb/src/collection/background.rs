@@ -345,7 +345,8 @@ fn build(
         // Everything may still be in the memtable (a bulk load before its first checkpoint).
         index.train(if i == 0 { source.mem_vectors.as_ref() } else { sample.as_ref() })?;
     }
-    if super::in_place::prefer_in_place(index.as_mut()) {
+    let in_place = super::in_place::prefer_in_place(index.as_mut());
+    if in_place {
         // A float graph links the segments' rows where they are mapped (no copy).
         let h = index.as_hnsw_mut().expect("an in-place index is a graph");
         for (si, seg) in source.segments.iter().enumerate() {
@@ -379,10 +380,8 @@ fn build(
         buf.clear();
         Ok(true)
     };
-    for (si, seg) in source.segments.iter().enumerate() {
-        if super::in_place::reads_in_place(index.as_mut()) {
-            break; // linked above
-        }
+    // (An in-place graph linked the segments' rows above: only the memtable is left.)
+    for (si, seg) in source.segments.iter().enumerate().filter(|_| !in_place) {
         for r in live_rows(si) {
             ids.push(seg.ids()[r]);
             buf.push(seg.vector(track.field, r));

@@ -26,11 +26,6 @@ pub(super) fn prefer_in_place(index: &mut dyn VectorIndex) -> bool {
     index.as_hnsw_mut().is_some_and(HnswIndex::read_rows_in_place)
 }
 
-/// True when `index` reads its rows in place.
-pub(super) fn reads_in_place(index: &mut dyn VectorIndex) -> bool {
-    index.as_hnsw_mut().is_some_and(|h| h.reads_in_place())
-}
-
 /// Address of row `row` of float field `f` in `seg`.
 fn row_addr(seg: &Segment, f: usize, row: usize) -> usize {
     match seg.vector(f, row) {
