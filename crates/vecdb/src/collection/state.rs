@@ -829,8 +829,11 @@ impl State {
             })
             .collect();
         self.indexes = built.into_iter().collect::<Result<_>>()?;
-        // A snapshot's catch-up copied the rows of newer segments: point them at their segments.
-        self.relocate_in_place();
+        // A snapshot's catch-up copied the rows of newer segments: point them at their segments
+        // (nothing to move, and no pass over the graph at open, when nothing was caught up).
+        if self.indexes.iter().any(|fi| matches!(fi.origin, IndexOrigin::Snapshot { caught_up } if caught_up > 0)) {
+            self.relocate_in_place();
+        }
         Ok(())
     }
 }
