@@ -58,6 +58,14 @@ pub(crate) struct BitSpace<'a> {
     pub bytes: usize,
 }
 
+/// A dense query of `dim` floats as a row, borrowed (`None` for another kind or dimension).
+fn dense_query(v: VectorRef<'_>, dim: usize) -> Option<Cow<'_, [f32]>> {
+    match v {
+        VectorRef::Dense(x) if x.len() == dim => Some(Cow::Borrowed(x)),
+        _ => None,
+    }
+}
+
 macro_rules! dense_space {
     ($t:ident, |$a:ident, $b:ident| $d:expr) => {
         impl Space for $t<'_> {
@@ -76,10 +84,7 @@ macro_rules! dense_space {
                 prefetch_bytes(self.data.as_ptr() as *const u8, i as usize * self.dim * 4, self.dim * 4)
             }
             fn query<'q>(&self, v: VectorRef<'q>) -> Option<Cow<'q, [f32]>> {
-                match v {
-                    VectorRef::Dense(x) if x.len() == self.dim => Some(Cow::Borrowed(x)),
-                    _ => None,
-                }
+                dense_query(v, self.dim)
             }
         }
     };
@@ -119,10 +124,7 @@ macro_rules! in_place_space {
                 }
             }
             fn query<'q>(&self, v: VectorRef<'q>) -> Option<Cow<'q, [f32]>> {
-                match v {
-                    VectorRef::Dense(x) if x.len() == self.dim => Some(Cow::Borrowed(x)),
-                    _ => None,
-                }
+                dense_query(v, self.dim)
             }
         }
     };
