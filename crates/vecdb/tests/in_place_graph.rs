@@ -225,3 +225,76 @@ fn an_older_snapshot_with_its_own_vectors_is_read_in_place() {
     assert!(!snap.join("vectors.bin").exists(), "the new snapshot still holds the vectors");
     assert!(snap.join("inline.bin").exists());
 }
+
+/// A reopened graph attaches its rows where the snapshot's `rows.bin` says (one pass, no
+/// lookup by id): answers stay exact across segments, deletes and replacements; without the
+/// file it finds them by id; and the file is what the open follows (hints moved to other rows
+/// give other distances — which is why `db check` verifies the snapshot's checksums).
+#[test]
+fn a_reopened_graph_attaches_its_rows_from_the_saved_hints() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut live = std::collections::BTreeMap::new();
+    {
+        let db = Database::open(dir.path()).unwrap();
+        let c = db.create_collection("c", CollectionSchema::single("v", DIM, Metric::L2, "HNSW16")).unwrap();
+        for b in 0..3u64 {
+            c.insert((b * 1000..(b + 1) * 1000).map(|id| record(id, 0)).collect()).unwrap();
+            c.checkpoint().unwrap();
+        }
+        (0..3000).for_each(|id| {
+            live.insert(id, 0);
+        });
+        // A replacement and a delete land in a newer segment than the first rows.
+        c.upsert((0..3000).step_by(11).map(|id| record(id, 1)).collect()).unwrap();
+        (0..3000).step_by(11).for_each(|id| {
+            live.insert(id, 1);
+        });
+        c.delete(&[1, 2, 3]).unwrap();
+        (1..4).for_each(|id| {
+            live.remove(&id);
+        });
+        c.checkpoint().unwrap();
+    }
+    let snap = dir.path().join("collections/c/index-v");
+    let hints = snap.join("rows.bin");
+    assert!(hints.exists(), "the snapshot says where its rows are");
+    let reopen = |when: &str| {
+        let db = Database::open(dir.path()).unwrap();
+        let c = db.collection("c").unwrap();
+        assert!(matches!(field(&c).origin, IndexOrigin::Snapshot { .. }), "{when}: {:?}", field(&c).origin);
+        check(&c, &live, &[1, 2, 3], when);
+    };
+    reopen("reopened with row hints");
+    let saved = std::fs::read(&hints).unwrap();
+    std::fs::remove_file(&hints).unwrap();
+    reopen("reopened without row hints");
+    // The writer's open saved them again: the same for every live row (a removed node's row is
+    // kept in the snapshot itself, so its hint is empty now).
+    let again = std::fs::read(&hints).unwrap();
+    assert_eq!(again.len(), saved.len());
+    let word = |b: &[u8], i: usize| u64::from_le_bytes(b[i * 8..][..8].try_into().unwrap());
+    let slots = (saved.len() - 20) / 8; // less the 20-byte file footer
+    let same = (0..slots).filter(|&i| word(&again, i) == word(&saved, i)).count();
+    let empty = (0..slots).filter(|&i| word(&again, i) == u64::MAX).count();
+    assert_eq!(same + empty, slots, "a live row's hint changed");
+    assert!(same >= live.len(), "{same} hints saved again for {} live rows", live.len());
+    // Every hint moved one row on (within its segment's first rows): the open follows them.
+    let body = vecdb::index::file::read(&{
+        std::fs::write(&hints, &saved).unwrap();
+        hints.clone()
+    })
+    .unwrap();
+    let moved: Vec<u8> = body
+        .chunks_exact(8)
+        .flat_map(|h| {
+            let h = u64::from_le_bytes(h.try_into().unwrap());
+            let h = if h == u64::MAX { h } else { (h & !0xffff_ffff) | ((h & 0xffff_ffff) + 1) % 500 };
+            h.to_le_bytes()
+        })
+        .collect();
+    vecdb::index::file::write(&hints, &moved).unwrap();
+    let db = Database::open(dir.path()).unwrap();
+    let c = db.collection("c").unwrap();
+    let off = live.keys().filter(|&&id| top(&c, vector_of(id, live[&id]), 1)[0].1 != 0.0).count();
+    assert!(off > 0, "the open did not follow the saved hints");
+}

@@ -94,16 +94,17 @@ impl Collection {
             let mut copies = Vec::new();
             for (f, marker) in self.snapshots_due(&w, &st) {
                 let index = st.indexes[f].index.as_ref();
+                let hints = st.row_hints(f, index);
                 let copy = if index.memory_bytes() <= copy_max { index.clone_index() } else { None };
                 match copy {
-                    Some(copy) => copies.push((f, copy, marker)),
-                    None => self.write_snapshot(f, index, &marker),
+                    Some(copy) => copies.push((f, copy, marker, hints)),
+                    None => self.write_snapshot(f, index, &marker, hints.as_deref()),
                 }
             }
             copies
         };
-        for (f, index, marker) in copies {
-            self.write_snapshot(f, index.as_ref(), &marker);
+        for (f, index, marker, hints) in copies {
+            self.write_snapshot(f, index.as_ref(), &marker, hints.as_deref());
         }
         Ok(())
     }

@@ -8,9 +8,13 @@
 //!   its record's row in the current segments (rows still in a current segment stay put), and
 //!   copies the rows of removed nodes whose segment went away, so the replaced segments are
 //!   released.
-//! * Snapshots save the graph without the live rows; [`State::resolve_in_place`] finds them
-//!   again in the segments the snapshot covers.
+//! * Snapshots save the graph without the live rows, and beside it where each row is
+//!   (`rows.bin`, [`State::row_hints`]: segment position and row). [`State::resolve_in_place`]
+//!   attaches them in one pass over the slots on the next open (the segments a snapshot covers
+//!   are still the first ones, unchanged), and looks up by id only the rows a hint does not
+//!   give (a snapshot from before the hints, a damaged file).
 
+use std::path::Path;
 use std::sync::Arc;
 
 use super::state::{Loc, State};
@@ -19,6 +23,22 @@ use crate::index::hnsw::{HnswIndex, KeepAlive};
 use crate::index::VectorIndex;
 use crate::segment::Segment;
 use crate::vector::{VectorRef, VectorsRef};
+
+/// The file beside an in-place graph's snapshot that says where its rows are.
+pub(super) const ROW_HINTS_FILE: &str = "rows.bin";
+/// A row hint for a row that is not in a segment.
+const NO_HINT: u64 = u64::MAX;
+
+/// How [`State::resolve_in_place`] attached a loaded graph's rows.
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub(super) enum Attached {
+    /// Every row where the saved hints say (or there was nothing to attach).
+    ByHints,
+    /// Some looked up by id (no hints, or stale ones): a writer saves hints for next time.
+    ById,
+    /// A row is in none of the segments: the snapshot is unusable.
+    Missing,
+}
 
 /// Let `index` read its rows in place when it is a float HNSW graph that is still empty;
 /// returns whether it does.
@@ -102,28 +122,84 @@ impl State {
         Ok(added + ids.len())
     }
 
-    /// Give a loaded in-place graph of field `f` the rows of its live nodes: each id's row in
-    /// segments `..since` (the ones its snapshot covers), newest first. False when one is missing.
-    pub(super) fn resolve_in_place(&self, index: &mut dyn VectorIndex, f: usize, since: usize) -> bool {
-        let Some(h) = index.as_hnsw_mut() else { return true };
+    /// Where each node of field `f`'s in-place graph `index` reads its row, for the snapshot
+    /// saved now: `segment position << 32 | row` in the current segments, [`NO_HINT`] for a
+    /// row not in one (the snapshot keeps those itself). `None` when `index` holds its rows.
+    pub(super) fn row_hints(&self, f: usize, index: &dyn VectorIndex) -> Option<Vec<u64>> {
+        let addrs = index.as_hnsw()?.row_addresses()?;
+        let mut cols: Vec<(usize, usize, usize)> = self
+            .segments
+            .iter()
+            .enumerate()
+            .map(|(si, seg)| {
+                let r = column_range(seg, f);
+                (r.start, r.end, si)
+            })
+            .collect();
+        cols.sort_unstable();
+        let stride = 4 * index.dim();
+        let hint = |a: usize| -> u64 {
+            let i = cols.partition_point(|c| c.0 <= a);
+            match i.checked_sub(1).map(|i| cols[i]) {
+                Some((start, end, si)) if a < end && (a - start) % stride == 0 => {
+                    ((si as u64) << 32) | ((a - start) / stride) as u64
+                }
+                _ => NO_HINT,
+            }
+        };
+        Some(addrs.iter().map(|&a| hint(a)).collect())
+    }
+
+    /// Give a loaded in-place graph of field `f` the rows of its live nodes: where the hints
+    /// saved beside its snapshot in `sdir` say ([`State::row_hints`]), else each id's row in
+    /// segments `..since` (the ones its snapshot covers), newest first.
+    pub(super) fn resolve_in_place(
+        &self,
+        index: &mut dyn VectorIndex,
+        f: usize,
+        since: usize,
+        sdir: &Path,
+    ) -> Attached {
+        let Some(h) = index.as_hnsw_mut() else { return Attached::ByHints };
         // A float graph saved with its own copy of the vectors (before format 4) drops it.
         h.convert_to_in_place();
+        let since = since.min(self.segments.len());
+        let nodes = h.row_addresses().map_or(0, <[usize]>::len);
+        let hints: Vec<u64> = crate::index::file::read_pod(&sdir.join(ROW_HINTS_FILE)).unwrap_or_default();
+        if hints.len() == nodes && nodes > 0 {
+            let stride = 4 * h.dim();
+            let cols: Vec<(usize, usize)> =
+                self.segments[..since].iter().map(|s| (column_range(s, f).start, s.rows())).collect();
+            let at = |slot: u32| {
+                let hint = hints[slot as usize];
+                let (si, row) = ((hint >> 32) as usize, (hint & 0xffff_ffff) as usize);
+                let &(start, rows) = cols.get(si)?;
+                (row < rows).then_some(start + row * stride)
+            };
+            let keep: Vec<KeepAlive> = self.segments[..since].iter().map(keep).collect();
+            // SAFETY: addresses of rows of mapped segment columns (row in bounds), held by `keep`.
+            if unsafe { h.resolve_rows_by(at, keep) } == 0 {
+                return Attached::ByHints;
+            }
+        }
         let wanted = h.unresolved_rows();
         if wanted.is_empty() {
-            return true;
+            return Attached::ByHints;
         }
-        let since = since.min(self.segments.len());
         let mut found = Vec::with_capacity(wanted.len());
         for (slot, id) in wanted {
             let hit = (0..since).rev().find_map(|si| self.rows[si].find(&self.segments[si], id).map(|r| (si, r)));
             match hit {
                 Some((si, r)) => found.push((slot, row_addr(&self.segments[si], f, r))),
-                None => return false,
+                None => return Attached::Missing,
             }
         }
         let keep: Vec<KeepAlive> = self.segments[..since].iter().map(keep).collect();
         // SAFETY: addresses of rows of mapped segment columns, held by `keep`.
-        unsafe { h.resolve_rows(&found, keep).is_ok() }
+        match unsafe { h.resolve_rows(&found, keep) } {
+            Ok(()) => Attached::ById,
+            Err(_) => Attached::Missing,
+        }
     }
 
     /// Re-point every in-place graph at the current segments (after a checkpoint, a merge, a

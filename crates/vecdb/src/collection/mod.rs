@@ -259,7 +259,8 @@ impl Drop for Collection {
         let Ok(w) = self.writer() else { return };
         let st = self.state.read();
         for (f, marker) in self.snapshots_due(&w, &st) {
-            self.write_snapshot(f, st.indexes[f].index.as_ref(), &marker);
+            let index = st.indexes[f].index.as_ref();
+            self.write_snapshot(f, index, &marker, st.row_hints(f, index).as_deref());
         }
     }
 }

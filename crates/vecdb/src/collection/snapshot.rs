@@ -6,6 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::auto::{GRAPH_SPEC, GRAPH_SQ8_SPEC};
+use super::in_place::{Attached, ROW_HINTS_FILE};
 use super::state::{FieldIndex, State};
 use super::{Collection, Writer};
 use crate::error::{Error, Result};
@@ -40,10 +41,17 @@ impl Collection {
         due
     }
 
-    /// Save field `f`'s index under `marker`; on failure, log and leave no snapshot behind.
-    pub(super) fn write_snapshot(&self, f: usize, index: &dyn VectorIndex, marker: &SnapshotMarker) {
+    /// Save field `f`'s index under `marker` (with the row hints of an in-place graph,
+    /// [`State::row_hints`]); on failure, log and leave no snapshot behind.
+    pub(super) fn write_snapshot(
+        &self,
+        f: usize,
+        index: &dyn VectorIndex,
+        marker: &SnapshotMarker,
+        hints: Option<&[u64]>,
+    ) {
         let field = &self.schema().fields[f].name;
-        if let Err(e) = save_snapshot(&self.dir, field, index, marker) {
+        if let Err(e) = save_snapshot(&self.dir, field, index, marker, hints) {
             tracing::warn!(field = %field, error = %e, "could not save the index snapshot");
             discard_snapshot(&self.dir, field);
         }
@@ -75,7 +83,13 @@ pub(crate) fn read_marker(dir: &Path, field: &str) -> Option<SnapshotMarker> {
 }
 
 /// Save `index` for `field` so the next open can load it instead of rebuilding.
-fn save_snapshot(dir: &Path, field: &str, index: &dyn VectorIndex, marker: &SnapshotMarker) -> Result<()> {
+fn save_snapshot(
+    dir: &Path,
+    field: &str,
+    index: &dyn VectorIndex,
+    marker: &SnapshotMarker,
+    hints: Option<&[u64]>,
+) -> Result<()> {
     let mpath = snapshot_marker(dir, field);
     remove_if_exists(&mpath)?;
     sync_dir(dir)?;
@@ -84,6 +98,9 @@ fn save_snapshot(dir: &Path, field: &str, index: &dyn VectorIndex, marker: &Snap
         fs::remove_dir_all(&sdir).map_err(|e| Error::io(&sdir, e))?;
     }
     index.save(&sdir)?;
+    if let Some(hints) = hints {
+        crate::index::file::write_pod(&sdir.join(ROW_HINTS_FILE), hints)?;
+    }
     let json = serde_json::to_vec(marker).map_err(|e| Error::Metadata(e.to_string()))?;
     crate::fsutil::atomic_write(&mpath, &json)
 }
@@ -122,7 +139,7 @@ impl State {
             }
             return None;
         }
-        let mut index = match crate::index::load_index(&snapshot_dir(dir, &field.name)) {
+        let mut index = match crate::index::open_index(&snapshot_dir(dir, &field.name)) {
             Ok(i) if i.dim() == field.dim && i.metric() == field.metric => i,
             Ok(_) => return None,
             Err(e) => {
@@ -131,9 +148,22 @@ impl State {
             }
         };
         let since = marker.segments.len();
-        if !self.resolve_in_place(index.as_mut(), f, since) {
-            tracing::warn!(field = %field.name, "index snapshot's rows are not all in the segments; rebuilding");
-            return None;
+        let sdir = snapshot_dir(dir, &field.name);
+        match self.resolve_in_place(index.as_mut(), f, since, &sdir) {
+            Attached::Missing => {
+                tracing::warn!(field = %field.name, "index snapshot's rows are not all in the segments; rebuilding");
+                return None;
+            }
+            // A snapshot without (usable) row hints gets them, so the next open skips the lookups.
+            Attached::ById if !read_only => {
+                if let Some(hints) = self.row_hints(f, index.as_ref()) {
+                    let p = sdir.join(ROW_HINTS_FILE);
+                    if let Err(e) = crate::index::file::write_pod(&p, &hints) {
+                        tracing::warn!(field = %field.name, error = %e, "could not save the snapshot's row hints");
+                    }
+                }
+            }
+            _ => {}
         }
         let mut gone: Vec<u64> = self.segments[since..]
             .iter()

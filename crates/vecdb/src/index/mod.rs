@@ -32,7 +32,7 @@ pub mod refine;
 mod sq;
 pub(crate) mod topk;
 
-pub use registry::{build_index, load_index};
+pub use registry::{build_index, load_index, open_index};
 
 /// One search result.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -138,6 +138,10 @@ pub trait VectorIndex: Send + Sync {
     /// The HNSW graph this index is, for a storage engine that lets it read rows in place
     /// ([`hnsw::HnswIndex::read_rows_in_place`]); `None` for every other index.
     fn as_hnsw_mut(&mut self) -> Option<&mut hnsw::HnswIndex> {
+        None
+    }
+    /// [`VectorIndex::as_hnsw_mut`], to read.
+    fn as_hnsw(&self) -> Option<&hnsw::HnswIndex> {
         None
     }
     /// A deep copy (FAISS's `clone_index`), or `None` when the index cannot make one. Every

@@ -206,6 +206,17 @@ fn hnsw_m(stage: &str, m: Result<usize>) -> Result<usize> {
     Ok(m)
 }
 
+/// Open an index the engine saved itself (a collection's snapshot) as fast as its kind
+/// allows: an HNSW graph is mapped without reading it ([`HnswIndex::open`]); other kinds
+/// are loaded and checked as by [`load_index`].
+pub fn open_index(dir: &Path) -> Result<Box<dyn VectorIndex>> {
+    let value: serde_json::Value = read_meta(dir)?;
+    match value.get("kind").and_then(|k| k.as_str()) {
+        Some("hnsw") => Ok(Box::new(HnswIndex::open(dir)?)),
+        _ => load_index(dir),
+    }
+}
+
 /// Load an index previously written by [`VectorIndex::save`] into `dir`.
 ///
 /// Reads the `kind` field of `dir/index.json` and dispatches to that index's loader.

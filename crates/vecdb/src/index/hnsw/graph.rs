@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
+use super::column::Column;
 use super::scratch::Scratch;
 use super::space::Space;
 use super::Bits;
@@ -59,22 +60,22 @@ pub(crate) struct Graph {
     /// Links per node on level 0 (`2·m`).
     pub m0: usize,
     /// Level-0 blocks, `m0 + 1` words per node.
-    pub links0: Vec<AtomicU32>,
+    pub links0: Column<AtomicU32>,
     /// Top level of each node.
-    pub levels: Vec<u8>,
+    pub levels: Column<u8>,
     /// Start of each node's level-1 block in `upper`, or [`NONE`].
-    pub upper_off: Vec<u32>,
+    pub upper_off: Column<u32>,
     /// Upper-level blocks, `m + 1` words per node and level.
-    pub upper: Vec<AtomicU32>,
-    /// Level-0 in-degree of each node (not saved; recomputed on load), used to find nodes
+    pub upper: Column<AtomicU32>,
+    /// Level-0 in-degree of each node while `indeg_tracked` (not saved; counted by
+    /// [`Graph::track_in_degrees`] before a loaded graph's first insert), used to find nodes
     /// no list points at any more and link them back in.
     pub indeg0: Vec<AtomicU32>,
+    /// Whether `indeg0` is kept up to date (a loaded graph starts without it: counting reads
+    /// every list, which a reader never needs).
+    indeg_tracked: bool,
     /// `(max_level << 32) | entry`, or `u64::MAX` when empty.
     entry: AtomicU64,
-}
-
-fn copy_words(words: &[AtomicU32]) -> Vec<AtomicU32> {
-    words.iter().map(|w| AtomicU32::new(w.load(Ordering::Relaxed))).collect()
 }
 
 /// A copy of the links as they are: the caller holds the index exclusively or shared
@@ -84,11 +85,12 @@ impl Clone for Graph {
         Graph {
             m: self.m,
             m0: self.m0,
-            links0: copy_words(&self.links0),
+            links0: self.links0.clone(),
             levels: self.levels.clone(),
             upper_off: self.upper_off.clone(),
-            upper: copy_words(&self.upper),
-            indeg0: copy_words(&self.indeg0),
+            upper: self.upper.clone(),
+            indeg0: self.indeg0.iter().map(|w| AtomicU32::new(w.load(Ordering::Relaxed))).collect(),
+            indeg_tracked: self.indeg_tracked,
             entry: AtomicU64::new(self.entry.load(Ordering::Acquire)),
         }
     }
@@ -100,25 +102,28 @@ impl Graph {
         Graph {
             m,
             m0: 2 * m,
-            links0: Vec::new(),
-            levels: Vec::new(),
-            upper_off: Vec::new(),
-            upper: Vec::new(),
+            links0: Column::default(),
+            levels: Column::default(),
+            upper_off: Column::default(),
+            upper: Column::default(),
             indeg0: Vec::new(),
+            indeg_tracked: true,
             entry: AtomicU64::new(u64::MAX),
         }
     }
 
-    /// Rebuild from raw parts (loading); the caller has validated them.
+    /// Rebuild from raw parts (loading). Nothing is read: the in-degrees are counted before
+    /// the first insert ([`Graph::track_in_degrees`]). Links need not be valid: traversals
+    /// skip links to nodes that do not exist and read no block out of bounds.
     pub fn from_parts(
         m: usize,
-        links0: Vec<AtomicU32>,
-        levels: Vec<u8>,
-        upper_off: Vec<u32>,
-        upper: Vec<AtomicU32>,
+        links0: Column<AtomicU32>,
+        levels: Column<u8>,
+        upper_off: Column<u32>,
+        upper: Column<AtomicU32>,
         entry: Option<(u32, usize)>,
     ) -> Self {
-        let mut g = Graph {
+        let g = Graph {
             m,
             m0: 2 * m,
             links0,
@@ -126,20 +131,30 @@ impl Graph {
             upper_off,
             upper,
             indeg0: Vec::new(),
+            indeg_tracked: false,
             entry: AtomicU64::new(u64::MAX),
         };
         if let Some((e, l)) = entry {
             g.set_entry(e, l);
         }
-        // Counted with plain adds (no other thread sees the graph yet), then made atomic.
-        let mut deg = vec![0u32; g.len()];
-        for v in 0..g.len() as u32 {
-            for nb in g.neighbors(v, 0) {
+        g
+    }
+
+    /// Count the level-0 in-degrees if they are not kept yet (a loaded graph, before its
+    /// first insert or repair).
+    pub fn track_in_degrees(&mut self) {
+        if self.indeg_tracked {
+            return;
+        }
+        // Counted with plain adds (the caller has the graph to itself), then made atomic.
+        let mut deg = vec![0u32; self.len()];
+        for v in 0..self.len() as u32 {
+            for nb in self.neighbors(v, 0) {
                 deg[nb as usize] += 1;
             }
         }
-        g.indeg0 = deg.into_iter().map(AtomicU32::new).collect();
-        g
+        self.indeg0 = deg.into_iter().map(AtomicU32::new).collect();
+        self.indeg_tracked = true;
     }
 
     /// Number of nodes (live or not).
@@ -174,7 +189,8 @@ impl Graph {
         }
     }
 
-    /// The block `[count, links..]` of `node` on `level` (the node must have that level).
+    /// The block `[count, links..]` of `node` on `level` (`node` must exist); empty when
+    /// the node has no block there (a damaged file: never read out of bounds).
     #[inline(always)]
     fn block(&self, node: u32, level: usize) -> &[AtomicU32] {
         if level == 0 {
@@ -182,7 +198,7 @@ impl Graph {
             &self.links0[s..s + self.m0 + 1]
         } else {
             let s = self.upper_off[node as usize] as usize + (level - 1) * (self.m + 1);
-            &self.upper[s..s + self.m + 1]
+            self.upper.get(s..s + self.m + 1).unwrap_or(&[])
         }
     }
 
@@ -194,24 +210,32 @@ impl Graph {
         crate::distance::prefetch_lines(p, (4 * words).div_ceil(64) + 1);
     }
 
-    /// The current neighbours of `node` on `level`.
+    /// The current neighbours of `node` on `level` (links to nodes that do not exist, which
+    /// only a damaged file holds, are skipped).
     #[inline(always)]
     pub fn neighbors(&self, node: u32, level: usize) -> impl Iterator<Item = u32> + '_ {
-        let b = self.block(node, level);
-        let c = (b[0].load(Ordering::Acquire) as usize).min(b.len() - 1);
-        b[1..=c].iter().map(|a| a.load(Ordering::Relaxed))
+        let (c, links) = match self.block(node, level).split_first() {
+            Some((c, links)) => ((c.load(Ordering::Acquire) as usize).min(links.len()), links),
+            None => (0, &[][..]),
+        };
+        let n = self.len() as u32;
+        links[..c].iter().map(|a| a.load(Ordering::Relaxed)).filter(move |&x| x < n)
     }
 
     /// Replace the neighbours of `node` on `level` (at most [`Graph::cap`] of them).
     /// The caller holds `node`'s lock (or has the graph to itself).
     pub fn set_neighbors(&self, node: u32, level: usize, ids: &[u32]) {
         let b = self.block(node, level);
+        if b.is_empty() {
+            return;
+        }
         let n = ids.len().min(b.len() - 1);
-        if level == 0 {
+        let len = self.len() as u32;
+        if level == 0 && self.indeg_tracked {
             let old = (b[0].load(Ordering::Acquire) as usize).min(b.len() - 1);
             for a in &b[1..=old] {
                 let x = a.load(Ordering::Relaxed);
-                if !ids[..n].contains(&x) {
+                if x < len && !ids[..n].contains(&x) {
                     self.indeg0[x as usize].fetch_sub(1, Ordering::Relaxed);
                 }
             }
@@ -229,29 +253,33 @@ impl Graph {
 
     /// Make room for `n` more nodes, `upper_words` of them on upper levels.
     pub fn reserve(&mut self, n: usize, upper_words: usize) {
-        self.links0.reserve(n * (self.m0 + 1));
-        self.levels.reserve(n);
-        self.indeg0.reserve(n);
-        self.upper_off.reserve(n);
-        self.upper.reserve(upper_words);
+        self.links0.vec_mut().reserve(n * (self.m0 + 1));
+        self.levels.vec_mut().reserve(n);
+        if self.indeg_tracked {
+            self.indeg0.reserve(n);
+        }
+        self.upper_off.vec_mut().reserve(n);
+        self.upper.vec_mut().reserve(upper_words);
     }
 
     /// Append a node with top level `level` and no links; returns false when the upper
     /// array would outgrow 32-bit offsets.
     pub fn push_node(&mut self, level: usize) -> bool {
-        self.links0.extend((0..=self.m0).map(|_| AtomicU32::new(0)));
-        self.levels.push(level as u8);
-        self.indeg0.push(AtomicU32::new(0));
+        self.links0.vec_mut().extend((0..=self.m0).map(|_| AtomicU32::new(0)));
+        self.levels.vec_mut().push(level as u8);
+        if self.indeg_tracked {
+            self.indeg0.push(AtomicU32::new(0));
+        }
         if level == 0 {
-            self.upper_off.push(NONE);
+            self.upper_off.vec_mut().push(NONE);
         } else {
             let off = self.upper.len();
             let words = level * (self.m + 1);
             if off + words >= NONE as usize {
                 return false;
             }
-            self.upper_off.push(off as u32);
-            self.upper.extend((0..words).map(|_| AtomicU32::new(0)));
+            self.upper_off.vec_mut().push(off as u32);
+            self.upper.vec_mut().extend((0..words).map(|_| AtomicU32::new(0)));
         }
         true
     }
@@ -449,6 +477,9 @@ impl Graph {
             for &nb in &selected {
                 let _g = locks.nodes[nb as usize].lock();
                 let b = self.block(nb, l);
+                if b.is_empty() {
+                    continue;
+                }
                 let cnt = (b[0].load(Ordering::Acquire) as usize).min(cap);
                 if b[1..=cnt].iter().any(|a| a.load(Ordering::Relaxed) == node) {
                     continue;
@@ -456,16 +487,13 @@ impl Graph {
                 if cnt < cap {
                     b[cnt + 1].store(node, Ordering::Relaxed);
                     b[0].store(cnt as u32 + 1, Ordering::Release);
-                    if l == 0 {
+                    if l == 0 && self.indeg_tracked {
                         self.indeg0[node as usize].fetch_add(1, Ordering::Relaxed);
                     }
                 } else {
                     let rn = s.row(nb);
-                    let mut pool: Vec<Scored> = b[1..=cnt]
-                        .iter()
-                        .map(|a| a.load(Ordering::Relaxed))
-                        .map(|x| Scored(s.dist(rn, s.row(x)), x))
-                        .collect();
+                    let mut pool: Vec<Scored> =
+                        self.neighbors(nb, l).map(|x| Scored(s.dist(rn, s.row(x)), x)).collect();
                     pool.push(Scored(s.dist(rn, q), node));
                     pool.sort_unstable();
                     let mut keep = Vec::with_capacity(cap);
@@ -496,6 +524,8 @@ impl Graph {
         everywhere: bool,
     ) {
         let Some((ep, _)) = self.entry() else { return };
+        // Without in-degrees (a loaded graph not yet tracking them) only the walk can tell.
+        let everywhere = everywhere || !self.indeg_tracked;
         let mut reached = Reached::new(self.len());
         let stranded: Vec<u32> = if everywhere {
             reached.flood(self, ep);
@@ -527,7 +557,7 @@ impl Graph {
                     let victim = list
                         .iter()
                         .enumerate()
-                        .filter(|(_, &x)| self.indeg0[x as usize].load(Ordering::Relaxed) >= 2)
+                        .filter(|(_, &x)| self.indeg0.get(x as usize).is_some_and(|d| d.load(Ordering::Relaxed) >= 2))
                         .map(|(j, &x)| Scored(s.dist(rc, s.row(x)), j as u32))
                         .max();
                     let Some(Scored(_, j)) = victim else { continue };

@@ -93,6 +93,33 @@ impl InPlaceRows {
         self.unresolved
     }
 
+    /// Give each unresolved slot the address `at(slot)` returns, if any; returns how many
+    /// are left.
+    ///
+    /// # Safety
+    /// As [`InPlaceRows::push_in_place`], for every address `at` returns and the handles in
+    /// `keep`.
+    pub(crate) unsafe fn resolve_by(
+        &mut self,
+        mut at: impl FnMut(u32) -> Option<usize>,
+        keep: Vec<KeepAlive>,
+    ) -> usize {
+        let mut left = 0;
+        for (slot, p) in self.ptrs.iter_mut().enumerate() {
+            if *p == 0 {
+                match at(slot as u32) {
+                    Some(a) if a != 0 => *p = a,
+                    _ => left += 1,
+                }
+            }
+        }
+        self.unresolved = left;
+        for k in keep {
+            self.hold(k);
+        }
+        left
+    }
+
     /// Re-point every slot: `to(slot, address)` returns the row's new address in the engine's
     /// storage (the same one when it did not move), or `None` to keep a private copy. The
     /// handles held afterwards are `keep` (plus the owned chunks still used): storage the

@@ -97,8 +97,9 @@ impl HnswIndex {
         if self.exact.is_some() {
             self.exact = Some(Rows::F32(exact));
         }
-        self.slot_of = ids.iter().enumerate().map(|(i, &id)| (id, i as u32)).collect::<HashMap<_, _>>();
-        self.ids = ids;
+        self.slot_of =
+            std::sync::OnceLock::from(ids.iter().enumerate().map(|(i, &id)| (id, i as u32)).collect::<HashMap<_, _>>());
+        self.ids = ids.into();
         self.graph = graph;
         self.deleted = Bits::default();
         self.deleted.resize(self.graph.len());

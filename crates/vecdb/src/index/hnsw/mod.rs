@@ -31,6 +31,7 @@
 //!   ([`crate::index::file`]); vectors are memory-mapped on load (and checked) and copied
 //!   into memory on the first insert.
 
+mod column;
 mod graph;
 mod in_place;
 mod maintain;
@@ -43,6 +44,7 @@ mod sq8;
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
@@ -53,6 +55,7 @@ use crate::metric::Metric;
 use crate::vector::Element;
 use crate::vector::{Vector, VectorRef, VectorsRef};
 
+use column::Column;
 use graph::{Graph, Locks, Scored};
 use in_place::InPlaceRows;
 use scratch::with_scratch;
@@ -205,9 +208,10 @@ pub struct HnswIndex {
     exact: Option<Rows>,
     graph: Graph,
     /// Caller id of each slot.
-    ids: Vec<u64>,
-    /// Live slot of each caller id.
-    slot_of: HashMap<u64, u32>,
+    ids: Column<u64>,
+    /// Live slot of each caller id, built on first use ([`HnswIndex::slot_map`]): a loaded
+    /// index that only answers searches never needs it.
+    slot_of: OnceLock<HashMap<u64, u32>>,
     deleted: Bits,
     n_deleted: usize,
     /// Level generator state (splitmix64).
@@ -238,8 +242,8 @@ impl HnswIndex {
             sq8: None,
             exact: None,
             graph: Graph::new(m),
-            ids: Vec::new(),
-            slot_of: HashMap::new(),
+            ids: Column::default(),
+            slot_of: OnceLock::from(HashMap::new()),
             deleted: Bits::default(),
             n_deleted: 0,
             rng: 0x9E37_79B9_7F4A_7C15,
@@ -278,8 +282,17 @@ impl HnswIndex {
     }
 
     /// Read an index written by [`VectorIndex::save`] into `dir` (vectors are memory-mapped).
+    /// Every file's checksum, every link and every id are checked first.
     pub fn load(dir: &Path) -> Result<HnswIndex> {
         persist::load(dir)
+    }
+
+    /// Open an index written by [`VectorIndex::save`] in time independent of its size: the
+    /// graph arrays and ids are mapped copy-on-write, only footers, lengths and parameters are
+    /// checked (use [`HnswIndex::load`] to verify a file of unknown origin). A damaged file
+    /// never makes a search read out of bounds, but its answers are unspecified.
+    pub fn open(dir: &Path) -> Result<HnswIndex> {
+        persist::open(dir)
     }
 
     /// Links per node (`M`).
@@ -391,6 +404,29 @@ impl HnswIndex {
         }
     }
 
+    /// Supply the rows of the slots [`HnswIndex::unresolved_rows`] would list, one pass over
+    /// the slots without listing them: `at(slot)` returns a row's address, or `None` to leave
+    /// the slot waiting. Returns how many still wait.
+    ///
+    /// # Safety
+    /// As [`HnswIndex::add_in_place`], for every address `at` returns and the handles in `keep`.
+    pub unsafe fn resolve_rows_by(&mut self, at: impl FnMut(u32) -> Option<usize>, keep: Vec<KeepAlive>) -> usize {
+        match &mut self.rows {
+            Rows::InPlace(r) if r.unresolved > 0 => r.resolve_by(at, keep),
+            _ => 0,
+        }
+    }
+
+    /// The address of each slot's row of an in-place graph (0: not attached yet), `None`
+    /// for a graph that holds its rows. A storage engine saves where they are
+    /// ([`HnswIndex::resolve_rows_by`] on the next open).
+    pub fn row_addresses(&self) -> Option<&[usize]> {
+        match &self.rows {
+            Rows::InPlace(r) => Some(&r.ptrs),
+            _ => None,
+        }
+    }
+
     /// Re-point every row after the storage moved: `to(id, removed, address)` returns the
     /// row's address now (the same one when it did not move) or `None` to keep a private copy
     /// (a removed node whose row went away, a record not in mapped storage). The index then
@@ -419,6 +455,26 @@ impl HnswIndex {
             ))),
             _ => Ok(()),
         }
+    }
+
+    /// The live slot of each id, built from the ids and tombstones on first use (a later
+    /// slot wins over an earlier one with the same id, which only a damaged file holds).
+    fn slot_map(&self) -> &HashMap<u64, u32> {
+        self.slot_of.get_or_init(|| {
+            let mut map = HashMap::with_capacity(self.ids.len() - self.n_deleted.min(self.ids.len()));
+            for (slot, &id) in self.ids.iter().enumerate() {
+                if !self.deleted.get(slot as u32) {
+                    map.insert(id, slot as u32);
+                }
+            }
+            map
+        })
+    }
+
+    /// [`HnswIndex::slot_map`], to change.
+    fn slot_map_mut(&mut self) -> &mut HashMap<u64, u32> {
+        self.slot_map();
+        self.slot_of.get_mut().expect("built just above")
     }
 
     /// Removed nodes still held as tombstones.
@@ -589,17 +645,18 @@ impl HnswIndex {
         let levels: Vec<usize> = ids.iter().map(|_| self.random_level()).collect();
         let upper_words: usize = levels.iter().map(|&l| l * (self.m + 1)).sum();
         self.graph.reserve(ids.len(), upper_words);
-        self.ids.reserve(ids.len());
-        self.slot_of.reserve(ids.len());
+        self.graph.track_in_degrees();
+        self.ids.vec_mut().reserve(ids.len());
+        self.slot_map_mut().reserve(ids.len());
         for (i, (&id, &level)) in ids.iter().zip(&levels).enumerate() {
             let slot = (start + i) as u32;
-            if let Some(old) = self.slot_of.insert(id, slot) {
+            if let Some(old) = self.slot_map_mut().insert(id, slot) {
                 self.tombstone(old);
             }
             if !self.graph.push_node(level) {
                 return Err(Error::InvalidArgument("HNSW upper levels outgrew 32-bit offsets".into()));
             }
-            self.ids.push(id);
+            self.ids.vec_mut().push(id);
         }
         self.deleted.resize(self.graph.len());
         let locks = Locks::new(self.graph.len());
@@ -712,7 +769,7 @@ impl VectorIndex for HnswIndex {
     fn remove(&mut self, ids: &[u64]) -> Result<usize> {
         let mut removed = 0;
         for id in ids {
-            if let Some(slot) = self.slot_of.remove(id) {
+            if let Some(slot) = self.slot_map_mut().remove(id) {
                 if self.tombstone(slot) {
                     removed += 1;
                 }
@@ -722,7 +779,7 @@ impl VectorIndex for HnswIndex {
         Ok(removed)
     }
     fn contains(&self, id: u64) -> bool {
-        self.slot_of.contains_key(&id)
+        self.slot_map().contains_key(&id)
     }
     fn search(
         &self,
@@ -800,7 +857,7 @@ impl VectorIndex for HnswIndex {
         }
     }
     fn reconstruct(&self, id: u64) -> Option<Vector> {
-        let slot = *self.slot_of.get(&id)? as usize;
+        let slot = *self.slot_map().get(&id)? as usize;
         let b = self.row_bytes();
         if let Some(exact) = &self.exact {
             return Some(Vector::Dense(exact.f32s()[slot * self.dim..(slot + 1) * self.dim].to_vec()));
@@ -820,11 +877,14 @@ impl VectorIndex for HnswIndex {
         let g = &self.graph;
         self.rows.byte_len()
             + self.exact.as_ref().map_or(0, Rows::byte_len)
-            + 4 * (g.links0.len() + g.upper.len() + g.upper_off.len() + g.indeg0.len())
-            + g.levels.len()
-            + 8 * self.ids.len()
+            + g.links0.heap_bytes()
+            + g.upper.heap_bytes()
+            + g.upper_off.heap_bytes()
+            + 4 * g.indeg0.len()
+            + g.levels.heap_bytes()
+            + self.ids.heap_bytes()
             // the id map: 16-byte entries, one control byte, kept at most 7/8 full
-            + self.slot_of.len() * 17 * 8 / 7
+            + self.slot_of.get().map_or(0, |m| m.len() * 17 * 8 / 7)
             + 8 * self.deleted.0.len()
             + self.sq8.as_ref().map_or(0, Sq8Codec::memory_bytes)
     }
@@ -832,6 +892,9 @@ impl VectorIndex for HnswIndex {
         Some(Box::new(self.clone()))
     }
     fn as_hnsw_mut(&mut self) -> Option<&mut HnswIndex> {
+        Some(self)
+    }
+    fn as_hnsw(&self) -> Option<&HnswIndex> {
         Some(self)
     }
     fn save(&self, dir: &Path) -> Result<()> {

@@ -1,13 +1,16 @@
 //! Saving and loading an [`HnswIndex`]: `index.json` plus flat little-endian files, each
-//! checksummed by its footer ([`crate::index::file`]). Loading validates every link before use.
+//! checksummed by its footer ([`crate::index::file`]). [`load`] validates every link before
+//! use; [`open`] maps the arrays and checks their checksums, not the links.
 
 use std::collections::HashMap;
 use std::fs;
 use std::path::Path;
 use std::sync::atomic::AtomicU32;
+use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
+use super::column::{Column, Plain};
 use super::graph::{Graph, NONE};
 use super::sq8::Sq8Codec;
 use super::{Bits, HnswIndex, InPlaceRows, Rows, MAX_LEVEL, MAX_M};
@@ -83,10 +86,10 @@ pub(super) fn save(idx: &HnswIndex, dir: &Path) -> Result<()> {
     if let Some(exact) = &idx.exact {
         write("exact.bin", exact.bytes())?;
     }
-    write("ids.bin", bytemuck::cast_slice(&idx.ids))?;
-    write("levels.bin", &g.levels)?;
+    write("ids.bin", bytemuck::cast_slice(&idx.ids[..]))?;
+    write("levels.bin", &g.levels[..])?;
     write("links0.bin", &u32s(g.links0.iter().map(load)))?;
-    write("upper_off.bin", bytemuck::cast_slice(&g.upper_off))?;
+    write("upper_off.bin", bytemuck::cast_slice(&g.upper_off[..]))?;
     write("upper.bin", &u32s(g.upper.iter().map(load)))?;
     write("deleted.bin", bytemuck::cast_slice(&idx.deleted.0))?;
     let meta = Meta {
@@ -130,7 +133,8 @@ fn check_len(p: &Path, len: usize, want_len: usize) -> Result<()> {
 /// so mapped floats are aligned); `floats`: the rows are `f32`.
 fn map_rows(vp: &Path, n: usize, row_bytes: usize, floats: bool) -> Result<Rows> {
     let f = fs::File::open(vp).map_err(|e| Error::io(vp, e))?;
-    // SAFETY: the file is private to this index directory; it must not be modified while mapped.
+    // SAFETY: the file is private to this index directory and replaced by rename, never
+    // rewritten in place.
     let map = unsafe { memmap2::Mmap::map(&f) }.map_err(|e| Error::io(vp, e))?;
     let len = file::verify(vp, &map)?.len();
     check_len(vp, len, n.saturating_mul(row_bytes))?;
@@ -143,8 +147,48 @@ fn map_rows(vp: &Path, n: usize, row_bytes: usize, floats: bool) -> Result<Rows>
     Ok(Rows::Mapped { map: std::sync::Arc::new(map), len })
 }
 
-/// Load an index saved by [`save`].
+/// How much of a saved index [`read_index`] checks.
+#[derive(Clone, Copy, PartialEq)]
+enum Checks {
+    /// Every checksum, every link, every id ([`load`]).
+    Full,
+    /// Checksums, lengths and parameters ([`open`]): the arrays are mapped, the links are
+    /// not walked, the id map waits for its first use.
+    Checksums,
+}
+
+/// Load an index saved by [`save`], checking everything: every file's checksum, every link
+/// (a real node that has the link's level), every id live once.
 pub(super) fn load(dir: &Path) -> Result<HnswIndex> {
+    read_index(dir, Checks::Full)
+}
+
+/// Open an index saved by [`save`] for searching at once: the graph arrays and the ids are
+/// mapped copy-on-write ([`Column`]) once their checksums verify, the links are not walked
+/// (a file that passes its checksum but holds a bad link never makes a search read out of
+/// bounds: such links are skipped), the in-degrees and the id map wait for their first use.
+/// For snapshots the engine wrote itself; `db check` verifies them with [`load`].
+pub(super) fn open(dir: &Path) -> Result<HnswIndex> {
+    read_index(dir, Checks::Checksums)
+}
+
+/// An array file of `n` values: read and checked ([`Checks::Full`]) or mapped.
+fn column<T: Plain + bytemuck::Pod>(dir: &Path, name: &str, n: usize, checks: Checks) -> Result<Column<T>> {
+    match checks {
+        Checks::Full => read(dir, name, n).map(Column::from),
+        Checks::Checksums => Column::map(&dir.join(name), n),
+    }
+}
+
+/// An array of atomic words, as [`column`].
+fn atomic_column(dir: &Path, name: &str, n: usize, checks: Checks) -> Result<Column<AtomicU32>> {
+    match checks {
+        Checks::Full => Ok(read::<u32>(dir, name, n)?.into_iter().map(AtomicU32::new).collect::<Vec<_>>().into()),
+        Checks::Checksums => Column::map(&dir.join(name), n),
+    }
+}
+
+fn read_index(dir: &Path, checks: Checks) -> Result<HnswIndex> {
     let mp = dir.join(META_FILE);
     let meta: Meta = read_meta(dir)?;
     if meta.kind != "hnsw" {
@@ -198,23 +242,83 @@ pub(super) fn load(dir: &Path) -> Result<HnswIndex> {
         false => None,
     };
 
-    let ids: Vec<u64> = read(dir, "ids.bin", n)?;
-    let levels: Vec<u8> = read(dir, "levels.bin", n)?;
-    let links0: Vec<u32> = read(dir, "links0.bin", n * (m0 + 1))?;
-    let upper_off: Vec<u32> = read(dir, "upper_off.bin", n)?;
-    let upper: Vec<u32> = read(dir, "upper.bin", meta.upper_words)?;
+    let ids: Column<u64> = column(dir, "ids.bin", n, checks)?;
+    let levels: Column<u8> = column(dir, "levels.bin", n, checks)?;
+    let links0 = atomic_column(dir, "links0.bin", n * (m0 + 1), checks)?;
+    let upper_off: Column<u32> = column(dir, "upper_off.bin", n, checks)?;
+    let upper = atomic_column(dir, "upper.bin", meta.upper_words, checks)?;
     let deleted = Bits(read(dir, "deleted.bin", n.div_ceil(64))?);
 
-    // Structure checks: every block in bounds, every link a real node that has the link's level
-    // (a search follows a level-l link to that node's level-l block).
+    if checks == Checks::Full {
+        check_links(dir, m, n, &levels, &links0, &upper_off, &upper)?;
+    }
+    match meta.entry {
+        None if n > 0 => return Err(corrupt(&mp, "no entry point in a non-empty graph")),
+        Some((e, l)) if e as usize >= n || levels[e as usize] as usize != l || l > MAX_LEVEL => {
+            return Err(corrupt(&mp, format!("entry point {e} at level {l} is not a node of that level")));
+        }
+        _ => {}
+    }
+    let counted: usize = deleted.0.iter().map(|w| w.count_ones() as usize).sum();
+    if counted != meta.deleted || deleted.0.last().is_some_and(|&w| n % 64 != 0 && w >> (n % 64) != 0) {
+        return Err(corrupt(&dir.join("deleted.bin"), "removed count does not match index.json"));
+    }
+    let slot_of = OnceLock::new();
+    if checks == Checks::Full {
+        let mut map = HashMap::with_capacity(n);
+        for (slot, &id) in ids.iter().enumerate() {
+            if !deleted.get(slot as u32) && map.insert(id, slot as u32).is_some() {
+                return Err(corrupt(&dir.join("ids.bin"), format!("id {id} is live twice")));
+            }
+        }
+        let _ = slot_of.set(map);
+    }
+
+    let graph = Graph::from_parts(m, links0, levels, upper_off, upper, meta.entry);
+    Ok(HnswIndex {
+        dim: meta.dim,
+        metric: meta.metric,
+        m,
+        ef_construction: meta.ef_construction.max(1),
+        ef_search: meta.ef_search.max(1),
+        rows,
+        quantized: meta.quantized,
+        sq8: meta.sq8,
+        exact,
+        graph,
+        ids,
+        slot_of,
+        deleted,
+        n_deleted: meta.deleted,
+        rng: meta.rng,
+        unwalked: 0,
+        reorder: true,
+    })
+}
+
+/// Structure checks: every block in bounds, every link a real node that has the link's level
+/// (a search follows a level-l link to that node's level-l block), every level possible.
+fn check_links(
+    dir: &Path,
+    m: usize,
+    n: usize,
+    levels: &[u8],
+    links0: &[AtomicU32],
+    upper_off: &[u32],
+    upper: &[AtomicU32],
+) -> Result<()> {
+    let m0 = 2 * m;
     let gp = dir.join("links0.bin");
+    let load = |a: &AtomicU32| a.load(std::sync::atomic::Ordering::Relaxed);
     // (`v`, `level` name the block in an error; nothing is formatted while the blocks are fine.)
-    let check_block = |block: &[u32], cap: usize, v: usize, level: usize| -> Result<()> {
-        let c = block[0] as usize;
+    let check_block = |block: &[AtomicU32], cap: usize, v: usize, level: usize| -> Result<()> {
+        let c = load(&block[0]) as usize;
         if c > cap {
             return Err(corrupt(&gp, format!("node {v} level {level}: {c} links, at most {cap} allowed")));
         }
-        if let Some(bad) = block[1..=c].iter().find(|&&x| x as usize >= n || (levels[x as usize] as usize) < level) {
+        if let Some(bad) =
+            block[1..=c].iter().map(load).find(|&x| x as usize >= n || (levels[x as usize] as usize) < level)
+        {
             return Err(corrupt(
                 &gp,
                 format!("node {v} level {level}: link to node {bad} of {n}, which is not on that level"),
@@ -241,53 +345,7 @@ pub(super) fn load(dir: &Path) -> Result<HnswIndex> {
             check_block(&upper[s..s + m + 1], m, v, l)?;
         }
     }
-    match meta.entry {
-        None if n > 0 => return Err(corrupt(&mp, "no entry point in a non-empty graph")),
-        Some((e, l)) if e as usize >= n || levels[e as usize] as usize != l => {
-            return Err(corrupt(&mp, format!("entry point {e} at level {l} is not a node of that level")));
-        }
-        _ => {}
-    }
-    let mut counted = 0;
-    let mut slot_of = HashMap::with_capacity(n);
-    for (slot, &id) in ids.iter().enumerate() {
-        if deleted.get(slot as u32) {
-            counted += 1;
-        } else if slot_of.insert(id, slot as u32).is_some() {
-            return Err(corrupt(&dir.join("ids.bin"), format!("id {id} is live twice")));
-        }
-    }
-    if counted != meta.deleted || deleted.0.iter().map(|w| w.count_ones() as usize).sum::<usize>() != counted {
-        return Err(corrupt(&dir.join("deleted.bin"), "removed count does not match index.json"));
-    }
-
-    let graph = Graph::from_parts(
-        m,
-        links0.into_iter().map(AtomicU32::new).collect(),
-        levels,
-        upper_off,
-        upper.into_iter().map(AtomicU32::new).collect(),
-        meta.entry,
-    );
-    Ok(HnswIndex {
-        dim: meta.dim,
-        metric: meta.metric,
-        m,
-        ef_construction: meta.ef_construction.max(1),
-        ef_search: meta.ef_search.max(1),
-        rows,
-        quantized: meta.quantized,
-        sq8: meta.sq8,
-        exact,
-        graph,
-        ids,
-        slot_of,
-        deleted,
-        n_deleted: meta.deleted,
-        rng: meta.rng,
-        unwalked: 0,
-        reorder: true,
-    })
+    Ok(())
 }
 
 #[cfg(test)]
@@ -327,6 +385,78 @@ mod tests {
         // A repeated or out-of-range inline slot is corrupt.
         file::write(&dir.path().join("inline_slots.bin"), bytemuck::cast_slice(&[n as u32 + 5])).unwrap();
         assert!(matches!(load(dir.path()), Err(Error::Corrupt { .. })));
+    }
+
+    /// `open` maps the graph instead of reading it and answers as `load` does; the id map is
+    /// built on first use, and the first insert or removal copies the mapped arrays into memory
+    /// (the files stay as saved).
+    #[test]
+    fn open_maps_the_graph_and_answers_as_load_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let (n, dim) = (2_000usize, 8usize);
+        let data: Vec<f32> = (0..n * dim).map(|i| ((i * 7919) % 1013) as f32).collect();
+        let mut ix = HnswIndex::new(dim, Metric::L2, 8, 64);
+        ix.add(&(0..n as u64).collect::<Vec<_>>(), VectorsRef::Dense(&data)).unwrap();
+        ix.remove(&[5, 77]).unwrap();
+        ix.save(dir.path()).unwrap();
+        let loaded = load(dir.path()).unwrap();
+        let mut opened = open(dir.path()).unwrap();
+        assert!(opened.graph.links0.is_mapped() && opened.ids.is_mapped() && opened.graph.upper.is_mapped());
+        assert!(opened.slot_of.get().is_none(), "the id map waits for its first use");
+        assert!(opened.memory_bytes() < loaded.memory_bytes() / 4, "mapped arrays are not heap");
+        let p = SearchParams::default();
+        for q in 0..50 {
+            let q = VectorRef::Dense(&data[q * 37 % n * dim..][..dim]);
+            assert_eq!(opened.search(q, 10, &p, None).unwrap(), loaded.search(q, 10, &p, None).unwrap());
+        }
+        assert!(opened.contains(9) && !opened.contains(5));
+        // Changes copy the mapped arrays; the answers follow the changes.
+        opened.remove(&[9]).unwrap();
+        let extra: Vec<f32> = (0..dim).map(|i| 5000.0 + i as f32).collect();
+        opened.add(&[n as u64 + 1], VectorsRef::Dense(&extra)).unwrap();
+        assert!(!opened.graph.links0.is_mapped());
+        let top = opened.search(VectorRef::Dense(&extra), 1, &p, None).unwrap();
+        assert_eq!((top[0].id, top[0].distance), (n as u64 + 1, 0.0));
+        let q9 = VectorRef::Dense(&data[9 * dim..10 * dim]);
+        assert!(opened.search(q9, 10, &p, None).unwrap().iter().all(|h| h.id != 9));
+        // The saved files did not change under the mapping.
+        let again = load(dir.path()).unwrap();
+        assert!(again.contains(9) && !again.contains(n as u64 + 1));
+    }
+
+    /// A damaged link — to a node that does not exist, or on an upper level to a node that is
+    /// not on it — is corrupt for `load`; `open` does not read the links, and its searches
+    /// (and an insert) skip the bad link instead of reading out of bounds.
+    #[test]
+    fn open_skips_damaged_links_that_load_rejects() {
+        let dir = tempfile::tempdir().unwrap();
+        let (n, dim) = (400usize, 2usize);
+        let data: Vec<f32> = (0..n * dim).map(|i| (i * 7 % 31) as f32).collect();
+        let mut ix = HnswIndex::new(dim, Metric::L2, 4, 50);
+        ix.add(&(0..n as u64).collect::<Vec<_>>(), VectorsRef::Dense(&data)).unwrap();
+        ix.save(dir.path()).unwrap();
+        let (ep, top) = ix.graph.entry().unwrap();
+        assert!(top >= 1);
+        let levels: Vec<u8> = file::read_pod(&dir.path().join("levels.bin")).unwrap();
+        let low = levels.iter().position(|&l| l == 0).unwrap() as u32;
+        let offs: Vec<u32> = file::read_pod(&dir.path().join("upper_off.bin")).unwrap();
+        let mut upper: Vec<u32> = file::read_pod(&dir.path().join("upper.bin")).unwrap();
+        upper[offs[ep as usize] as usize + 1] = low;
+        file::write_pod(&dir.path().join("upper.bin"), &upper).unwrap();
+        let mut links0: Vec<u32> = file::read_pod(&dir.path().join("links0.bin")).unwrap();
+        for v in 0..n {
+            links0[v * 9 + 1] = (n + v) as u32; // every node's first level-0 link
+        }
+        file::write_pod(&dir.path().join("links0.bin"), &links0).unwrap();
+        assert!(matches!(load(dir.path()), Err(Error::Corrupt { .. })));
+        let mut opened = open(dir.path()).unwrap();
+        let p = SearchParams::default();
+        for q in 0..n {
+            let hits = opened.search(VectorRef::Dense(&data[q * dim..(q + 1) * dim]), 5, &p, None).unwrap();
+            assert!(hits.iter().all(|h| (h.id as usize) < n));
+        }
+        opened.add(&[n as u64], VectorsRef::Dense(&[3.0, 4.0])).unwrap();
+        opened.remove(&[0, 1, 2]).unwrap();
     }
 
     /// Fuzzing (index_snapshot): an upper-level link to a node that is not on that level passed

@@ -4,8 +4,6 @@
 //! vectors and neighbour lists share pages and cache lines (a BFS ordering, the cheap
 //! member of the RCM / Gorder family). The graph is unchanged up to the renaming.
 
-use std::collections::HashMap;
-
 use super::graph::{Graph, NONE};
 use super::{Bits, HnswIndex, Rows};
 
@@ -90,9 +88,10 @@ impl HnswIndex {
                 deleted.set(new as u32);
             }
         }
-        self.ids = order.iter().map(|&v| self.ids[v as usize]).collect();
-        let slot_of: HashMap<u64, u32> = self.slot_of.iter().map(|(&id, &slot)| (id, new_of[slot as usize])).collect();
-        self.slot_of = slot_of;
+        self.ids = order.iter().map(|&v| self.ids[v as usize]).collect::<Vec<u64>>().into();
+        if let Some(map) = self.slot_of.get_mut() {
+            map.values_mut().for_each(|slot| *slot = new_of[*slot as usize]);
+        }
         self.deleted = deleted;
         self.graph = graph;
     }
