@@ -19,12 +19,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::db::Database;
 use crate::error::{Error, Result};
 use crate::filter::Filter;
-use crate::index::{load_index, SearchParams};
+use crate::index::{load_index, open_index, SearchParams};
 use crate::manifest::{Manifest, MANIFEST};
 use crate::schema::CollectionSchema;
 use crate::search::{Query, SearchRequest};
 use crate::segment::{read_segment_info, Segment};
-use crate::vector::{Element, Vector};
+use crate::vector::{Element, Vector, VectorsRef};
 use crate::wal::{parse_header, read_frames_after, Wal, WalCursor, WalOp};
 
 /// Set while the current input asked for checksums to be ignored (process-wide: the parsers
@@ -131,18 +131,38 @@ pub fn segment_open(data: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// A packed index directory (after the flags byte) through [`load_index`], then a top-k and a
-/// range search with a zero query, and a reconstruct of a few ids.
+/// A packed index directory (after the flags byte) through [`open_index`] (the fast path a
+/// collection uses for its snapshots: checksums, no link walk), then the same through
+/// [`load_index`]; each index found gets a top-k and a range search with a zero query and a
+/// reconstruct of a few ids, and the opened one an insert and a removal.
 pub fn index_snapshot(data: &[u8]) -> Result<()> {
     let data = take_flags(data);
     let dir = scratch("index");
     unpack_into(data, &dir)?;
+    if let Ok(mut opened) = open_index(&dir) {
+        if opened.dim() <= 1 << 16 {
+            let _ = exercise(opened.as_ref());
+            let q = zero_query(opened.metric().element(), opened.dim());
+            let one = match &q {
+                Vector::Dense(v) => VectorsRef::Dense(v),
+                Vector::Binary(b) => VectorsRef::Binary(b),
+            };
+            if opened.add(&[u64::MAX - 1], one).is_ok() {
+                let _ = exercise(opened.as_ref());
+            }
+            let _ = opened.remove(&[0, 1, u64::MAX - 1]);
+        }
+    }
     let index = load_index(&dir)?;
-    let dim = index.dim();
-    if dim > 1 << 16 {
+    if index.dim() > 1 << 16 {
         return Ok(()); // a zero query this large proves nothing more
     }
-    let q = zero_query(index.metric().element(), dim);
+    exercise(index.as_ref())
+}
+
+/// Searches and reads of `index` with a zero query.
+fn exercise(index: &dyn crate::index::VectorIndex) -> Result<()> {
+    let q = zero_query(index.metric().element(), index.dim());
     let params = SearchParams { ef: Some(16), nprobe: Some(4), checks: Some(64), rerank: Some(16), threads: Some(1) };
     let hits = index.search(q.as_ref(), 5, &params, None)?;
     index.range_search(q.as_ref(), 1.0, &params, Some(&|id| id % 2 == 0))?;

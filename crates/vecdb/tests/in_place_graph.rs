@@ -288,7 +288,7 @@ fn a_reopened_graph_attaches_its_rows_from_the_saved_hints() {
         .chunks_exact(8)
         .flat_map(|h| {
             let h = u64::from_le_bytes(h.try_into().unwrap());
-            let h = if h == u64::MAX { h } else { (h & !0xffff_ffff) | ((h & 0xffff_ffff) + 1) % 500 };
+            let h = if h == u64::MAX { h } else { (h & !0xffff_ffff) | (((h & 0xffff_ffff) + 1) % 500) };
             h.to_le_bytes()
         })
         .collect();

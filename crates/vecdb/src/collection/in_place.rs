@@ -141,7 +141,7 @@ impl State {
         let hint = |a: usize| -> u64 {
             let i = cols.partition_point(|c| c.0 <= a);
             match i.checked_sub(1).map(|i| cols[i]) {
-                Some((start, end, si)) if a < end && (a - start) % stride == 0 => {
+                Some((start, end, si)) if a < end && (a - start).is_multiple_of(stride) => {
                     ((si as u64) << 32) | ((a - start) / stride) as u64
                 }
                 _ => NO_HINT,

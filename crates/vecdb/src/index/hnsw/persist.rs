@@ -260,7 +260,7 @@ fn read_index(dir: &Path, checks: Checks) -> Result<HnswIndex> {
         _ => {}
     }
     let counted: usize = deleted.0.iter().map(|w| w.count_ones() as usize).sum();
-    if counted != meta.deleted || deleted.0.last().is_some_and(|&w| n % 64 != 0 && w >> (n % 64) != 0) {
+    if counted != meta.deleted || deleted.0.last().is_some_and(|&w| !n.is_multiple_of(64) && w >> (n % 64) != 0) {
         return Err(corrupt(&dir.join("deleted.bin"), "removed count does not match index.json"));
     }
     let slot_of = OnceLock::new();
