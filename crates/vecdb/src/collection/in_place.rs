@@ -29,6 +29,16 @@ pub(super) const ROW_HINTS_FILE: &str = "rows.bin";
 /// A row hint for a row that is not in a segment.
 const NO_HINT: u64 = u64::MAX;
 
+/// The row hint of row `row` of the segment at position `si`.
+fn row_hint(si: usize, row: usize) -> u64 {
+    ((si as u64) << 32) | row as u64
+}
+
+/// The segment position and row a hint names.
+fn hinted_row(hint: u64) -> (usize, usize) {
+    ((hint >> 32) as usize, (hint & 0xffff_ffff) as usize)
+}
+
 /// How [`State::resolve_in_place`] attached a loaded graph's rows.
 #[derive(Clone, Copy, PartialEq, Debug)]
 pub(super) enum Attached {
@@ -123,7 +133,7 @@ impl State {
     }
 
     /// Where each node of field `f`'s in-place graph `index` reads its row, for the snapshot
-    /// saved now: `segment position << 32 | row` in the current segments, [`NO_HINT`] for a
+    /// saved now: [`row_hint`] (segment position and row) in the current segments, [`NO_HINT`] for a
     /// row not in one (the snapshot keeps those itself). `None` when `index` holds its rows.
     pub(super) fn row_hints(&self, f: usize, index: &dyn VectorIndex) -> Option<Vec<u64>> {
         let addrs = index.as_hnsw()?.row_addresses()?;
@@ -142,7 +152,7 @@ impl State {
             let i = cols.partition_point(|c| c.0 <= a);
             match i.checked_sub(1).map(|i| cols[i]) {
                 Some((start, end, si)) if a < end && (a - start).is_multiple_of(stride) => {
-                    ((si as u64) << 32) | ((a - start) / stride) as u64
+                    row_hint(si, (a - start) / stride)
                 }
                 _ => NO_HINT,
             }
@@ -171,8 +181,7 @@ impl State {
             let cols: Vec<(usize, usize)> =
                 self.segments[..since].iter().map(|s| (column_range(s, f).start, s.rows())).collect();
             let at = |slot: u32| {
-                let hint = hints[slot as usize];
-                let (si, row) = ((hint >> 32) as usize, (hint & 0xffff_ffff) as usize);
+                let (si, row) = hinted_row(hints[slot as usize]);
                 let &(start, rows) = cols.get(si)?;
                 (row < rows).then_some(start + row * stride)
             };

@@ -172,20 +172,14 @@ pub(super) fn open(dir: &Path) -> Result<HnswIndex> {
     read_index(dir, Checks::Checksums)
 }
 
-/// An array file of `n` values: read and checked ([`Checks::Full`]) or mapped.
-fn column<T: Plain + bytemuck::Pod>(dir: &Path, name: &str, n: usize, checks: Checks) -> Result<Column<T>> {
-    match checks {
-        Checks::Full => read(dir, name, n).map(Column::from),
-        Checks::Checksums => Column::map(&dir.join(name), n),
+/// An array file of `n` values, its checksum verified: mapped ([`Checks::Checksums`]), or
+/// copied into memory ([`Checks::Full`]: a loaded index holds its arrays).
+fn column<T: Plain>(dir: &Path, name: &str, n: usize, checks: Checks) -> Result<Column<T>> {
+    let mut c = Column::map(&dir.join(name), n)?;
+    if checks == Checks::Full {
+        c.vec_mut();
     }
-}
-
-/// An array of atomic words, as [`column`].
-fn atomic_column(dir: &Path, name: &str, n: usize, checks: Checks) -> Result<Column<AtomicU32>> {
-    match checks {
-        Checks::Full => Ok(read::<u32>(dir, name, n)?.into_iter().map(AtomicU32::new).collect::<Vec<_>>().into()),
-        Checks::Checksums => Column::map(&dir.join(name), n),
-    }
+    Ok(c)
 }
 
 fn read_index(dir: &Path, checks: Checks) -> Result<HnswIndex> {
@@ -244,9 +238,9 @@ fn read_index(dir: &Path, checks: Checks) -> Result<HnswIndex> {
 
     let ids: Column<u64> = column(dir, "ids.bin", n, checks)?;
     let levels: Column<u8> = column(dir, "levels.bin", n, checks)?;
-    let links0 = atomic_column(dir, "links0.bin", n * (m0 + 1), checks)?;
+    let links0: Column<AtomicU32> = column(dir, "links0.bin", n * (m0 + 1), checks)?;
     let upper_off: Column<u32> = column(dir, "upper_off.bin", n, checks)?;
-    let upper = atomic_column(dir, "upper.bin", meta.upper_words, checks)?;
+    let upper: Column<AtomicU32> = column(dir, "upper.bin", meta.upper_words, checks)?;
     let deleted = Bits(read(dir, "deleted.bin", n.div_ceil(64))?);
 
     if checks == Checks::Full {
@@ -435,14 +429,7 @@ mod tests {
         let mut ix = HnswIndex::new(dim, Metric::L2, 4, 50);
         ix.add(&(0..n as u64).collect::<Vec<_>>(), VectorsRef::Dense(&data)).unwrap();
         ix.save(dir.path()).unwrap();
-        let (ep, top) = ix.graph.entry().unwrap();
-        assert!(top >= 1);
-        let levels: Vec<u8> = file::read_pod(&dir.path().join("levels.bin")).unwrap();
-        let low = levels.iter().position(|&l| l == 0).unwrap() as u32;
-        let offs: Vec<u32> = file::read_pod(&dir.path().join("upper_off.bin")).unwrap();
-        let mut upper: Vec<u32> = file::read_pod(&dir.path().join("upper.bin")).unwrap();
-        upper[offs[ep as usize] as usize + 1] = low;
-        file::write_pod(&dir.path().join("upper.bin"), &upper).unwrap();
+        point_an_upper_link_below_its_level(dir.path(), &ix);
         let mut links0: Vec<u32> = file::read_pod(&dir.path().join("links0.bin")).unwrap();
         for v in 0..n {
             links0[v * 9 + 1] = (n + v) as u32; // every node's first level-0 link
@@ -472,16 +459,22 @@ mod tests {
         ix.save(dir.path()).unwrap();
         let loaded = load(dir.path()).unwrap();
         assert_eq!(loaded.search(VectorRef::Dense(&[1.0, 2.0]), 3, &SearchParams::default(), None).unwrap().len(), 3);
+        point_an_upper_link_below_its_level(dir.path(), &ix);
+        assert!(matches!(load(dir.path()), Err(Error::Corrupt { .. })));
+    }
+
+    /// Damage the index `ix` saved in `dir`: its entry point's level-1 list becomes one link, to
+    /// a node that has no level 1.
+    fn point_an_upper_link_below_its_level(dir: &Path, ix: &HnswIndex) {
         let (ep, top) = ix.graph.entry().unwrap();
-        assert!(top >= 1, "300 nodes with M=4 have upper levels");
-        let levels: Vec<u8> = file::read_pod(&dir.path().join("levels.bin")).unwrap();
+        assert!(top >= 1, "a few hundred nodes with M=4 have upper levels");
+        let levels: Vec<u8> = file::read_pod(&dir.join("levels.bin")).unwrap();
         let low = levels.iter().position(|&l| l == 0).unwrap() as u32;
-        let offs: Vec<u32> = file::read_pod(&dir.path().join("upper_off.bin")).unwrap();
-        let mut upper: Vec<u32> = file::read_pod(&dir.path().join("upper.bin")).unwrap();
+        let offs: Vec<u32> = file::read_pod(&dir.join("upper_off.bin")).unwrap();
+        let mut upper: Vec<u32> = file::read_pod(&dir.join("upper.bin")).unwrap();
         let s = offs[ep as usize] as usize; // the entry point's level-1 block
         upper[s] = 1;
         upper[s + 1] = low;
-        file::write_pod(&dir.path().join("upper.bin"), &upper).unwrap();
-        assert!(matches!(load(dir.path()), Err(Error::Corrupt { .. })));
+        file::write_pod(&dir.join("upper.bin"), &upper).unwrap();
     }
 }
