@@ -52,8 +52,14 @@ pub struct Features {
 pub trait FeatureExtractor: Send + Sync {
     /// Short name used in collections and the CLI: `cnn`, `color`, `texture`, `phash`, `dhash`.
     fn name(&self) -> &str;
-    /// Vector length (floats, or bits for binary vectors).
+    /// Vector length (floats, or bits for binary vectors); for an extractor of several vectors
+    /// per image ([`FeatureExtractor::vectors_per_image`]), the length of each.
     fn dim(&self) -> usize;
+    /// Vectors per image: 1, or more for regional descriptors, whose [`Features::vector`] holds
+    /// them side by side (`vectors_per_image × dim` floats).
+    fn vectors_per_image(&self) -> usize {
+        1
+    }
     /// How vectors should be compared.
     fn distance(&self) -> DistanceKind;
     /// Extract features of one image.

@@ -18,6 +18,7 @@ pub mod color;
 pub mod decode;
 pub mod error;
 pub mod extractor;
+pub mod frames;
 pub mod geometry;
 pub mod keypoints;
 pub mod metrics;

@@ -76,6 +76,7 @@ pub fn schema_for(extractors: &[Box<dyn FeatureExtractor>], index: &str) -> Resu
                 dim: e.dim(),
                 metric,
                 index: index_for(e.name(), metric, e.dim(), index)?,
+                vectors_per_record: e.vectors_per_image(),
             })
         })
         .collect::<Result<_>>()?;

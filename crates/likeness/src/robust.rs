@@ -1,5 +1,6 @@
 //! Robust search: query-side augmentation. The query image is embedded in several *views* —
-//! quarter turns, its mirror image, small tilts turned back, and a grid of regions — each view
+//! quarter turns, its mirror image, small tilts turned back, the frames found in it (a photo
+//! pasted with straight borders, [`features::frames`]) and a grid of regions — each view
 //! is searched, and the hit lists are merged by each record's best distance over the views.
 //!
 //! What each view finds (measured with `likeness-bench copy`, BENCHMARKS.md): quarter turns and
@@ -34,7 +35,8 @@ pub struct Views {
     /// Tilts turned back: the image rotated by each of these angles (degrees, both signs)
     /// and cut to the rectangle without blank corners.
     pub tilts: Vec<f64>,
-    /// A grid of regions at 1/2 and 0.7 of the shorter side (picture in picture, borders).
+    /// The frames found in the image ([`features::frames`], up to [`MAX_FRAMES`]) and a grid
+    /// of regions at 1/2 and 0.7 of the shorter side (picture in picture, borders).
     pub regions: bool,
     /// Added to the distances found through region views before merging, so that a region
     /// must beat the whole image by this margin (regions of an ordinary query match crops of
@@ -44,6 +46,14 @@ pub struct Views {
 
 /// The default [`Views::region_penalty`] (cosine distance).
 pub const REGION_PENALTY: f32 = 0.05;
+
+/// Added to the distances found through frame views (a rectangle with straight borders found
+/// in the query, [`features::frames`]): a frame is cut exactly where a pasted photo is, so it
+/// needs less of a margin than a grid region.
+pub const FRAME_PENALTY: f32 = 0.02;
+
+/// Frames of the query embedded as views, at most.
+pub const MAX_FRAMES: usize = 3;
 
 impl Default for Views {
     fn default() -> Views {
@@ -111,6 +121,8 @@ impl Views {
     pub fn penalty(&self, name: &str) -> f32 {
         if name.starts_with("region") {
             self.region_penalty
+        } else if name.starts_with("frame") {
+            FRAME_PENALTY.min(self.region_penalty)
         } else {
             0.0
         }
@@ -134,6 +146,16 @@ impl Views {
             }
         }
         if self.regions {
+            let frames = features::frames::detect(image, MAX_FRAMES);
+            let n = frames.len();
+            for (i, f) in frames.into_iter().enumerate() {
+                // One pixel inside the borders (a resampled border bleeds into its neighbours).
+                let inner = (f.x + 1, f.y + 1, f.w.saturating_sub(2).max(1), f.h.saturating_sub(2).max(1));
+                out.push((
+                    format!("frame {}/{n} at {},{} {}x{}", i + 1, f.x, f.y, f.w, f.h),
+                    augment::crop(image, inner),
+                ));
+            }
             let regions = augment::grid_regions(image.width(), image.height(), &REGION_SCALES);
             let n = regions.len();
             for (i, r) in regions.into_iter().enumerate() {

@@ -26,20 +26,87 @@ pub struct VectorField {
     pub metric: Metric,
     /// Index factory spec, e.g. `"Flat"` or `"HNSW32"`.
     pub index: String,
+    /// Vectors each record holds in this field: above 1 it is a *multi-vector* field (an
+    /// image's regional descriptors, say). A record's vector is then `vectors_per_record × dim`
+    /// floats side by side, a query may hold one or more vectors of `dim`, and a search scores
+    /// each record by its best pair (the smallest distance between a query vector and one of
+    /// the record's vectors), returning records. Float metrics only.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub vectors_per_record: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn is_one(n: &usize) -> bool {
+    *n == 1
 }
 
 impl VectorField {
     /// A field with the given name, dimension, metric and index spec.
     pub fn new(name: impl Into<String>, dim: usize, metric: Metric, index: impl Into<String>) -> Self {
-        VectorField { name: name.into(), dim, metric, index: index.into() }
+        VectorField { name: name.into(), dim, metric, index: index.into(), vectors_per_record: 1 }
+    }
+    /// This field holding `n` vectors per record (a multi-vector field when `n > 1`).
+    pub fn with_vectors_per_record(mut self, n: usize) -> Self {
+        self.vectors_per_record = n;
+        self
+    }
+    /// True when records hold several vectors in this field.
+    pub fn is_multi(&self) -> bool {
+        self.vectors_per_record > 1
+    }
+    /// Distance from query `q` (one vector, or several for a multi-vector field) to a record's
+    /// vector `row` of this field: the metric's, or the best pair's for several vectors.
+    pub fn distance(&self, q: VectorRef<'_>, row: VectorRef<'_>) -> Result<f32> {
+        match (q, row) {
+            (VectorRef::Dense(q), VectorRef::Dense(r)) if self.is_multi() || q.len() != r.len() => {
+                let d = self.dim.max(1);
+                let mut best = f32::INFINITY;
+                for qv in q.chunks_exact(d) {
+                    for rv in r.chunks_exact(d) {
+                        best = best.min(self.metric.distance(VectorRef::Dense(qv), VectorRef::Dense(rv))?);
+                    }
+                }
+                Ok(best)
+            }
+            _ => self.metric.distance(q, row),
+        }
+    }
+    /// Components of one record's row: `vectors_per_record × dim`.
+    pub fn row_dim(&self) -> usize {
+        self.dim.saturating_mul(self.vectors_per_record.max(1))
     }
     /// The element kind stored in this field.
     pub fn element(&self) -> Element {
         self.metric.element()
     }
-    /// Bytes one vector of this field occupies on disk.
+    /// Bytes one record's vector (all of its vectors, for a multi-vector field) occupies on disk.
     pub fn bytes_per_vector(&self) -> usize {
-        self.element().bytes_per_vector(self.dim)
+        self.element().bytes_per_vector(self.dim).saturating_mul(self.vectors_per_record.max(1))
+    }
+}
+
+impl VectorField {
+    /// Error unless `vectors_per_record` is in `1..=`[`index::multi::MAX_VECTORS_PER_RECORD`]
+    /// and, above 1, the metric is a float one.
+    fn check_multi(&self) -> Result<()> {
+        let n = self.vectors_per_record;
+        if n == 0 || n > index::multi::MAX_VECTORS_PER_RECORD {
+            return Err(Error::InvalidArgument(format!(
+                "vector field '{}': {n} vectors per record is outside 1..={}",
+                self.name,
+                index::multi::MAX_VECTORS_PER_RECORD
+            )));
+        }
+        if n > 1 && self.element() != Element::F32 {
+            return Err(Error::InvalidArgument(format!(
+                "vector field '{}': a multi-vector field needs a float metric (l2, cosine, dot), not {}",
+                self.name, self.metric
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -73,6 +140,12 @@ impl CollectionSchema {
                 format!("schema field '{}' has dimension {}, outside 1..={MAX_DIM}", f.name, f.dim),
             ));
         }
+        if let Some(f) = self.fields.iter().find(|f| f.check_multi().is_err()) {
+            return Err(crate::fsutil::corrupt(
+                path,
+                format!("schema field '{}' holds {} vectors per record", f.name, f.vectors_per_record),
+            ));
+        }
         Ok(())
     }
 
@@ -93,13 +166,14 @@ impl CollectionSchema {
                     f.name, f.dim
                 )));
             }
+            f.check_multi()?;
             // Building an empty index checks the spec against dim and metric.
             match crate::collection::AutoPolicy::parse(&f.index) {
                 Some(policy) => {
                     policy?;
                 }
                 None => {
-                    index::build_index(&f.index, f.dim, f.metric)?;
+                    index::build_field_index(&f.index, f)?;
                 }
             }
         }
@@ -171,29 +245,58 @@ pub(crate) fn prepare_vectors(schema: &CollectionSchema, rec: &mut Record) -> Re
             .vectors
             .remove(&f.name)
             .ok_or_else(|| Error::InvalidArgument(format!("record {} has no vector for field '{}'", rec.id, f.name)))?;
-        v.as_ref().validate(f.element(), f.dim).map_err(|e| with_context(e, rec.id, &f.name))?;
+        v.as_ref().validate(f.element(), f.row_dim()).map_err(|e| with_context(e, rec.id, &f.name))?;
         out.push(match f.metric {
-            Metric::Cosine => prepare_vector(f, v.as_ref()).map_err(|e| with_context(e, rec.id, &f.name))?,
+            Metric::Cosine => normalize_rows(v.as_ref(), f.dim).map_err(|e| with_context(e, rec.id, &f.name))?,
             _ => v,
         });
     }
     Ok(out)
 }
 
-/// Validate one vector for field `f` and normalize it for cosine.
+/// Validate a query vector for field `f` and normalize it for cosine. A multi-vector field
+/// takes one or more vectors of `f.dim` side by side (up to
+/// [`index::multi::MAX_QUERY_VECTORS`]), each normalized on its own.
 pub(crate) fn prepare_vector(f: &VectorField, v: VectorRef<'_>) -> Result<Vector> {
-    v.validate(f.element(), f.dim)?;
-    match (f.metric, v) {
-        (Metric::Cosine, VectorRef::Dense(x)) => {
-            let mut x = x.to_vec();
-            let n = crate::distance::dot(&x, &x).sqrt();
-            if !(n > 0.0 && n.is_finite()) {
-                return Err(Error::InvalidVector("a zero (or overflowing) vector has no cosine direction".into()));
+    match (f.is_multi(), v) {
+        (true, VectorRef::Dense(x)) if !x.is_empty() && x.len() % f.dim == 0 => {
+            let q = x.len() / f.dim;
+            if q > index::multi::MAX_QUERY_VECTORS {
+                return Err(Error::InvalidVector(format!(
+                    "a query of field '{}' holds {q} vectors; at most {} are allowed",
+                    f.name,
+                    index::multi::MAX_QUERY_VECTORS
+                )));
             }
-            x.iter_mut().for_each(|c| *c /= n);
+            v.validate(f.element(), x.len())?
+        }
+        _ => v.validate(f.element(), f.dim)?,
+    }
+    match f.metric {
+        Metric::Cosine => normalize_rows(v, f.dim),
+        _ => Ok(v.to_owned()),
+    }
+}
+
+/// `v` (whole rows of `dim` floats) with every row scaled to unit length; bits unchanged.
+fn normalize_rows(v: VectorRef<'_>, dim: usize) -> Result<Vector> {
+    match v {
+        VectorRef::Dense(x) => {
+            let several = x.len() > dim;
+            let mut x = x.to_vec();
+            for (i, row) in x.chunks_mut(dim.max(1)).enumerate() {
+                let n = crate::distance::dot(row, row).sqrt();
+                if !(n > 0.0 && n.is_finite()) {
+                    let which = if several { format!(" (vector {i} of the row)") } else { String::new() };
+                    return Err(Error::InvalidVector(format!(
+                        "a zero (or overflowing) vector has no cosine direction{which}"
+                    )));
+                }
+                row.iter_mut().for_each(|c| *c /= n);
+            }
             Ok(Vector::Dense(x))
         }
-        _ => Ok(v.to_owned()),
+        other => Ok(other.to_owned()),
     }
 }
 

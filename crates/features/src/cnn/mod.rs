@@ -20,6 +20,7 @@ pub mod labels;
 pub mod legacy_pth;
 pub mod model;
 pub mod portable;
+pub mod regions;
 
 use std::path::Path;
 

@@ -187,6 +187,21 @@ pub struct NetOutput {
     pub logits: Vec<Vec<f32>>,
 }
 
+/// The head's activations for a batch: `n × h × w` cells of `c` channels, as rows
+/// (`n·h·w × c`, row-major over image, row, column).
+pub struct FeatureMap {
+    /// The activations, `n·h·w × c`, on the network's device.
+    pub t: Tensor,
+    /// Images in the batch.
+    pub n: usize,
+    /// Cells per column.
+    pub h: usize,
+    /// Cells per row.
+    pub w: usize,
+    /// Channels (the embedding dimension).
+    pub c: usize,
+}
+
 /// The loaded network.
 pub struct EfficientNetLite {
     stem_w: Vec<f32>,
@@ -332,17 +347,33 @@ impl EfficientNetLite {
         if n == 0 {
             return Ok(NetOutput { pooled: vec![], logits: vec![] });
         }
-        if input.len() != n * size * size * 3 {
+        let map = self.feature_map(input, n, size, size)?;
+        let pooled = map.t.reshape((n, map.h * map.w, map.c))?.mean(1)?;
+        // The classifier's weights live on the device the map is on.
+        let (fc_w, fc_b) = match &self.portable {
+            Some(p) => (&p.fc_w, &p.fc_b),
+            None => (&self.fc_w, &self.fc_b),
+        };
+        let logits = pooled.matmul(fc_w)?.broadcast_add(fc_b)?;
+        Ok(NetOutput { pooled: pooled.to_vec2()?, logits: logits.to_vec2()? })
+    }
+
+    /// The head's activations (after its ReLU6, before pooling) for an NHWC batch of `n`
+    /// images of `height × width` normalized pixels: a map of `n × h × w × dim` values, one
+    /// cell per 32 × 32 input pixels. [`EfficientNetLite::forward`] averages it over the cells;
+    /// regional descriptors ([`super::regions`]) average windows of it.
+    pub fn feature_map(&self, input: Vec<f32>, n: usize, height: usize, width: usize) -> Result<FeatureMap> {
+        if input.len() != n * height * width * 3 || n == 0 {
             return Err(FeatureError::InvalidArgument(format!(
-                "CNN input has {} values, expected {n}×{size}×{size}×3",
+                "CNN input has {} values, expected {n}×{height}×{width}×3 with n > 0",
                 input.len()
             )));
         }
         if let Some(p) = &self.portable {
-            return p.forward(input, n, size);
+            return p.feature_map(input, n, height, width);
         }
-        let x = Tensor::from_vec(input, (n, size, size, 3), &Device::Cpu)?;
-        let geom = ConvGeometry { n, h: size, w: size, k: self.stem_k, stride: STEM_STRIDE };
+        let x = Tensor::from_vec(input, (n, height, width, 3), &Device::Cpu)?;
+        let geom = ConvGeometry { n, h: height, w: width, k: self.stem_k, stride: STEM_STRIDE };
         let (ho, wo, _, _) = geom.output();
         let t = x.apply_op1_no_bwd(&StemOp { geom, cout: self.stem_c, weight: &self.stem_w, bias: &self.stem_b })?;
         let mut act = Act { t, n, h: ho, w: wo, c: self.stem_c };
@@ -350,9 +381,7 @@ impl EfficientNetLite {
             act = self.block(b, act)?;
         }
         let head = self.head.forward(&act.rows()?)?;
-        let pooled = head.reshape((n, act.h * act.w, self.head.cout))?.mean(1)?;
-        let logits = pooled.matmul(&self.fc_w)?.broadcast_add(&self.fc_b)?;
-        Ok(NetOutput { pooled: pooled.to_vec2()?, logits: logits.to_vec2()? })
+        Ok(FeatureMap { t: head, n, h: act.h, w: act.w, c: self.head.cout })
     }
 
     fn block(&self, b: &Block, x: Act) -> Result<Act> {
@@ -420,9 +449,9 @@ impl PortableNet {
         })
     }
 
-    /// Same contract as [`EfficientNetLite::forward`] (input already checked).
-    fn forward(&self, input: Vec<f32>, n: usize, size: usize) -> Result<NetOutput> {
-        let x = Tensor::from_vec(input, (n, size, size, 3), &self.device)?;
+    /// Same contract as [`EfficientNetLite::feature_map`] (input already checked).
+    fn feature_map(&self, input: Vec<f32>, n: usize, height: usize, width: usize) -> Result<FeatureMap> {
+        let x = Tensor::from_vec(input, (n, height, width, 3), &self.device)?;
         let mut t = self.stem.forward(&x)?;
         for b in &self.blocks {
             let (_, h, w, c) = t.dims4()?;
@@ -443,8 +472,7 @@ impl PortableNet {
         }
         let (_, h, w, c) = t.dims4()?;
         let head = self.head.forward(&t.reshape((n * h * w, c))?)?;
-        let pooled = head.reshape((n, h * w, head.dim(1)?))?.mean(1)?;
-        let logits = pooled.matmul(&self.fc_w)?.broadcast_add(&self.fc_b)?;
-        Ok(NetOutput { pooled: pooled.to_vec2()?, logits: logits.to_vec2()? })
+        let c = head.dim(1)?;
+        Ok(FeatureMap { t: head, n, h, w, c })
     }
 }

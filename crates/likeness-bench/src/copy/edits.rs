@@ -233,6 +233,9 @@ fn picture_in_picture(img: &RgbImage, host: &RgbImage, rng: &mut Rng) -> RgbImag
     let x = rng.below((host.width() - small.width() + 1) as usize) as i64;
     let y = rng.below((host.height() - small.height() + 1) as usize) as i64;
     imageops::overlay(&mut out, &small, x, y);
+    if std::env::var_os("LIKENESS_BENCH_DEBUG").is_some() {
+        eprintln!("pip pasted at {x},{y} {}x{} into {}x{}", small.width(), small.height(), host.width(), host.height());
+    }
     out
 }
 

@@ -219,7 +219,7 @@ fn select(q: &ViewQueries, views: &Views) -> ViewQueries {
             || (views.turns && name.starts_with("turn"))
             || (views.mirror && name == "mirror")
             || (!views.tilts.is_empty() && name.starts_with("tilt"))
-            || (views.regions && name.starts_with("region"))
+            || (views.regions && (name.starts_with("region") || name.starts_with("frame")))
     };
     let mut out = ViewQueries { names: Vec::new(), queries: Vec::new(), penalties: Vec::new() };
     for (n, v) in q.names.iter().zip(&q.queries).filter(|(n, _)| keep(n)) {
@@ -350,6 +350,29 @@ pub fn run(args: &Args) -> Result<()> {
                 for (q, f) in views.queries.iter_mut().zip(ex.extract_batch(&imgs)?) {
                     q.insert(ex.name().to_string(), Query::Vector(to_vector(&f.vector)));
                 }
+            }
+            if std::env::var_os("LIKENESS_BENCH_DEBUG").is_some() && kind == EditKind::PictureInPicture {
+                let orig = coll.get(oi as u64)?.context("original stored")?;
+                let vecdb::Vector::Dense(ov) = &orig.vectors["cnn"] else { bail!("cnn is dense") };
+                let mut best: Vec<(f32, String)> = views
+                    .names
+                    .iter()
+                    .zip(&views.queries)
+                    .filter_map(|(n, q)| match q.get("cnn") {
+                        Some(Query::Vector(vecdb::Vector::Dense(v))) => {
+                            Some((1.0 - v.iter().zip(ov).map(|(a, b)| a * b).sum::<f32>(), n.clone()))
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                best.sort_by(|a, b| a.0.total_cmp(&b.0));
+                eprintln!(
+                    "pip of {oi} ({}x{}): frames {:?}; closest views to the original: {:?}",
+                    copy.width(),
+                    copy.height(),
+                    features::frames::detect(&copy, 3),
+                    &best[..3.min(best.len())]
+                );
             }
             queries.push(QueryVecs { original: oi as u64, kind, views, keypoints });
         }

@@ -133,9 +133,10 @@ pub(crate) fn is_auto_graph(spec: &str) -> bool {
 /// mapped segment columns (page cache, not heap), but its walk touches them at random, so they
 /// must stay resident to be fast: they count against the budget all the same.
 pub(crate) fn graph_bytes(field: &VectorField, n: usize, quantized: bool) -> u64 {
+    // A multi-vector field's graph holds a node per vector.
     let vector = if quantized { field.dim } else { 4 * field.dim };
     let links = 2 * GRAPH_M * 4 + 4 * 2;
-    (n as u64) * (vector + links + 32) as u64
+    (n as u64) * (field.vectors_per_record as u64) * (vector + links + 32) as u64
 }
 
 /// Physical memory in bytes (`/proc/meminfo`, read once), or 8 GiB where it cannot be read.

@@ -30,7 +30,7 @@ use super::rows::SegRows;
 use super::state::{Buf, FieldIndex, State};
 use super::{Access, Collection};
 use crate::error::Result;
-use crate::index::{build_index, VectorIndex};
+use crate::index::{build_field_index, VectorIndex};
 use crate::schema::VectorField;
 use crate::search::IndexBuild;
 use crate::segment::Segment;
@@ -325,7 +325,7 @@ fn build(
     report: &dyn Fn(&BuildTrack),
 ) -> Result<Option<Box<dyn VectorIndex>>> {
     let mut reported = Instant::now();
-    let mut index = build_index(&track.spec, field.dim, field.metric)?;
+    let mut index = build_field_index(&track.spec, field)?;
     let live_rows = |si: usize| {
         let seg = &source.segments[si];
         (0..seg.rows()).filter(move |&r| !source.rows[si].is_dead(r))

@@ -134,6 +134,10 @@ impl Collection {
         let schema = self.schema();
         let f = schema.field_index(&first.field)?;
         let field = &schema.fields[f];
+        if field.is_multi() {
+            // Queries of a multi-vector field hold different numbers of vectors.
+            return reqs.par_iter().map(|r| self.search(r)).collect();
+        }
         let mut buf = Buf::new(field.element());
         for r in reqs {
             if let Query::Vector(v) = &r.query {

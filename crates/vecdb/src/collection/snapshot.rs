@@ -140,7 +140,7 @@ impl State {
             return None;
         }
         let mut index = match crate::index::open_index(&snapshot_dir(dir, &field.name)) {
-            Ok(i) if i.dim() == field.dim && i.metric() == field.metric => i,
+            Ok(i) if i.dim() == field.row_dim() && i.metric() == field.metric => i,
             Ok(_) => return None,
             Err(e) => {
                 tracing::warn!(field = %field.name, error = %e, "index snapshot unreadable; rebuilding");

@@ -14,9 +14,9 @@ use super::background::BuildTrack;
 use super::rows::{intersect, SegRows};
 use crate::error::{Error, Result};
 use crate::filter::{Filter, Metadata};
-use crate::index::flat::{gemm_margin, rescore, with_threads, FlatIndex, FlatRows};
+use crate::index::flat::{gemm_margin, rescore, with_threads, FlatRows};
 use crate::index::topk::{sort_neighbors, TopK};
-use crate::index::{build_index, IdFilter, Neighbor, SearchParams, VectorIndex};
+use crate::index::{build_field_index, IdFilter, Neighbor, SearchParams, VectorIndex};
 use crate::manifest::Manifest;
 use crate::metric::Metric;
 use crate::schema::{CollectionSchema, VectorField};
@@ -315,7 +315,7 @@ impl State {
     /// exact search over the stored rows here; its graph is built in the background.
     pub(super) fn build_field(&self, spec: &str, field: &VectorField, f: usize) -> Result<FieldIndex> {
         let auto = AutoPolicy::parse(spec).transpose()?.is_some();
-        let mut index = build_index(if auto { "Flat" } else { spec }, field.dim, field.metric)?;
+        let mut index = build_field_index(if auto { "Flat" } else { spec }, field)?;
         let n = self.len();
         if auto || is_stored_spec(spec) {
             self.add_live_since(field, f, self.segments.len(), index.as_mut())?;
@@ -363,7 +363,14 @@ impl State {
             if !self.indexes.get(f).is_some_and(|fi| fi.stored) {
                 continue;
             }
-            let mut index: Box<dyn VectorIndex> = Box::new(FlatIndex::new(field.dim, field.metric));
+            let mut index = match build_field_index("Flat", field) {
+                Ok(index) => index,
+                Err(e) => {
+                    tracing::warn!(field = %field.name, error = %e, "memtable index failed; exact search meanwhile");
+                    self.indexes[f].ready = false;
+                    continue;
+                }
+            };
             match self.add_live_since(field, f, self.segments.len(), index.as_mut()) {
                 Ok(_) => self.indexes[f].index = index,
                 Err(e) => {
@@ -487,7 +494,7 @@ impl State {
     /// Field `f`'s column of segment `si`, to scan in place.
     fn seg_rows<'a>(&'a self, si: usize, f: usize, field: &VectorField) -> FlatRows<'a> {
         let seg = &self.segments[si];
-        FlatRows::new(field.dim, field.metric, seg.column(f), seg.ids())
+        FlatRows::new(field.dim, field.metric, seg.column(f), seg.ids()).with_vectors_per_row(field.vectors_per_record)
     }
 
     /// Search field `f` (`q` prepared for it): through its index, or by scanning the stored rows
@@ -554,7 +561,7 @@ impl State {
         let mut out = Vec::with_capacity(cands.len());
         for c in cands {
             if let Some(v) = self.vector(c.id, f) {
-                let d = field.metric.distance(q, v)?;
+                let d = field.distance(q, v)?;
                 if threshold.is_none_or(|t| d <= t) {
                     out.push(Neighbor { id: c.id, distance: d });
                 }
@@ -614,7 +621,7 @@ impl State {
                 if pred.is_some_and(|p| !p(id)) {
                     continue;
                 }
-                let d = field.metric.distance(q, m.vectors[f].as_ref())?;
+                let d = field.distance(q, m.vectors[f].as_ref())?;
                 if within(d) {
                     out.push(Neighbor { id, distance: d });
                 }
@@ -642,7 +649,12 @@ impl State {
         let VectorsRef::Dense(qs) = queries else { return Ok(None) };
         let dim = field.dim;
         let nq = qs.len() / dim.max(1);
-        if !(fi.ready && fi.stored) || nq < GEMM_MIN_QUERIES || field.metric == Metric::Hamming || k == 0 {
+        if !(fi.ready && fi.stored)
+            || nq < GEMM_MIN_QUERIES
+            || field.metric == Metric::Hamming
+            || field.is_multi()
+            || k == 0
+        {
             return Ok(None);
         }
         let cands = k + gemm_margin(k);

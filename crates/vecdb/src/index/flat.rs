@@ -178,6 +178,7 @@ impl FlatIndex {
         FlatRows {
             dim: self.dim,
             metric: self.metric,
+            per_row: 1,
             row: self.row,
             floats: &self.floats,
             bits: &self.bits,
@@ -481,7 +482,9 @@ pub(crate) type RowFilter<'a> = &'a (dyn Fn(usize, u64) -> bool + Sync);
 pub(crate) struct FlatRows<'a> {
     dim: usize,
     metric: Metric,
-    /// Storage units per row: `dim` floats, or `ceil(dim / 8)` bytes for bit vectors.
+    /// Vectors per row (a multi-vector field's rows hold several, side by side).
+    per_row: usize,
+    /// Storage units per row: `per_row × dim` floats, or `ceil(dim / 8)` bytes for bit vectors.
     row: usize,
     floats: &'a [f32],
     bits: &'a [u8],
@@ -497,27 +500,36 @@ impl<'a> FlatRows<'a> {
             VectorsRef::Dense(d) => (d, &[], dim),
             VectorsRef::Binary(b) => (&[], b, dim.div_ceil(8)),
         };
-        FlatRows { dim, metric, row, floats, bits, sq_norms: None, ids }
+        FlatRows { dim, metric, per_row: 1, row, floats, bits, sq_norms: None, ids }
+    }
+
+    /// The same rows read as `n` float vectors of `dim` each (a multi-vector field's column):
+    /// a row then scores as its best vector against the best query vector (queries may hold
+    /// several vectors of `dim` too).
+    pub(crate) fn with_vectors_per_row(mut self, n: usize) -> Self {
+        if n > 1 && self.bits.is_empty() {
+            self.per_row = n;
+            self.row = n * self.dim;
+        }
+        self
     }
 
     /// Score rows `[start, end)` against `q` in user units into `out` (`end - start` entries).
+    /// With several vectors per row or in the query, a row's score is its best pair's.
     fn score_rows(&self, q: VectorRef<'_>, start: usize, end: usize, out: &mut [f32]) {
         let out = &mut out[..end - start];
         match q {
+            VectorRef::Dense(q) if self.per_row == 1 && q.len() == self.dim => {
+                dense_scores(self.metric, q, &self.floats[start * self.row..end * self.row], out);
+            }
             VectorRef::Dense(q) => {
                 let rows = &self.floats[start * self.row..end * self.row];
-                match self.metric {
-                    Metric::L2 => {
-                        distance::l2_sq_many(q, rows, out);
-                        out.iter_mut().for_each(|d| *d = d.sqrt());
-                    }
-                    Metric::Cosine => {
-                        distance::dot_many(q, rows, out);
-                        out.iter_mut().for_each(|d| *d = 1.0 - *d);
-                    }
-                    Metric::Dot | Metric::Hamming => {
-                        distance::dot_many(q, rows, out);
-                        out.iter_mut().for_each(|d| *d = -*d);
+                let mut each = vec![0.0f32; (end - start) * self.per_row];
+                out.fill(f32::INFINITY);
+                for qv in q.chunks_exact(self.dim.max(1)) {
+                    dense_scores(self.metric, qv, rows, &mut each);
+                    for (o, vs) in out.iter_mut().zip(each.chunks_exact(self.per_row)) {
+                        *o = vs.iter().fold(*o, |a, &b| a.min(b));
                     }
                 }
             }
@@ -682,6 +694,24 @@ impl<'a> FlatRows<'a> {
             s = e;
         }
         tops
+    }
+}
+
+/// Distances in user units from `q` to every `q.len()`-float row of `rows`, into `out`.
+fn dense_scores(metric: Metric, q: &[f32], rows: &[f32], out: &mut [f32]) {
+    match metric {
+        Metric::L2 => {
+            distance::l2_sq_many(q, rows, out);
+            out.iter_mut().for_each(|d| *d = d.sqrt());
+        }
+        Metric::Cosine => {
+            distance::dot_many(q, rows, out);
+            out.iter_mut().for_each(|d| *d = 1.0 - *d);
+        }
+        Metric::Dot | Metric::Hamming => {
+            distance::dot_many(q, rows, out);
+            out.iter_mut().for_each(|d| *d = -*d);
+        }
     }
 }
 

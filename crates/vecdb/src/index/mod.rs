@@ -26,13 +26,14 @@ pub mod ivf;
 pub mod kdforest;
 mod kmeans;
 pub mod lsh;
+pub mod multi;
 pub mod pca;
 mod pq;
 pub mod refine;
 mod sq;
 pub(crate) mod topk;
 
-pub use registry::{build_index, load_index, open_index};
+pub use registry::{build_field_index, build_index, load_index, open_index};
 
 /// One search result.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -217,6 +217,17 @@ pub fn open_index(dir: &Path) -> Result<Box<dyn VectorIndex>> {
     }
 }
 
+/// The index of `field` for `spec`: [`build_index`] at the field's dimension, behind a
+/// [`crate::index::multi::MultiVectorIndex`] when the field holds several vectors per record.
+pub fn build_field_index(spec: &str, field: &crate::schema::VectorField) -> Result<Box<dyn VectorIndex>> {
+    let inner = build_index(spec, field.dim, field.metric)?;
+    if field.is_multi() {
+        Ok(Box::new(crate::index::multi::MultiVectorIndex::new(field.vectors_per_record, inner)?))
+    } else {
+        Ok(inner)
+    }
+}
+
 /// Load an index previously written by [`VectorIndex::save`] into `dir`.
 ///
 /// Reads the `kind` field of `dir/index.json` and dispatches to that index's loader.
@@ -233,6 +244,7 @@ pub fn load_index(dir: &Path) -> Result<Box<dyn VectorIndex>> {
         "ivf" => Ok(Box::new(IvfIndex::load(dir)?)),
         "pca" => Ok(Box::new(PcaIndex::load(dir)?)),
         "refine" => Ok(Box::new(RefineIndex::load(dir)?)),
+        "multi" => Ok(Box::new(crate::index::multi::MultiVectorIndex::load(dir)?)),
         other => Err(corrupt(&dir.join(META_FILE), format!("unknown index kind '{other}'"))),
     }
 }
