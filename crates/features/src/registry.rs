@@ -8,6 +8,7 @@
 //! | `dhash` | [`DHash`] (difference hash) | 64 bits | Hamming |
 //! | `cnn` | EfficientNet-Lite0 embedding | 1280 | cosine |
 //! | `cnn-lite2` | EfficientNet-Lite2 embedding | 1280 | cosine |
+//! | `regions` | 5 regional descriptors of Lite0 (whole image, four corners at 2/3), a multi-vector field | 5 × 1280 | cosine, best pair |
 //! | `cnn+head:PATH` | Lite0 embedding then the projection head saved at `PATH`; the extractor is named `cnn-head.<file stem>` | head's | cosine |
 //! | `cnn-lite2+head:PATH` | Lite2 embedding then the projection head at `PATH` | head's | cosine |
 
@@ -25,7 +26,7 @@ use crate::texture::Texture;
 pub const DEFAULT_FEATURES: &[&str] = &["cnn", "color", "phash"];
 
 /// The plain extractor names [`build_extractor`] knows (besides `cnn+head:PATH`).
-pub const EXTRACTOR_NAMES: &[&str] = &["color", "texture", "phash", "dhash", "cnn", "cnn-lite2"];
+pub const EXTRACTOR_NAMES: &[&str] = &["color", "texture", "phash", "dhash", "cnn", "cnn-lite2", "regions"];
 
 /// Settings shared by the extractors.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -50,6 +51,7 @@ pub fn build_extractor(name: &str, opts: &ExtractorOptions) -> Result<Box<dyn Fe
         "dhash" => Box::new(DHash::new()),
         "cnn" => Box::new(load_cnn(CnnVariant::Lite0, opts)?),
         "cnn-lite2" => Box::new(load_cnn(CnnVariant::Lite2, opts)?),
+        "regions" => Box::new(crate::cnn::regions::RegionsExtractor::new(load_cnn(CnnVariant::Lite0, opts)?)),
         other => {
             if let Some(path) = other.strip_prefix("cnn+head:") {
                 head_extractor(CnnVariant::Lite0, path, opts)?

@@ -353,3 +353,29 @@ fn reduced_decodes_embed_like_full_decodes() {
     );
     assert!(dists[dists.len() - 1] < 0.05, "max cosine distance {}", dists[dists.len() - 1]);
 }
+
+/// The `regions` feature stores the whole image and its four corners at 2/3: a copy cut to one
+/// corner meets its original through that region, closer than the global embeddings of the two
+/// are, and farther from any other photo.
+#[test]
+fn regions_meet_a_corner_crop_closer_than_the_global_embedding() {
+    use features::cnn::regions::{RegionsExtractor, STORED_REGIONS};
+    let regions = RegionsExtractor::new(CnnExtractor::load(CnnVariant::Lite0, Some(&model_dir())).unwrap());
+    assert_eq!((regions.name(), regions.dim(), regions.vectors_per_image()), ("regions", 1280, STORED_REGIONS));
+    let best_pair = |a: &[f32], b: &[f32]| {
+        a.chunks(1280).flat_map(|x| b.chunks(1280).map(move |y| cosine_distance(x, y))).fold(f32::INFINITY, f32::min)
+    };
+    let img = photo("coffee.png");
+    let (w, h) = (img.width() * 2 / 3, img.height() * 2 / 3);
+    let corner = image::imageops::crop_imm(&img, img.width() - w, img.height() - h, w, h).to_image();
+    let r_img = regions.extract(&img).unwrap().vector;
+    let r_corner = regions.extract(&corner).unwrap().vector;
+    assert_eq!(dense(&r_img).len(), STORED_REGIONS * 1280);
+    let cnn = model(CnnVariant::Lite0);
+    let global =
+        cosine_distance(dense(&cnn.extract(&img).unwrap().vector), dense(&cnn.extract(&corner).unwrap().vector));
+    let through_regions = best_pair(dense(&r_img), dense(&r_corner));
+    assert!(through_regions < 0.7 * global, "regions {through_regions} vs global {global}");
+    let other = regions.extract(&photo("astronaut.png")).unwrap().vector;
+    assert!(best_pair(dense(&other), dense(&r_corner)) > 3.0 * through_regions);
+}

@@ -82,6 +82,12 @@ impl FieldRows<'_> {
 /// What a field's arrays must look like, for messages: `float32 with shape (n, 128)`.
 pub fn expected(field: &VectorField) -> String {
     match field.element() {
+        Element::F32 if field.is_multi() => format!(
+            "a numpy float32 array of shape (n, {r}, {d}), (n, {w}) or (q * {d},)",
+            r = field.vectors_per_record,
+            d = field.dim,
+            w = field.row_dim()
+        ),
         Element::F32 => format!("a numpy float32 array of shape (n, {d}) or ({d},)", d = field.dim),
         Element::Bit => format!(
             "a numpy uint8 array of packed bits of shape (n, {b}) or ({b},) ({d} bits, 8 per byte)",
@@ -101,14 +107,21 @@ pub fn field_rows<'py>(obj: &Bound<'py, PyAny>, field: &VectorField) -> PyResult
             crate::metadata::type_name(obj)
         )));
     };
-    let width = match field.element() {
-        Element::F32 => field.dim,
+    let mut width = match field.element() {
+        Element::F32 => field.row_dim(),
         Element::Bit => field.bytes_per_vector(),
     };
     let shape = arr.shape().to_vec();
+    let multi = field.is_multi();
     let (rows, single) = match shape.as_slice() {
         [w] if *w == width => (1, true),
+        // A multi-vector field's query may hold any number of vectors.
+        [w] if multi && *w > 0 && w % field.dim == 0 => {
+            width = *w;
+            (1, true)
+        }
         [n, w] if *w == width => (*n, false),
+        [n, r, d] if multi && *r == field.vectors_per_record && *d == field.dim => (*n, false),
         _ => {
             return Err(class_err(
                 ErrorClass::Dimension,

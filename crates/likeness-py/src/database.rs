@@ -54,6 +54,10 @@ fn open_database(path: &std::path::Path, read_only: bool) -> Result<Database, Bi
 ///     dim: number of components (floats; bits for ``hamming``).
 ///     metric: ``"l2"``, ``"cosine"``, ``"dot"`` or ``"hamming"`` (packed bits, uint8).
 ///     index: index factory string, e.g. ``"Flat"``, ``"HNSW16"``, ``"HNSW16,SQ8"``, ``"IVF256,PQ16"``.
+///     vectors_per_record: above 1, a multi-vector field (e.g. regional descriptors): each record
+///         holds that many vectors of ``dim`` (arrays of shape ``(n, vectors_per_record, dim)`` or
+///         ``(n, vectors_per_record * dim)``), a query one or more (``(q * dim,)``), and a search
+///         scores each record by its best pair. Float metrics only.
 ///
 /// Example:
 ///     >>> likeness.VectorField("emb", 128, "cosine", "HNSW16")
@@ -73,15 +77,18 @@ pub struct PyVectorField {
     /// Index factory string.
     #[pyo3(get)]
     pub index: String,
+    /// Vectors per record (above 1: a multi-vector field).
+    #[pyo3(get)]
+    pub vectors_per_record: usize,
 }
 
 #[pymethods]
 impl PyVectorField {
     #[new]
-    #[pyo3(signature = (name, dim, metric = "l2", index = String::from("Auto")))]
-    fn new(name: String, dim: usize, metric: &str, index: String) -> PyResult<Self> {
+    #[pyo3(signature = (name, dim, metric = "l2", index = String::from("Auto"), vectors_per_record = 1))]
+    fn new(name: String, dim: usize, metric: &str, index: String, vectors_per_record: usize) -> PyResult<Self> {
         let metric: Metric = metric.parse().map_err(|e: vecdb::Error| BindError::from(e))?;
-        Ok(PyVectorField { name, dim, metric: metric.to_string(), index })
+        Ok(PyVectorField { name, dim, metric: metric.to_string(), index, vectors_per_record })
     }
 
     /// ``"float32"`` for dense fields, ``"uint8"`` (packed bits) for hamming fields.
@@ -95,19 +102,31 @@ impl PyVectorField {
     }
 
     fn __repr__(&self) -> String {
-        format!("VectorField({:?}, {}, {:?}, {:?})", self.name, self.dim, self.metric, self.index).replace('"', "'")
+        let multi = match self.vectors_per_record {
+            1 => String::new(),
+            n => format!(", vectors_per_record={n}"),
+        };
+        format!("VectorField({:?}, {}, {:?}, {:?}{multi})", self.name, self.dim, self.metric, self.index)
+            .replace('"', "'")
     }
 }
 
 impl PyVectorField {
     /// The vecdb field.
     pub fn to_field(&self) -> Result<vecdb::VectorField, BindError> {
-        Ok(vecdb::VectorField::new(&self.name, self.dim, self.metric.parse()?, &self.index))
+        Ok(vecdb::VectorField::new(&self.name, self.dim, self.metric.parse()?, &self.index)
+            .with_vectors_per_record(self.vectors_per_record))
     }
 
     /// From a vecdb field.
     pub fn from_field(f: &vecdb::VectorField) -> Self {
-        PyVectorField { name: f.name.clone(), dim: f.dim, metric: f.metric.to_string(), index: f.index.clone() }
+        PyVectorField {
+            name: f.name.clone(),
+            dim: f.dim,
+            metric: f.metric.to_string(),
+            index: f.index.clone(),
+            vectors_per_record: f.vectors_per_record,
+        }
     }
 }
 
@@ -123,7 +142,7 @@ fn field_from_py(obj: &Bound<'_, PyAny>) -> PyResult<vecdb::VectorField> {
             _ => Err(type_error("")),
         };
         if let Ok((name, dim, metric, index)) = parsed {
-            return Ok(PyVectorField::new(name, dim, &metric, index)?.to_field()?);
+            return Ok(PyVectorField::new(name, dim, &metric, index, 1)?.to_field()?);
         }
     }
     Err(type_error(format!(

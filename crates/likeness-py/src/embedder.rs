@@ -168,7 +168,13 @@ impl PyEmbedder {
             .map(|e| {
                 let metric = metric_name(e.distance());
                 let spec = if metric == "hamming" { binary_index } else { index };
-                PyVectorField { name: e.name().into(), dim: e.dim(), metric: metric.into(), index: spec.into() }
+                PyVectorField {
+                    name: e.name().into(),
+                    dim: e.dim(),
+                    metric: metric.into(),
+                    index: spec.into(),
+                    vectors_per_record: e.vectors_per_image(),
+                }
             })
             .collect()
     }
@@ -259,7 +265,7 @@ impl Embeddings {
             let name = ex.name();
             let width = match ex.distance() {
                 DistanceKind::Hamming => ex.dim().div_ceil(8),
-                _ => ex.dim(),
+                _ => ex.dim() * ex.vectors_per_image(),
             };
             if ex.distance() == DistanceKind::Hamming {
                 let mut m = Array2::<u8>::zeros((n, width));

@@ -164,3 +164,31 @@ def test_binary_field_search(tmp_path, rng):
         assert res.ids[0] == 9 and res.distances[0] == 2.0
         expected = np.unpackbits(codes ^ q, axis=1).sum(axis=1)
         np.testing.assert_array_equal(res.distances, np.sort(expected)[:3])
+
+
+def test_multi_vector_field_scores_records_by_their_best_pair(tmp_path, rng):
+    f = likeness.VectorField("regions", 8, "cosine", "Flat", vectors_per_record=3)
+    assert f.vectors_per_record == 3 and "vectors_per_record=3" in repr(f)
+    with likeness.Database(tmp_path / "db") as db:
+        c = db.create_collection("m", [f])
+        assert c.schema[0].vectors_per_record == 3
+        data = rng.standard_normal((60, 3, 8)).astype(np.float32)
+        c.insert(np.arange(40, dtype=np.uint64), {"regions": data[:40]})
+        c.insert(np.arange(40, 60, dtype=np.uint64), {"regions": data[40:].reshape(20, 24)})
+        unit = data / np.linalg.norm(data, axis=2, keepdims=True)
+        # Two query vectors: record 7's last one exactly, and a noisy copy of record 21's first.
+        q = np.stack([unit[7, 2], unit[21, 0] + 0.3 * rng.standard_normal(8).astype(np.float32)])
+        qn = q / np.linalg.norm(q, axis=1, keepdims=True)
+        best = 1 - np.einsum("qd,nrd->nqr", qn, unit).reshape(60, -1).max(axis=1)
+        order = np.argsort(best, kind="stable")[:5]
+        res = c.search(q.reshape(-1), k=5)
+        np.testing.assert_array_equal(res.ids, order)
+        np.testing.assert_allclose(res.distances, best[order], atol=1e-5)
+        assert res.ids[0] == 7 and abs(res.distances[0]) < 1e-5
+        # A record's vectors come back side by side.
+        np.testing.assert_allclose(c.get(45).vectors["regions"], unit[45].reshape(-1), atol=1e-6)
+        # Rows of the wrong shape are refused, naming the shapes the field takes.
+        with pytest.raises(Exception, match=r"\(n, 3, 8\)"):
+            c.insert(np.array([99], dtype=np.uint64), {"regions": data[:1, :2]})
+        with pytest.raises(Exception, match="regions"):
+            c.search(np.ones(12, dtype=np.float32))

@@ -85,10 +85,13 @@ fn cli_robust_hybrid_and_explanations() {
     let all = run_json(&["search", s(&f.turned), "--db", db, "-k", "3", "--robust", "--json"]);
     assert_eq!(first_name(&all[0]), "chelsea.png", "{all}");
 
-    // Pasted small into another photo: a region view finds it.
+    // Pasted small into another photo: the frame found around it (or a region) finds it.
     let v = run_json(&["search", s(&f.pasted), "--db", db, "-k", "3", "--robust", "regions", "--json"]);
     assert_eq!(first_name(&v[0]), "coffee.png", "{v}");
-    assert!(results(&v[0])[0]["view"].as_str().unwrap().starts_with("region"), "{v}");
+    let view = results(&v[0])[0]["view"].as_str().unwrap().to_string();
+    assert!(view.starts_with("frame 1/"), "the pasted photo is the first frame: {v}");
+    // Its place in the query, in pixels: pasted at 400,150 (320 wide).
+    assert!(view.contains(" at 399,") || view.contains(" at 400,") || view.contains(" at 401,"), "{view}");
 
     // Every hit is explained: distances per feature, a similarity, a verdict.
     let v = run_json(&["search", s(&f.q30), "--db", db, "-k", "5", "--json"]);
@@ -226,4 +229,32 @@ fn api_robust_hybrid_and_explanations() {
     let (st, v) = srv.search_image_with("images", std::fs::read(&f.noise).unwrap(), &[("k", "2")]);
     assert_eq!(st, StatusCode::OK, "{v}");
     assert_eq!(v["no_close_match"], true, "{v}");
+}
+
+/// The `regions` feature: five regional descriptors per image in a multi-vector field, searched
+/// with the query's own; a copy cut to one corner of a photo finds it, by its best region pair.
+#[test]
+fn cli_regions_feature_stores_several_vectors_per_image() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("photos");
+    photo_tree(&root);
+    let db = tmp.path().join("db");
+    run_ok(&["index", s(&root), "--db", s(&db), "--features", "cnn,regions"]);
+    let info = run_ok(&["db", "info", s(&db)]);
+    assert!(info.contains("regions"), "{info}");
+    let coffee = load_rgb(&photo("coffee.png"));
+    let (w, h) = (coffee.width() * 2 / 3, coffee.height() * 2 / 3);
+    let corner = imageops::crop_imm(&coffee, coffee.width() - w, 0, w, h).to_image();
+    let q = tmp.path().join("corner.png");
+    save_png(&corner, &q);
+    let v = run_json(&["search", s(&q), "--db", s(&db), "-k", "3", "--feature", "regions", "--json"]);
+    assert_eq!(first_name(&v[0]), "coffee.png", "{v}");
+    let hits = results(&v[0]);
+    let d0 = hits[0]["distance"].as_f64().unwrap();
+    assert!(d0 < hits[1]["distance"].as_f64().unwrap() - 0.1, "the copy stands out: {v}");
+    // Each image is one hit, however many of its regions match.
+    let mut names: Vec<String> = hits.iter().map(|h| file_name(result_path(h))).collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), hits.len(), "{v}");
 }

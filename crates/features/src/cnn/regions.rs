@@ -13,6 +13,7 @@ use image::RgbImage;
 
 use super::{input, CnnExtractor};
 use crate::error::{FeatureError, Result};
+use crate::extractor::{DistanceKind, Embedding, FeatureExtractor, Features};
 use crate::preprocess::{resize_exact, ResizeFilter};
 
 /// A region of an image, in shares of its width and height (`0..=1`).
@@ -65,6 +66,20 @@ pub struct RegionVectors {
     pub vectors: Vec<Vec<f32>>,
 }
 
+/// Regions per image of the `regions` feature.
+pub const STORED_REGIONS: usize = 5;
+/// Shorter side of the pass that the `regions` feature pools (8 cells).
+pub const STORED_SHORTER: u32 = 256;
+/// Longest side of that pass (the centre is kept beyond: 12 cells).
+pub const STORED_LONGER_MAX: u32 = 384;
+
+/// The [`STORED_REGIONS`] windows of a `mw × mh` map: all of it, then its four corners at 2/3
+/// of each side (rounded up).
+fn fixed_windows(mw: usize, mh: usize) -> Vec<(usize, usize, usize, usize)> {
+    let (w, h) = ((2 * mw).div_ceil(3).max(1), (2 * mh).div_ceil(3).max(1));
+    vec![(0, 0, mw, mh), (0, 0, w, h), (mw - w, 0, w, h), (0, mh - h, w, h), (mw - w, mh - h, w, h)]
+}
+
 /// Window placements `(x, y, w, h)` in cells on a `mw × mh` map.
 fn windows(mw: usize, mh: usize, s: &RegionSettings) -> Vec<(usize, usize, usize, usize)> {
     let mut out = Vec::new();
@@ -102,6 +117,24 @@ impl CnnExtractor {
     /// Regional descriptors of `image` (see the module docs): one network pass at
     /// `settings.shorter`, then every window of `settings` pooled into a unit vector.
     pub fn region_vectors(&self, image: &RgbImage, settings: &RegionSettings) -> Result<RegionVectors> {
+        self.pooled_regions(image, settings.shorter, settings.longer_max, |mw, mh| windows(mw, mh, settings))
+    }
+
+    /// The vectors of [`STORED_REGIONS`] fixed regions of `image` (the whole image and its four
+    /// corners at 2/3 of each side) from one pass at [`STORED_SHORTER`] pixels: what the
+    /// `regions` feature stores ([`RegionsExtractor`]).
+    pub fn stored_regions(&self, image: &RgbImage) -> Result<RegionVectors> {
+        self.pooled_regions(image, STORED_SHORTER, STORED_LONGER_MAX, fixed_windows)
+    }
+
+    fn pooled_regions(
+        &self,
+        image: &RgbImage,
+        shorter: u32,
+        longer_max: u32,
+        windows: impl Fn(usize, usize) -> Vec<(usize, usize, usize, usize)>,
+    ) -> Result<RegionVectors> {
+        let settings = RegionSettings { shorter, longer_max, ..RegionSettings::default() };
         let (iw, ih) = image.dimensions();
         if iw == 0 || ih == 0 {
             return Err(FeatureError::InvalidArgument(format!("cannot embed an empty {iw}×{ih} image")));
@@ -137,7 +170,7 @@ impl CnnExtractor {
         let (ox, oy) = (cx as f32 / iw as f32, cy as f32 / ih as f32);
         let mut regions = Vec::new();
         let mut vectors = Vec::new();
-        for (x, y, ww, wh) in windows(mw, mh, settings) {
+        for (x, y, ww, wh) in windows(mw, mh) {
             let (a, b, d, e) = (idx(y + wh, x + ww), idx(y, x + ww), idx(y + wh, x), idx(y, x));
             let mut v: Vec<f32> = (0..c).map(|k| sat[a + k] - sat[b + k] - sat[d + k] + sat[e + k]).collect();
             let norm = v.iter().map(|t| t * t).sum::<f32>().sqrt();
@@ -156,6 +189,46 @@ impl CnnExtractor {
     }
 }
 
+/// The `regions` feature: [`STORED_REGIONS`] regional descriptors per image
+/// ([`CnnExtractor::stored_regions`]), stored side by side in a multi-vector field; a search
+/// scores an image by its best region pair with the query's, which finds an image from a
+/// crop of one of its corners, or a crop from the image, better than the global embedding.
+pub struct RegionsExtractor {
+    cnn: CnnExtractor,
+}
+
+impl RegionsExtractor {
+    /// Regional descriptors from `cnn`'s feature map.
+    pub fn new(cnn: CnnExtractor) -> RegionsExtractor {
+        RegionsExtractor { cnn }
+    }
+}
+
+impl FeatureExtractor for RegionsExtractor {
+    fn name(&self) -> &str {
+        "regions"
+    }
+    fn dim(&self) -> usize {
+        self.cnn.dim()
+    }
+    fn vectors_per_image(&self) -> usize {
+        STORED_REGIONS
+    }
+    fn distance(&self) -> DistanceKind {
+        DistanceKind::Cosine
+    }
+    fn extract(&self, image: &RgbImage) -> Result<Features> {
+        let r = self.cnn.stored_regions(image)?;
+        if r.vectors.len() != STORED_REGIONS {
+            return Err(FeatureError::Inference(format!("{} regions instead of {STORED_REGIONS}", r.vectors.len())));
+        }
+        Ok(Features { vector: Embedding::Dense(r.vectors.concat()), tags: Vec::new() })
+    }
+    fn min_input_side(&self) -> u32 {
+        STORED_SHORTER
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,5 +244,8 @@ mod tests {
         assert!(w.contains(&(0, 0, 4, 4)) && w.contains(&(16, 9, 4, 4)));
         // A map smaller than every side gives no window.
         assert!(windows(3, 3, &s).is_empty());
+        // The stored regions: the whole map and four corners, whatever its size.
+        assert_eq!(fixed_windows(12, 8), vec![(0, 0, 12, 8), (0, 0, 8, 6), (4, 0, 8, 6), (0, 2, 8, 6), (4, 2, 8, 6)]);
+        assert_eq!(fixed_windows(1, 1).len(), STORED_REGIONS);
     }
 }

@@ -82,10 +82,14 @@ struct Mode {
     verify: bool,
 }
 
+/// The features of the modes that search the stored regional descriptors.
+const REGIONS_MODE: &[&str] = &["regions"];
+
 fn modes() -> Vec<Mode> {
     let v = |s: &str| Views::parse(s).expect("built-in spec");
     const CNN: &[&str] = &["cnn"];
     const HYBRID: &[&str] = &["cnn", "color", "phash"];
+    const REGIONS: &[&str] = REGIONS_MODE;
     let m = |name, views, features, fusion| Mode { name, views, features, fusion, verify: false };
     let verified = |name, views| Mode { name, views, features: CNN, fusion: Fusion::Rrf, verify: true };
     vec![
@@ -100,6 +104,8 @@ fn modes() -> Vec<Mode> {
         m("hybrid-max+all", Views::all(), HYBRID, Fusion::Max),
         verified("cnn+verify", Views::none()),
         verified("robust+verify", Views::all()),
+        m("regions", Views::none(), REGIONS, Fusion::Rrf),
+        Mode { name: "regions+verify", views: Views::none(), features: REGIONS, fusion: Fusion::Rrf, verify: true },
     ]
 }
 
@@ -296,17 +302,14 @@ pub fn run(args: &Args) -> Result<()> {
     }
     let distractors = stored.len() - originals.len();
 
-    let names = ["cnn", "color", "phash"].map(String::from);
+    let names = ["cnn", "color", "phash", "regions"].map(String::from);
     let extractors = build_extractors(&names, &args.model, None)?;
     let dir = std::env::temp_dir().join(format!("likeness-bench-copy-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let db = Database::open(&dir)?;
     let schema = schema_for(&extractors, "Flat")?;
-    let bytes_per_image: BTreeMap<String, usize> = schema
-        .fields
-        .iter()
-        .map(|f| (f.name.clone(), if f.metric == vecdb::Metric::Hamming { f.dim / 8 } else { f.dim * 4 }))
-        .collect();
+    let bytes_per_image: BTreeMap<String, usize> =
+        schema.fields.iter().map(|f| (f.name.clone(), f.bytes_per_vector())).collect();
     let coll = db.create_collection("copies", schema)?;
     let vsettings = VerifySettings::top(args.verify_top)?;
     let t = Instant::now();
@@ -329,6 +332,7 @@ pub fn run(args: &Args) -> Result<()> {
     let mut cnn_s = 0.0;
     let mut n_views = 0usize;
     let mut query_kp_s = 0.0;
+    let mut regions_s = 0.0;
     for (oi, img) in originals.iter().enumerate() {
         for &kind in &kinds {
             let mut r = Rng::new(args.seed ^ (oi as u64 + 1).wrapping_mul(0x9e37_79b9) ^ (kind as u64 + 1) << 40);
@@ -346,11 +350,16 @@ pub fn run(args: &Args) -> Result<()> {
             query_kp_s += t.elapsed().as_secs_f64();
             let mut views = views;
             let imgs: Vec<RgbImage> = all_views.images(&copy).into_iter().map(|(_, im)| im).collect();
-            for ex in &extractors[1..] {
+            for ex in &extractors[1..3] {
                 for (q, f) in views.queries.iter_mut().zip(ex.extract_batch(&imgs)?) {
                     q.insert(ex.name().to_string(), Query::Vector(to_vector(&f.vector)));
                 }
             }
+            // The stored regions are searched with the query's own regions (the image view).
+            let t = Instant::now();
+            let regions = extractors[3].extract(&copy)?;
+            regions_s += t.elapsed().as_secs_f64();
+            views.queries[0].insert("regions".into(), Query::Vector(to_vector(&regions.vector)));
             if std::env::var_os("LIKENESS_BENCH_DEBUG").is_some() && kind == EditKind::PictureInPicture {
                 let orig = coll.get(oi as u64)?.context("original stored")?;
                 let vecdb::Vector::Dense(ov) = &orig.vectors["cnn"] else { bail!("cnn is dense") };
@@ -448,7 +457,12 @@ pub fn run(args: &Args) -> Result<()> {
             recall_at_1: hits_by_kind.iter().map(|(k, (g, n))| (k.clone(), *g as f64 / *n as f64)).collect(),
             overall: good as f64 / total.max(1) as f64,
             views_per_query: vpq,
-            ms_per_query: vpq * cnn_ms_per_view + extra + search_s * 1000.0 / queries.len().max(1) as f64,
+            ms_per_query: if mode.features == REGIONS_MODE {
+                regions_s * 1000.0 / queries.len().max(1) as f64
+            } else {
+                vpq * cnn_ms_per_view
+            } + extra
+                + search_s * 1000.0 / queries.len().max(1) as f64,
             original_near_duplicate: orig_nd as f64 / queries.len().max(1) as f64,
             distractor_near_duplicate: other_nd as f64 / queries.len().max(1) as f64,
             distractor_similar: other_sim as f64 / queries.len().max(1) as f64,
