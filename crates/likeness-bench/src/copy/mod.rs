@@ -70,6 +70,19 @@ pub struct Args {
     /// Print JSON.
     #[arg(long)]
     json: bool,
+    /// Synthetic distractors added to the collection, to time the searches at scale (e.g.
+    /// 100000): each is a stored distractor's vectors with Gaussian noise (cosine distance ~0.3
+    /// from its source for the CNN vectors), so they crowd the neighbourhoods without being
+    /// copies of anything queried.
+    #[arg(long, default_value_t = 0)]
+    extra_distractors: usize,
+    /// Index spec of the collection (`likeness index --index`), e.g. `cnn=HNSW16` to search
+    /// the CNN field through a graph at scale; default exact (`Flat`).
+    #[arg(long, default_value = "Flat")]
+    index: String,
+    /// Only these modes (comma-separated names as in the table; default: all).
+    #[arg(long)]
+    modes: Option<String>,
 }
 
 /// A search mode of the table: which query views it searches, on which features, fused how.
@@ -236,6 +249,48 @@ fn select(q: &ViewQueries, views: &Views) -> ViewQueries {
     out
 }
 
+/// Add `n` synthetic distractors made from the stored distractors (ids from 1,000,000 up) of
+/// `records`: dense vectors get Gaussian noise (σ = 1/√dim per unit-length component, cosine
+/// distance ~0.3; row by row for a multi-vector field), bit vectors are copied.
+fn add_synthetic(coll: &vecdb::Collection, records: &[Record], n: usize, seed: u64) -> Result<()> {
+    let sources: Vec<&Record> = records.iter().filter(|r| r.id >= 1_000_000).collect();
+    if sources.is_empty() {
+        bail!("no stored distractors to derive synthetic ones from");
+    }
+    let mut rng = Rng::new(seed ^ 0x5EED);
+    let mut gauss = move || {
+        // Box-Muller.
+        let (u, v) = (rng.range(1e-12, 1.0), rng.range(0.0, 1.0));
+        ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
+    };
+    let schema = coll.schema().clone();
+    let mut next = 100_000_000u64;
+    let mut left = n;
+    while left > 0 {
+        let chunk = left.min(2_000);
+        let mut batch = Vec::with_capacity(chunk);
+        for i in 0..chunk {
+            let src = sources[(next as usize + i * 7919) % sources.len()];
+            let mut r = Record::new(next);
+            for f in &schema.fields {
+                let v = match &src.vectors[&f.name] {
+                    vecdb::Vector::Dense(x) if f.metric == vecdb::Metric::Cosine => {
+                        let sigma = 1.0 / (f.dim as f32).sqrt();
+                        vecdb::Vector::Dense(x.iter().map(|c| c + sigma * gauss()).collect())
+                    }
+                    other => other.clone(),
+                };
+                r = r.with_vector(f.name.clone(), v);
+            }
+            batch.push(r);
+            next += 1;
+        }
+        coll.insert(batch)?;
+        left -= chunk;
+    }
+    Ok(())
+}
+
 /// Run `likeness-bench copy`.
 pub fn run(args: &Args) -> Result<()> {
     let photos_dir = match &args.photos {
@@ -307,7 +362,7 @@ pub fn run(args: &Args) -> Result<()> {
     let dir = std::env::temp_dir().join(format!("likeness-bench-copy-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let db = Database::open(&dir)?;
-    let schema = schema_for(&extractors, "Flat")?;
+    let schema = schema_for(&extractors, &args.index)?;
     let bytes_per_image: BTreeMap<String, usize> =
         schema.fields.iter().map(|f| (f.name.clone(), f.bytes_per_vector())).collect();
     let coll = db.create_collection("copies", schema)?;
@@ -322,8 +377,16 @@ pub fn run(args: &Args) -> Result<()> {
     let candidate_decode_ms = decode_ms(&originals)?;
     eprintln!("embedding {} stored images ({} originals, {distractors} distractors)…", stored.len(), originals.len());
     let t = Instant::now();
-    coll.insert(embed_records(&extractors, &stored)?)?;
+    let records = embed_records(&extractors, &stored)?;
+    coll.insert(records.clone())?;
     eprintln!("stored in {:.1} s", t.elapsed().as_secs_f64());
+    if args.extra_distractors > 0 {
+        let t = Instant::now();
+        add_synthetic(&coll, &records, args.extra_distractors, args.seed)?;
+        coll.wait_for_index_builds(|_| {});
+        eprintln!("{} synthetic distractors added in {:.1} s", args.extra_distractors, t.elapsed().as_secs_f64());
+    }
+    drop(records);
     drop(stored);
 
     // Queries: one copy per original and kind, every view embedded once.
@@ -389,8 +452,9 @@ pub fn run(args: &Args) -> Result<()> {
     }
     let cnn_ms_per_view = cnn_s * 1000.0 / n_views.max(1) as f64;
 
+    let wanted: Option<Vec<String>> = args.modes.as_ref().map(|m| m.split(',').map(|x| x.trim().to_string()).collect());
     let mut results = Vec::new();
-    for mode in modes() {
+    for mode in modes().into_iter().filter(|m| wanted.as_ref().is_none_or(|w| w.iter().any(|x| x == m.name))) {
         let features: Vec<String> = mode.features.iter().map(|f| f.to_string()).collect();
         let k = if mode.verify { args.verify_top.max(10) } else { 10 };
         let base = Base { k: Some(k), fusion: mode.fusion, ..Default::default() };
