@@ -146,6 +146,7 @@ fn search_endpoints_and_errors() {
     let v = expect(srv.get("/api/collections/images"), StatusCode::OK);
     let fields: Vec<&str> = v["fields"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
     assert_eq!(fields.len(), 2, "{fields:?}");
+    assert!(v["fields"].as_array().unwrap().iter().all(|f| f["vectors_per_record"] == 1), "{v}");
     expect(srv.get("/api/collections/nope"), StatusCode::NOT_FOUND);
     let v = expect(srv.get("/api/collections/images/labels"), StatusCode::OK);
     assert!(v["labels"].as_array().unwrap().contains(&json!({"label": "animals", "count": 2})), "{v}");

@@ -64,7 +64,7 @@ fn collection_json(c: &Collection) -> Value {
             let bands = crate::closeness::bands(&f.name);
             let fs = stats.fields.iter().find(|s| s.name == f.name);
             json!({"name": f.name, "dim": f.dim, "metric": f.metric.to_string(), "index": f.index,
-                   "serving": fs.map(|s| s.index.clone()), "policy": fs.and_then(|s| s.policy.clone()),
+                   "vectors_per_record": f.vectors_per_record, "serving": fs.map(|s| s.index.clone()), "policy": fs.and_then(|s| s.policy.clone()),
                    "build": fs.and_then(|s| s.build.clone()), "bands": bands})
         })
         .collect();

@@ -192,6 +192,7 @@ fn core_document() -> Value {
             "Collection": {"type": "object", "properties": {"name": {"type": "string"}, "count": {"type": "integer"},
                 "fields": {"type": "array", "items": {"type": "object", "properties": {"name": {"type": "string"}, "dim": {"type": "integer"},
                     "metric": {"enum": ["l2", "cosine", "dot", "hamming"]}, "index": {"type": "string", "description": "The field's index spec (e.g. `Auto`, `HNSW32`)"},
+                    "vectors_per_record": {"type": "integer", "description": "Vectors each record holds in this field: 1, or more for a multi-vector field (`regions`: 5), searched by the best pair"},
                     "serving": {"type": "string", "description": "The index answering searches now (for `Auto`: `Flat` while small, then the graph it chose)"},
                     "policy": {"type": ["string", "null"], "description": "For `Auto`: what serves the field and why (size, threshold, memory budget)"},
                     "build": {"type": ["object", "null"], "description": "A background index build in progress",
