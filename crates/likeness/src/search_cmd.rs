@@ -210,8 +210,19 @@ pub fn search_images(db: &Database, queries: &Queries, settings: &SearchSettings
             if !settings.robust.is_plain() {
                 bail!("--robust searches views of a query image: give the image file instead of --id");
             }
-            if settings.verify.is_some() {
-                bail!("--verify matches the keypoints of a query image: give the image file instead of --id");
+            if let Some(v) = &settings.verify {
+                // The stored record's own file gives the query's keypoints.
+                for id in ids {
+                    let path = coll
+                        .get_metadata(*id)
+                        .and_then(|m| crate::image_meta::ImageMeta::from_metadata(m).path)
+                        .with_context(|| format!("--verify with --id {id}: the record has no stored file path"))?;
+                    let decoded = features::load_image(std::path::Path::new(&path), &DecodeLimits::default())
+                        .with_context(|| format!("--verify with --id {id}: reading its file {path}"))?;
+                    let image = features::pipeline::working_image(decoded.image);
+                    keypoints
+                        .push(QueryKeypoints::of(&image, v).with_context(|| format!("record {id}'s file {path}"))?);
+                }
             }
             ids.iter().map(|id| (format!("id {id}"), ViewQueries::record(*id, &features))).unzip()
         }

@@ -143,6 +143,15 @@ fn cli_verify_ranks_copies_first_with_many_inliers_and_their_quad() {
         assert!((got.0 - want.0 as f64).abs() < 12.0 && (got.1 - want.1 as f64).abs() < 12.0, "{quad:?} vs {want:?}");
     }
 
+    // By a stored record: its own file gives the keypoints; its copy comes first, verified.
+    let id = r0["id"].as_str().unwrap().to_string();
+    let first = file_name(result_path(r0));
+    let v = run_json(&["search", "--id", &id, "--db", db, "-k", "3", "--verify", "--json"]);
+    let h0 = &results(&v[0])[0];
+    let name = file_name(result_path(h0));
+    assert!(name.starts_with("chelsea") && name != first, "the other chelsea comes first: {v}");
+    assert_eq!(h0["verification"]["verified"], true, "{h0}");
+
     // Noise: nothing is verified. The text output names the inliers.
     let v = run_json(&["search", s(&f.noise), "--db", db, "-k", "3", "--verify", "--json"]);
     assert!(results(&v[0]).iter().all(|h| h["verification"]["verified"] == false), "{v}");
