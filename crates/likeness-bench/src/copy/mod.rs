@@ -71,9 +71,8 @@ pub struct Args {
     #[arg(long)]
     json: bool,
     /// Synthetic distractors added to the collection, to time the searches at scale (e.g.
-    /// 100000): each is a stored distractor's vectors with Gaussian noise (cosine distance ~0.3
-    /// from its source for the CNN vectors), so they crowd the neighbourhoods without being
-    /// copies of anything queried.
+    /// 100000): each mixes the vectors of two stored distractors, so they crowd the
+    /// neighbourhoods of real embeddings without being copies of anything queried.
     #[arg(long, default_value_t = 0)]
     extra_distractors: usize,
     /// Index spec of the collection (`likeness index --index`), e.g. `cnn=HNSW16` to search
@@ -250,35 +249,33 @@ fn select(q: &ViewQueries, views: &Views) -> ViewQueries {
 }
 
 /// Add `n` synthetic distractors made from the stored distractors (ids from 1,000,000 up) of
-/// `records`: dense vectors get Gaussian noise (σ = 1/√dim per unit-length component, cosine
-/// distance ~0.3; row by row for a multi-vector field), bit vectors are copied.
+/// `records`: each mixes two of them, `a·x + (1 − a)·y` with `a` in [0.25, 0.75], field by field
+/// (row by row for a multi-vector field; bit vectors are copied from `x`). Mixtures of real
+/// embeddings stay where real embeddings lie (noise added to them would not: a graph index then
+/// faces points of high intrinsic dimension no photo collection has), they crowd the
+/// neighbourhoods of real distractors, and none is a copy of anything queried.
 fn add_synthetic(coll: &vecdb::Collection, records: &[Record], n: usize, seed: u64) -> Result<()> {
     let sources: Vec<&Record> = records.iter().filter(|r| r.id >= 1_000_000).collect();
-    if sources.is_empty() {
-        bail!("no stored distractors to derive synthetic ones from");
+    if sources.len() < 2 {
+        bail!("too few stored distractors to derive synthetic ones from");
     }
     let mut rng = Rng::new(seed ^ 0x5EED);
-    let mut gauss = move || {
-        // Box-Muller.
-        let (u, v) = (rng.range(1e-12, 1.0), rng.range(0.0, 1.0));
-        ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
-    };
     let schema = coll.schema().clone();
     let mut next = 100_000_000u64;
     let mut left = n;
     while left > 0 {
         let chunk = left.min(2_000);
         let mut batch = Vec::with_capacity(chunk);
-        for i in 0..chunk {
-            let src = sources[(next as usize + i * 7919) % sources.len()];
+        for _ in 0..chunk {
+            let (x, y) = (sources[rng.below(sources.len())], sources[rng.below(sources.len())]);
+            let a = rng.range(0.25, 0.75) as f32;
             let mut r = Record::new(next);
             for f in &schema.fields {
-                let v = match &src.vectors[&f.name] {
-                    vecdb::Vector::Dense(x) if f.metric == vecdb::Metric::Cosine => {
-                        let sigma = 1.0 / (f.dim as f32).sqrt();
-                        vecdb::Vector::Dense(x.iter().map(|c| c + sigma * gauss()).collect())
+                let v = match (&x.vectors[&f.name], &y.vectors[&f.name]) {
+                    (vecdb::Vector::Dense(u), vecdb::Vector::Dense(w)) => {
+                        vecdb::Vector::Dense(u.iter().zip(w).map(|(p, q)| a * p + (1.0 - a) * q).collect())
                     }
-                    other => other.clone(),
+                    (other, _) => other.clone(),
                 };
                 r = r.with_vector(f.name.clone(), v);
             }
