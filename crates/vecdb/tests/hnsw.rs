@@ -472,6 +472,8 @@ fn sq8_codes_keep_recall_for_dense_metrics() {
         let (d, q) = (VectorsRef::Dense(&data), VectorsRef::Dense(&queries));
         let mut full = build_index("HNSW16", dim, metric).unwrap();
         full.add(&ids, d).unwrap();
+        // The bulk build's temporary codes (a byte per component) are not the float graph.
+        full.as_hnsw_mut().unwrap().release_build_codes();
         let mut sq = build_index("HNSW16,SQ8", dim, metric).unwrap();
         assert_eq!(sq.description(), "HNSW16,SQ8");
         assert!(!sq.is_trained());

@@ -490,6 +490,11 @@ fn catch_up_and_swap(
         fail(&c, crate::error::Error::InvalidArgument(why));
         return None;
     }
+    // The build is over: the 8-bit codes a float graph was linked through go (later writes
+    // are single records, linked without them).
+    if let Some(h) = index.as_hnsw_mut() {
+        h.release_build_codes();
+    }
     let mut fi = FieldIndex::built(index, &track.spec, true, n, false);
     fi.rerank = track.rerank;
     st.indexes[track.field] = fi;

@@ -412,11 +412,18 @@ impl Graph {
         }
     }
 
-    /// Link the already-stored node `node` (top level `level`) into the graph.
-    /// Safe to call from many threads at once with the same `locks`.
-    pub fn insert<S: Space>(
+    /// Link the already-stored node `node` (top level `level`) into the graph; safe to call
+    /// from many threads at once with the same `locks`. The searches for candidates and the
+    /// pruning of neighbours' lists compare in the space `t`; with `rescore` (`t` holds the
+    /// same rows coded: [`super::build_codes`]) the candidates are scored again in `s` before
+    /// the node's own neighbours are selected, so its list is chosen on exact distances.
+    /// Without codes, `t` is `s`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn insert<S: Space, T: Space>(
         &self,
         s: &S,
+        t: &T,
+        rescore: bool,
         node: u32,
         ef_construction: usize,
         locks: &Locks,
@@ -433,7 +440,7 @@ impl Graph {
                 return;
             }
             drop(g);
-            return self.insert(s, node, ef_construction, locks, is_deleted, sc);
+            return self.insert(s, t, rescore, node, ef_construction, locks, is_deleted, sc);
         };
         if level > top0 {
             guard = Some(locks.global.lock());
@@ -443,9 +450,10 @@ impl Graph {
             guard = None;
         }
         let q = s.row(node);
-        let mut cur = Scored(s.dist(q, s.row(ep)), ep);
+        let qt = t.row(node);
+        let mut cur = Scored(t.dist(qt, t.row(ep)), ep);
         for l in (level + 1..=top).rev() {
-            cur = self.greedy(s, q, cur, l);
+            cur = self.greedy(t, qt, cur, l);
         }
         // Two phases. First `node`'s own lists on every level, top down; nothing links to
         // `node` yet, so no other insert reaches it while its lower lists are still empty
@@ -455,11 +463,16 @@ impl Graph {
         let mut chosen: Vec<(usize, Vec<u32>)> = Vec::with_capacity(level.min(top) + 1);
         let mut cands: Vec<Scored> = Vec::with_capacity(ef_construction);
         for l in (0..=level.min(top)).rev() {
-            self.search_layer(s, q, &eps, ef_construction, l, sc);
+            self.search_layer(t, qt, &eps, ef_construction, l, sc);
             cands.clear();
             cands.extend(sc.pool.items().iter().filter(|c| c.id != node).map(|c| Scored(c.dist, c.id)));
             eps.clear();
             eps.extend_from_slice(&cands);
+            if rescore {
+                cands.iter().for_each(|c| s.prefetch(c.1));
+                cands.iter_mut().for_each(|c| c.0 = s.dist(q, s.row(c.1)));
+                cands.sort_unstable();
+            }
             if cands.iter().any(|c| is_deleted(c.1)) && cands.iter().any(|c| !is_deleted(c.1)) {
                 cands.retain(|c| !is_deleted(c.1));
             }
@@ -491,14 +504,7 @@ impl Graph {
                         self.indeg0[node as usize].fetch_add(1, Ordering::Relaxed);
                     }
                 } else {
-                    let rn = s.row(nb);
-                    let mut pool: Vec<Scored> =
-                        self.neighbors(nb, l).map(|x| Scored(s.dist(rn, s.row(x)), x)).collect();
-                    pool.push(Scored(s.dist(rn, q), node));
-                    pool.sort_unstable();
-                    let mut keep = Vec::with_capacity(cap);
-                    Self::select(s, &pool, cap, &mut keep);
-                    self.set_neighbors(nb, l, &keep);
+                    self.set_neighbors(nb, l, &self.pruned(t, nb, l, qt, node, cap));
                 }
             }
         }
@@ -509,6 +515,18 @@ impl Graph {
 }
 
 impl Graph {
+    /// The list of `nb` on `level` once `node` (row `q`) joins it: its neighbours and `node`,
+    /// closest first, thinned by the selection heuristic to `cap`.
+    fn pruned<S: Space>(&self, s: &S, nb: u32, level: usize, q: &S::Row, node: u32, cap: usize) -> Vec<u32> {
+        let rn = s.row(nb);
+        let mut pool: Vec<Scored> = self.neighbors(nb, level).map(|x| Scored(s.dist(rn, s.row(x)), x)).collect();
+        pool.push(Scored(s.dist(rn, q), node));
+        pool.sort_unstable();
+        let mut keep = Vec::with_capacity(cap);
+        Self::select(s, &pool, cap, &mut keep);
+        keep
+    }
+
     /// Link live nodes that searches cannot reach back into the graph: a nearby reachable
     /// node with room takes each, or gives up its farthest link to a node that has other
     /// in-links. With `everywhere`, every node not reachable from the entry point (over the

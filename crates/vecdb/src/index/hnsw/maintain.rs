@@ -21,6 +21,8 @@ impl HnswIndex {
             return;
         }
         let n = self.graph.len();
+        // Slots are renumbered below; the next large batch codes the rows again.
+        self.release_build_codes();
         let lists: Vec<Vec<Vec<u32>>> = with_space!(self, s => {
             let this = &*self;
             (0..n as u32).into_par_iter().map(|v| this.repaired_lists(&s, v)).collect()

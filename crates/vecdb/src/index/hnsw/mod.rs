@@ -5,7 +5,9 @@
 //!   node's lists on every level before any link to it is added, so no concurrent insert
 //!   reaches a half-linked node. After each batch, nodes left with no in-link are linked back
 //!   in; once the nodes added since the last check reach 1/16 of the graph, a walk from the
-//!   entry point also relinks any node (or island of nodes) it cannot reach.
+//!   entry point also relinks any node (or island of nodes) it cannot reach. Large batches
+//!   into a float graph search and prune on temporary 8-bit codes of the rows and select
+//!   each node's own neighbours on exact distances ([`build_codes`]).
 //! * Search: greedy descent through the upper levels, then a beam search of width `ef`
 //!   (`SearchParams::ef`, default [`HnswIndex::ef_search`]) on level 0, with the candidate
 //!   pool kept as one sorted array, per-thread visited marks reused across queries and the
@@ -31,6 +33,7 @@
 //!   ([`crate::index::file`]); vectors are memory-mapped on load (and checked) and copied
 //!   into memory on the first insert.
 
+mod build_codes;
 mod column;
 mod graph;
 mod in_place;
@@ -55,6 +58,7 @@ use crate::metric::Metric;
 use crate::vector::Element;
 use crate::vector::{Vector, VectorRef, VectorsRef};
 
+use build_codes::{BuildCodes, BuildCodesCell};
 use column::Column;
 use graph::{Graph, Locks, Scored};
 use in_place::InPlaceRows;
@@ -221,6 +225,9 @@ pub struct HnswIndex {
     /// Renumber the nodes for locality after a bulk build into an empty index
     /// ([`HnswIndex::reorder_for_locality`]; not saved: a loaded index keeps its order).
     reorder: bool,
+    /// 8-bit codes of a float graph's rows that large batches are linked through
+    /// ([`build_codes`]; in memory only).
+    build_codes: BuildCodesCell,
 }
 
 impl HnswIndex {
@@ -249,6 +256,7 @@ impl HnswIndex {
             rng: 0x9E37_79B9_7F4A_7C15,
             unwalked: 0,
             reorder: true,
+            build_codes: BuildCodesCell::default(),
         }
     }
 
@@ -640,6 +648,66 @@ impl HnswIndex {
         Ok(())
     }
 
+    /// Link the stored nodes `slots` into the graph, searching for candidates in `t`
+    /// (`s` itself, or the rows' build codes with `rescore`: [`Graph::insert`]).
+    fn link_range<S: Space, T: Space>(
+        &self,
+        s: &S,
+        t: &T,
+        rescore: bool,
+        slots: std::ops::Range<usize>,
+        locks: &Locks,
+        is_deleted: &(dyn Fn(u32) -> bool + Sync),
+    ) {
+        let efc = self.ef_construction;
+        let link =
+            |slot: usize| with_scratch(|sc| self.graph.insert(s, t, rescore, slot as u32, efc, locks, is_deleted, sc));
+        let (mut first, end) = (slots.start, slots.end);
+        // Link a first few nodes one by one so the parallel phase starts from a real graph.
+        while first < end && (first < PARALLEL_MIN || end - first < PARALLEL_MIN) {
+            link(first);
+            first += 1;
+        }
+        (first..end).into_par_iter().for_each(link);
+    }
+
+    /// The float row of `slot` (a float index: full vectors, mapped or read in place).
+    fn float_row(&self, slot: u32) -> &[f32] {
+        match &self.rows {
+            Rows::InPlace(r) => r.row(slot),
+            rows => &rows.f32s()[slot as usize * self.dim..][..self.dim],
+        }
+    }
+
+    /// Before linking a batch of `batch` rows into a float graph: fit the build codes when
+    /// the batch is large ([`build_codes::BULK_MIN`]) and code every row not coded yet.
+    fn prepare_build_codes(&mut self, batch: usize) {
+        let dense = !self.quantized && self.metric.element() == Element::F32;
+        if !dense || (self.build_codes.0.is_none() && batch < build_codes::BULK_MIN) {
+            return;
+        }
+        let n = self.graph.len();
+        let mut codes = self.build_codes.0.take();
+        {
+            let this = &*self;
+            let row = |i: u32| this.float_row(i);
+            if codes.is_none() {
+                // Cannot fail for a float index with rows (`dim` ≥ 1, a dense metric).
+                codes = BuildCodes::fit(&row, n, this.dim, this.metric).ok();
+            }
+            if let Some(c) = &mut codes {
+                c.extend_to(&row, n);
+            }
+        }
+        self.build_codes.0 = codes;
+    }
+
+    /// Drop the 8-bit codes large batches were linked through ([`build_codes`]): a bulk
+    /// load is over. A later large batch makes them again.
+    pub fn release_build_codes(&mut self) {
+        self.build_codes.0 = None;
+    }
+
     /// Give `ids` the slots `start..` whose rows were just stored, and link them into the graph.
     fn link_new(&mut self, start: usize, ids: &[u64]) -> Result<()> {
         let levels: Vec<usize> = ids.iter().map(|_| self.random_level()).collect();
@@ -670,20 +738,22 @@ impl HnswIndex {
         if walk {
             self.unwalked = 0;
         }
+        self.prepare_build_codes(ids.len());
         let this = &*self;
         let is_deleted = |slot: u32| this.is_deleted(slot);
+        let end = this.graph.len();
         with_space!(this, s => {
-            let link = |slot: usize| {
-                with_scratch(|sc| this.graph.insert(&s, slot as u32, efc, &locks, &is_deleted, sc))
-            };
-            let end = this.graph.len();
-            let mut first = start;
-            // Link a first few nodes one by one so the parallel phase starts from a real graph.
-            while first < end && (first < PARALLEL_MIN || end - first < PARALLEL_MIN) {
-                link(first);
-                first += 1;
+            match &this.build_codes.0 {
+                Some(bc) => {
+                    let (data, dim, codec) = (&bc.codes[..], this.dim, &bc.codec);
+                    match this.metric {
+                        Metric::L2 => this.link_range(&s, &space::Sq8L2Space { data, dim, codec }, true, start..end, &locks, &is_deleted),
+                        _ if codec.signed => this.link_range(&s, &space::Sq8IpSpace { data, dim, codec }, true, start..end, &locks, &is_deleted),
+                        _ => this.link_range(&s, &space::Sq8UIpSpace { data, dim, codec }, true, start..end, &locks, &is_deleted),
+                    }
+                }
+                None => this.link_range(&s, &s, false, start..end, &locks, &is_deleted),
             }
-            (first..end).into_par_iter().for_each(link);
             with_scratch(|sc| this.graph.repair_unreachable(&s, efc, &is_deleted, sc, walk));
         });
         if self.reorder && start == 0 && ids.len() >= reorder::REORDER_MIN {
@@ -887,6 +957,7 @@ impl VectorIndex for HnswIndex {
             + self.slot_of.get().map_or(0, |m| m.len() * 17 * 8 / 7)
             + 8 * self.deleted.0.len()
             + self.sq8.as_ref().map_or(0, Sq8Codec::memory_bytes)
+            + self.build_codes.0.as_ref().map_or(0, BuildCodes::memory_bytes)
     }
     fn clone_index(&self) -> Option<Box<dyn VectorIndex>> {
         Some(Box::new(self.clone()))
@@ -938,5 +1009,64 @@ mod tests {
         assert!(!found(&ix, a), "the in-degree scan alone relinked the island");
         with_space!(ix, s => with_scratch(|sc| ix.graph.repair_unreachable(&s, 100, &is_deleted, sc, true)));
         assert!(found(&ix, a) && found(&ix, b), "the walk left the island unreachable");
+    }
+    /// A large batch into a float graph is linked through build codes that stay equal to
+    /// the codes of every slot's row through the renumbering after the build and a later
+    /// batch; the graph they built answers as well as a brute-force scan; a release and a
+    /// compaction drop them; small batches and 8-bit graphs never make them.
+    #[test]
+    fn build_codes_follow_the_slots_and_the_graph_they_build_finds_neighbours() {
+        let dim = 16usize;
+        let mut rng = crate::index::common::Rng::new(0x5EED_C0DE);
+        let data: Vec<f32> = (0..9_000 * dim).map(|_| rng.unit() as f32).collect();
+        let ids: Vec<u64> = (0..9_000).collect();
+        let coded_right = |ix: &HnswIndex| {
+            let bc = ix.build_codes.0.as_ref().expect("build codes");
+            let mut want = vec![0u8; dim];
+            (0..ix.graph.len() as u32).all(|slot| {
+                bc.codec.encode(ix.float_row(slot), &mut want);
+                bc.codes[slot as usize * dim..][..dim] == want[..]
+            })
+        };
+
+        let mut small = HnswIndex::new(dim, Metric::L2, 8, 64);
+        small.add(&ids[..1000], VectorsRef::Dense(&data[..1000 * dim])).unwrap();
+        assert!(small.build_codes.0.is_none(), "a batch under BULK_MIN made codes");
+        let mut sq8 = HnswIndex::with_sq8(dim, Metric::L2, 8, 64).unwrap();
+        sq8.add(&ids[..6000], VectorsRef::Dense(&data[..6000 * dim])).unwrap();
+        assert!(sq8.build_codes.0.is_none(), "an 8-bit graph made build codes");
+
+        let mut ix = HnswIndex::new(dim, Metric::L2, 8, 64);
+        ix.add(&ids[..6000], VectorsRef::Dense(&data[..6000 * dim])).unwrap();
+        assert!(coded_right(&ix), "codes do not match the rows after the renumbering");
+        ix.add(&ids[6000..6010], VectorsRef::Dense(&data[6000 * dim..6010 * dim])).unwrap();
+        ix.add(&ids[6010..], VectorsRef::Dense(&data[6010 * dim..])).unwrap();
+        assert!(coded_right(&ix), "codes do not match the rows after later batches");
+
+        let (mut hits, mut top1, queries) = (0usize, 0usize, 200usize);
+        let p = SearchParams { ef: Some(64), ..Default::default() };
+        for _ in 0..queries {
+            let q: Vec<f32> = (0..dim).map(|_| rng.unit() as f32).collect();
+            let mut exact: Vec<(f32, u64)> =
+                (0..9_000).map(|i| (crate::distance::l2_sq(&q, &data[i * dim..(i + 1) * dim]), i as u64)).collect();
+            exact.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let got = ix.search(VectorRef::Dense(&q), 10, &p, None).unwrap();
+            hits += got.iter().filter(|n| exact[..10].iter().any(|e| e.1 == n.id)).count();
+            top1 += usize::from(got[0].id == exact[0].1 && (got[0].distance - exact[0].0.sqrt()).abs() < 1e-4);
+        }
+        let recall = hits as f64 / (10 * queries) as f64;
+        assert!(recall >= 0.95, "recall@10 {recall} of the graph built through codes");
+        assert!(top1 * 100 >= queries * 98, "nearest found, with its exact distance, for {top1} of {queries}");
+
+        let before = ix.memory_bytes();
+        ix.release_build_codes();
+        assert!(ix.build_codes.0.is_none(), "release kept the codes");
+        assert!(ix.memory_bytes() + 9000 * dim <= before, "the codes were not counted in memory_bytes");
+        // Replacing 2,500 records leaves tombstones (under the quarter that compacts).
+        ix.add(&ids[..2500], VectorsRef::Dense(&data[..2500 * dim])).unwrap();
+        assert!(ix.build_codes.0.is_some(), "a later large batch made no codes");
+        ix.remove(&ids[3000..6000]).unwrap();
+        ix.consolidate();
+        assert!(ix.build_codes.0.is_none(), "compaction kept codes of renumbered slots");
     }
 }

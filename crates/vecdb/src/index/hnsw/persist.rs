@@ -287,6 +287,7 @@ fn read_index(dir: &Path, checks: Checks) -> Result<HnswIndex> {
         rng: meta.rng,
         unwalked: 0,
         reorder: true,
+        build_codes: Default::default(),
     })
 }
 

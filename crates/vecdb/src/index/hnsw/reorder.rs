@@ -78,6 +78,9 @@ impl HnswIndex {
             }
             rows => permute(rows, floats, row_bytes),
         };
+        if let Some(codes) = &mut self.build_codes.0 {
+            codes.permute(&order);
+        }
         if let Some(exact) = &self.exact {
             self.exact = Some(permute(exact, true, 4 * self.dim));
         }
