@@ -30,6 +30,7 @@ pub mod vector;
 
 mod filter_parse;
 mod fsutil;
+mod hugepages;
 mod lock;
 mod manifest;
 mod resident;

@@ -63,6 +63,8 @@ impl BuildCodes {
         if n <= start {
             return;
         }
+        // Room first (advised for huge pages before the zeros touch it), then the zeros.
+        crate::hugepages::reserve(&mut self.codes, (n - start) * self.dim);
         self.codes.resize(n * self.dim, 0);
         let (dim, codec) = (self.dim, &self.codec);
         self.codes[start * dim..].par_chunks_mut(ENCODE_CHUNK * dim).enumerate().for_each(|(c, out)| {

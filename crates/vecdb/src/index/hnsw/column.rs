@@ -124,6 +124,29 @@ impl<T: Plain> Column<T> {
         }
     }
 
+    /// Room for `additional` more values, as [`Vec::reserve`] (doubling), but a large array
+    /// moves into a new allocation advised for huge pages before anything is copied in
+    /// ([`crate::hugepages`]): the graph's lists are read at random.
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        let v = self.vec_mut();
+        if v.capacity() - v.len() >= additional {
+            return;
+        }
+        let cap = (v.len() + additional).max(2 * v.capacity());
+        if cap * std::mem::size_of::<T>() < crate::hugepages::MIN_BYTES {
+            v.reserve(additional);
+            return;
+        }
+        let mut grown: Vec<T> = crate::hugepages::with_capacity(cap);
+        // SAFETY: `grown` has room for `v.len()` values; `T` is plain bytes, so the copied
+        // bytes are valid values; the buffers are distinct allocations.
+        unsafe {
+            std::ptr::copy_nonoverlapping(v.as_ptr(), grown.as_mut_ptr(), v.len());
+            grown.set_len(v.len());
+        }
+        *v = grown;
+    }
+
     /// Bytes of heap memory the values take (a mapped column takes none: its pages are the
     /// file's, in the page cache, until written).
     pub(crate) fn heap_bytes(&self) -> usize {

@@ -253,7 +253,7 @@ impl Graph {
 
     /// Make room for `n` more nodes, `upper_words` of them on upper levels.
     pub fn reserve(&mut self, n: usize, upper_words: usize) {
-        self.links0.vec_mut().reserve(n * (self.m0 + 1));
+        self.links0.reserve(n * (self.m0 + 1));
         self.levels.vec_mut().reserve(n);
         if self.indeg_tracked {
             self.indeg0.reserve(n);
