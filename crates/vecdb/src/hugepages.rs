@@ -19,20 +19,26 @@ pub(crate) fn with_capacity<T>(cap: usize) -> Vec<T> {
     v
 }
 
-/// Grow `v` to room for `additional` more values the way [`Vec::reserve`] does (doubling), but
-/// into a new allocation advised before the old values are copied in.
+/// The capacity an array of `len` values with room for `cap` grows to for `additional` more,
+/// as [`Vec::reserve`] would (doubling), when that growth should be a new allocation advised
+/// here; `None` when there is room left or the grown array stays under [`MIN_BYTES`] (a plain
+/// `reserve` then).
+pub(crate) fn grown_capacity<T>(len: usize, cap: usize, additional: usize) -> Option<usize> {
+    let grown = (len + additional).max(2 * cap);
+    (cap - len < additional && grown * std::mem::size_of::<T>() >= MIN_BYTES).then_some(grown)
+}
+
+/// Grow `v` to room for `additional` more values the way [`Vec::reserve`] does, but a large
+/// array moves into a new allocation advised before the old values are copied in.
 pub(crate) fn reserve<T: Copy>(v: &mut Vec<T>, additional: usize) {
-    if v.capacity() - v.len() >= additional {
-        return;
+    match grown_capacity::<T>(v.len(), v.capacity(), additional) {
+        None => v.reserve(additional),
+        Some(cap) => {
+            let mut grown = with_capacity(cap);
+            grown.extend_from_slice(v);
+            *v = grown;
+        }
     }
-    let cap = (v.len() + additional).max(2 * v.capacity());
-    if cap * std::mem::size_of::<T>() < MIN_BYTES {
-        v.reserve(additional);
-        return;
-    }
-    let mut grown = with_capacity(cap);
-    grown.extend_from_slice(v);
-    *v = grown;
 }
 
 #[cfg(target_os = "linux")]

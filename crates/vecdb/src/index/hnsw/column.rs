@@ -129,14 +129,10 @@ impl<T: Plain> Column<T> {
     /// ([`crate::hugepages`]): the graph's lists are read at random.
     pub(crate) fn reserve(&mut self, additional: usize) {
         let v = self.vec_mut();
-        if v.capacity() - v.len() >= additional {
-            return;
-        }
-        let cap = (v.len() + additional).max(2 * v.capacity());
-        if cap * std::mem::size_of::<T>() < crate::hugepages::MIN_BYTES {
+        let Some(cap) = crate::hugepages::grown_capacity::<T>(v.len(), v.capacity(), additional) else {
             v.reserve(additional);
             return;
-        }
+        };
         let mut grown: Vec<T> = crate::hugepages::with_capacity(cap);
         // SAFETY: `grown` has room for `v.len()` values; `T` is plain bytes, so the copied
         // bytes are valid values; the buffers are distinct allocations.
