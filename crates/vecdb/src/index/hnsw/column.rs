@@ -72,7 +72,12 @@ impl<T: Plain> std::ops::Deref for Column<T> {
 
 /// A copy of `src` in a new `Vec` (plain bytes: a byte copy is a valid copy).
 fn copy_plain<T: Plain>(src: &[T]) -> Vec<T> {
-    let mut out: Vec<T> = Vec::with_capacity(src.len());
+    copy_plain_into(src, Vec::with_capacity(src.len()))
+}
+
+/// `src` copied into `out`, an empty `Vec` with room for it.
+fn copy_plain_into<T: Plain>(src: &[T], mut out: Vec<T>) -> Vec<T> {
+    assert!(out.is_empty() && out.capacity() >= src.len(), "copy_plain_into needs an empty Vec with room");
     // SAFETY: `out` has room for `src.len()` values; `T` is plain bytes, so the copied bytes
     // are valid values, and the two buffers do not overlap.
     unsafe {
@@ -133,14 +138,7 @@ impl<T: Plain> Column<T> {
             v.reserve(additional);
             return;
         };
-        let mut grown: Vec<T> = crate::hugepages::with_capacity(cap);
-        // SAFETY: `grown` has room for `v.len()` values; `T` is plain bytes, so the copied
-        // bytes are valid values; the buffers are distinct allocations.
-        unsafe {
-            std::ptr::copy_nonoverlapping(v.as_ptr(), grown.as_mut_ptr(), v.len());
-            grown.set_len(v.len());
-        }
-        *v = grown;
+        *v = copy_plain_into(v, crate::hugepages::with_capacity(cap));
     }
 
     /// Bytes of heap memory the values take (a mapped column takes none: its pages are the
