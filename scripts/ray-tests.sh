@@ -4,6 +4,8 @@
 #
 #   bash scripts/ray-tests.sh            # after scripts/python.sh: reuses its wheel
 #   bash scripts/ray-tests.sh -k ingest  # extra arguments go to pytest
+#   bash scripts/ray-tests.sh --prepare  # only the environment's dependencies (no wheel needed):
+#                                        # scripts/test.sh runs this beside the build
 #
 # LIKENESS_RAY_VENV   the virtual environment (default .venv-ray, git-ignored): Ray 2.60.0
 #                     (`likeness[ray]`), pytest and the wheel scripts/python.sh built in
@@ -14,15 +16,23 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 venv=${LIKENESS_RAY_VENV:-$root/.venv-ray}
 started=$(date +%s)
+prepare() {
+  [[ -x "$venv/bin/python" ]] || python3 -m venv "$venv"
+  # The `ray` extra's requirements (crates/likeness-py/pyproject.toml) and the tests'.
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check "ray[data,serve]==2.60.0" "pyarrow>=14" \
+    "python-multipart>=0.0.9" pytest Pillow requests
+}
+if [[ "${1:-}" == --prepare ]]; then
+  prepare
+  echo "ray-tests.sh: dependencies ready in $(( $(date +%s) - started )) s" >&2
+  exit 0
+fi
 wheel=$(ls "$root"/target/wheels/likeness-py/likeness-*.whl 2>/dev/null | head -1 || true)
 if [[ -z "$wheel" ]]; then
   echo "ray-tests.sh: no wheel in target/wheels/likeness-py: run scripts/python.sh first" >&2
   exit 1
 fi
-[[ -x "$venv/bin/python" ]] || python3 -m venv "$venv"
-# The `ray` extra's requirements (crates/likeness-py/pyproject.toml) and the tests'.
-"$venv/bin/python" -m pip install -q --disable-pip-version-check "ray[data,serve]==2.60.0" "pyarrow>=14" \
-  "python-multipart>=0.0.9" pytest Pillow requests
+prepare
 "$venv/bin/python" -m pip install -q --disable-pip-version-check --force-reinstall --no-deps "$wheel"
 echo "ray-tests.sh: environment ready in $(( $(date +%s) - started )) s" >&2
 export RAY_USAGE_STATS_ENABLED=0

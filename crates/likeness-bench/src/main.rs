@@ -14,6 +14,7 @@ mod decode;
 mod exact;
 mod http;
 mod replica;
+mod scale;
 mod soak;
 
 /// likeness-bench: measure likeness against peer libraries.
@@ -41,6 +42,10 @@ enum BenchCommand {
     Http(http::Args),
     /// A `serve --read-only` replica beside an ingesting writer: catch-up latency and search QPS.
     Replica(replica::Args),
+    /// One collection at scale (N x D, any index spec): import time and peak memory against
+    /// hnswlib/FAISS/usearch, `db info` and open time, bytes per vector on disk / resident / heap,
+    /// queries/s at a recall@10 target.
+    Scale(scale::Args),
     /// Mixed traffic (id searches, image searches, uploads) against a `likeness serve` process
     /// at several concurrency levels: throughput, latency, statuses, server memory.
     Soak(soak::Args),
@@ -59,6 +64,7 @@ fn main() -> anyhow::Result<()> {
         BenchCommand::Decode(a) => decode::run(a),
         BenchCommand::Http(a) => http::run(a),
         BenchCommand::Replica(a) => replica::run(a),
+        BenchCommand::Scale(a) => scale::run(a),
         BenchCommand::Soak(a) => soak::run(a),
     }
 }

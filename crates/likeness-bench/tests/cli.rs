@@ -24,7 +24,7 @@ fn s(p: &Path) -> &str {
 
 #[test]
 fn help_is_available_for_every_benchmark() {
-    for cmd in ["exact", "ann", "cnn", "http", "copy"] {
+    for cmd in ["exact", "ann", "cnn", "http", "copy", "scale"] {
         let out = run_ok(&[cmd, "--help"]);
         assert!(out.contains("Usage: likeness-bench"), "{cmd}: {out}");
         assert!(out.contains("--json"), "{cmd}: {out}");
@@ -87,6 +87,35 @@ fn bench_http_json_on_a_small_synthetic_collection() {
     let (p50, p99) = (v["p50_ms"].as_f64().unwrap(), v["p99_ms"].as_f64().unwrap());
     assert!(p50 > 0.0 && p50 <= p99, "{v:#}");
     assert!(v["requests_per_second"].as_f64().unwrap() > 0.0, "{v:#}");
+}
+
+/// `scale` end to end on a small generated set without peers: the data generator, the ground
+/// truth from a `Flat` collection, the import, `db info`, the first query and the `ef` sweep up
+/// to the recall target, measured in child processes.
+#[test]
+fn bench_scale_json_on_a_small_generated_set() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let likeness = Path::new(env!("CARGO_BIN_EXE_likeness-bench")).with_file_name("likeness");
+    assert!(likeness.exists(), "{} missing: build the workspace (cargo build --workspace)", likeness.display());
+    let args = ["scale", "--n", "3000", "--dim", "8", "--peers", "none", "--recall", "0.9", "--json"];
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--work", s(tmp.path()), "--likeness", s(&likeness)]);
+    let v = run_json(&all);
+    assert_eq!((v["n"].as_u64(), v["dim"].as_u64()), (Some(3000), Some(8)), "{v:#}");
+    let l = &v["likeness"];
+    assert_eq!(l["index"], "HNSW16");
+    for key in ["import_s", "db_info_s", "open_first_query_s", "import_peak_rss_mib"] {
+        assert!(l[key].as_f64().unwrap() > 0.0, "{key}: {v:#}");
+    }
+    // 3,000 × 8 floats: 32 B per vector in the segments.
+    let per = &l["bytes_per_vector"];
+    assert!(per["disk"].as_f64().unwrap() >= 32.0 && per["heap"].as_f64().unwrap() >= 0.0, "{v:#}");
+    let at = &l["at_target"];
+    assert!(at["recall"].as_f64().unwrap() >= 0.9 && at["qps"].as_f64().unwrap() > 0.0, "{v:#}");
+    let sweep = l["sweep"].as_array().unwrap();
+    assert!(sweep.last().unwrap()["ef"] == at["ef"], "the sweep stops at the target: {v:#}");
+    assert!(tmp.path().join("base_3000_8.npy").exists() && tmp.path().join("base_3000_8.gt10.ivecs").exists());
+    assert_eq!(v["peers"].as_array().unwrap().len(), 0);
 }
 
 #[test]

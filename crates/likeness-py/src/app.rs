@@ -153,6 +153,9 @@ impl Watch {
             py.check_signals()?;
             if let Some(cb) = &self.progress {
                 cb.call1(py, (done, total))?;
+                // A Ctrl-C during the callback (or one it raised with `_thread.interrupt_main`)
+                // stops the run now, not at the next tick: the last tick has no next one.
+                py.check_signals()?;
             }
             Ok::<_, PyErr>(())
         });
@@ -162,9 +165,11 @@ impl Watch {
         }
     }
 
-    /// The exception that stopped the run, if any.
-    fn take_error(&self) -> Option<PyErr> {
-        self.error.lock().take()
+    /// The exception that stopped the run, if any; else a Ctrl-C that came after the last
+    /// tick (raised here, at the end of the call it interrupted, rather than in whatever
+    /// Python code runs next).
+    fn take_error(&self, py: Python<'_>) -> Option<PyErr> {
+        self.error.lock().take().or_else(|| py.check_signals().err())
     }
 }
 
@@ -290,7 +295,7 @@ pub fn index_folder<'py>(
         }
         Ok(report)
     })?;
-    if let Some(e) = watch.take_error() {
+    if let Some(e) = watch.take_error(py) {
         return Err(e);
     }
     to_python(py, &report)
@@ -445,7 +450,7 @@ pub fn dedup<'py>(
             other => other.map(Some).map_err(app_error),
         }
     })?;
-    if let Some(e) = watch.take_error() {
+    if let Some(e) = watch.take_error(py) {
         return Err(e);
     }
     let report = report.ok_or_else(|| class_err(ErrorClass::Base, "dedup interrupted"))?;

@@ -237,7 +237,10 @@ fn check_snapshot(dir: &Path, field: &str, spec: &str, m: &Manifest) -> Option<F
             Ok(i) => Ok(format!("{} ({} vectors)", i.description(), i.len())),
             Err(e) => Err((
                 Status::Damaged,
-                format!("{e} (derived data: the index is rebuilt from the records at the next open)"),
+                format!(
+                    "{e} (derived data: the next writer to open the collection rebuilds the index \
+                     from the records; readers that open it first may get wrong neighbours)"
+                ),
             )),
         },
     };

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::db::Database;
 use crate::error::{Error, Result};
 use crate::filter::Filter;
-use crate::index::{load_index, open_index, SearchParams};
+use crate::index::{load_index, open_index, SearchParams, Verify};
 use crate::manifest::{Manifest, MANIFEST};
 use crate::schema::CollectionSchema;
 use crate::search::{Query, SearchRequest};
@@ -132,14 +132,14 @@ pub fn segment_open(data: &[u8]) -> Result<()> {
 }
 
 /// A packed index directory (after the flags byte) through [`open_index`] (the fast path a
-/// collection uses for its snapshots: checksums, no link walk), then the same through
+/// reader uses for a collection's snapshots: footers, no checksum, no link walk), then the same through
 /// [`load_index`]; each index found gets a top-k and a range search with a zero query and a
 /// reconstruct of a few ids, and the opened one an insert and a removal.
 pub fn index_snapshot(data: &[u8]) -> Result<()> {
     let data = take_flags(data);
     let dir = scratch("index");
     unpack_into(data, &dir)?;
-    if let Ok(mut opened) = open_index(&dir) {
+    if let Ok(mut opened) = open_index(&dir, Verify::Footers) {
         if opened.dim() <= 1 << 16 {
             let _ = exercise(opened.as_ref());
             let q = zero_query(opened.metric().element(), opened.dim());

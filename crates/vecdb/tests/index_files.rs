@@ -163,11 +163,30 @@ fn a_collection_rebuilds_an_index_whose_snapshot_is_damaged() {
         let db = Database::open(&dbdir).unwrap();
         assert_eq!(origin(&db), IndexOrigin::Snapshot { caught_up: 0 }, "the clean snapshot was not used");
     }
-    // Damage the snapshot's graph: the open must not fail, and must rebuild.
+    // Damage the snapshot's graph (a link of node 0, its checksum now wrong).
     let links = coll.join("index-v").join("links0.bin");
     let mut bytes = std::fs::read(&links).unwrap();
     bytes[10] ^= 0x55;
     std::fs::write(&links, &bytes).unwrap();
+    // A reader maps the graph in constant time, without reading the checksummed bodies: it
+    // serves the damaged snapshot, and its searches stay in bounds and return stored records.
+    {
+        let db = Database::open_read_only(&dbdir).unwrap();
+        assert_eq!(origin(&db), IndexOrigin::Snapshot { caught_up: 0 }, "a reader read the whole graph at open");
+        let c = db.collection("c").unwrap();
+        for id in (0..N).step_by(37) {
+            let q = data[id as usize * DIM..(id as usize + 1) * DIM].to_vec();
+            let hits = c.search(&SearchRequest::new("v", Query::Vector(Vector::Dense(q)), 5)).unwrap();
+            assert!(!hits.is_empty() && hits.iter().all(|h| h.id < N), "{hits:?}");
+        }
+    }
+    // `db check` reads every checksum: it names the damage.
+    let report = vecdb::check::check_database(&dbdir).unwrap();
+    let finding = report.collections[0].files.iter().find(|f| f.kind == "snapshot").unwrap();
+    assert_eq!(finding.status, vecdb::check::Status::Damaged, "{finding:?}");
+    assert!(finding.detail.contains("links0.bin") && finding.detail.contains("checksum"), "{finding:?}");
+    // A writer verifies the checksums before it would save the graph again: the open must
+    // not fail, and must rebuild.
     let db = Database::open(&dbdir).unwrap();
     assert_eq!(origin(&db), IndexOrigin::Built, "a damaged snapshot was used");
     let c = db.collection("c").unwrap();

@@ -11,7 +11,7 @@ use super::state::{FieldIndex, State};
 use super::{Collection, Writer};
 use crate::error::{Error, Result};
 use crate::fsutil::{remove_if_exists, sync_dir};
-use crate::index::VectorIndex;
+use crate::index::{VectorIndex, Verify};
 use crate::manifest::Manifest;
 use crate::schema::VectorField;
 use crate::search::IndexOrigin;
@@ -139,7 +139,11 @@ impl State {
             }
             return None;
         }
-        let mut index = match crate::index::open_index(&snapshot_dir(dir, &field.name)) {
+        // A reader maps the graph in constant time; a writer, which saves it again, first
+        // verifies every checksum so that damage never gets a fresh one (`db check` finds it
+        // for readers).
+        let verify = if read_only { Verify::Footers } else { Verify::Checksums };
+        let mut index = match crate::index::open_index(&snapshot_dir(dir, &field.name), verify) {
             Ok(i) if i.dim() == field.row_dim() && i.metric() == field.metric => i,
             Ok(_) => return None,
             Err(e) => {

@@ -33,6 +33,7 @@ pub mod refine;
 mod sq;
 pub(crate) mod topk;
 
+pub use hnsw::Verify;
 pub use registry::{build_field_index, build_index, load_index, open_index};
 
 /// One search result.

@@ -28,7 +28,7 @@ use crate::error::{Error, Result};
 use crate::fsutil::corrupt;
 use crate::index::file::{read_meta, META_FILE};
 use crate::index::flat::FlatIndex;
-use crate::index::hnsw::{HnswIndex, DEFAULT_EF_CONSTRUCTION};
+use crate::index::hnsw::{HnswIndex, Verify, DEFAULT_EF_CONSTRUCTION};
 use crate::index::ivf::{IvfCodec, IvfIndex};
 use crate::index::kdforest::KdForest;
 use crate::index::lsh::LshIndex;
@@ -207,12 +207,12 @@ fn hnsw_m(stage: &str, m: Result<usize>) -> Result<usize> {
 }
 
 /// Open an index the engine saved itself (a collection's snapshot) as fast as its kind
-/// allows: an HNSW graph is mapped without reading it ([`HnswIndex::open`]); other kinds
-/// are loaded and checked as by [`load_index`].
-pub fn open_index(dir: &Path) -> Result<Box<dyn VectorIndex>> {
+/// allows: an HNSW graph is mapped without walking it ([`HnswIndex::open`], its files'
+/// checksums read as `verify` says); other kinds are loaded and checked as by [`load_index`].
+pub fn open_index(dir: &Path, verify: Verify) -> Result<Box<dyn VectorIndex>> {
     let value: serde_json::Value = read_meta(dir)?;
     match value.get("kind").and_then(|k| k.as_str()) {
-        Some("hnsw") => Ok(Box::new(HnswIndex::open(dir)?)),
+        Some("hnsw") => Ok(Box::new(HnswIndex::open(dir, verify)?)),
         _ => load_index(dir),
     }
 }

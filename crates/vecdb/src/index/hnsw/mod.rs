@@ -67,6 +67,7 @@ use space::Space;
 use sq8::Sq8Codec;
 
 pub use in_place::KeepAlive;
+pub use persist::Verify;
 pub use refine::default_rerank;
 
 /// Default `ef` for searches that do not set [`SearchParams::ef`].
@@ -295,12 +296,14 @@ impl HnswIndex {
         persist::load(dir)
     }
 
-    /// Open an index written by [`VectorIndex::save`] in time independent of its size: the
-    /// graph arrays and ids are mapped copy-on-write, only footers, lengths and parameters are
-    /// checked (use [`HnswIndex::load`] to verify a file of unknown origin). A damaged file
-    /// never makes a search read out of bounds, but its answers are unspecified.
-    pub fn open(dir: &Path) -> Result<HnswIndex> {
-        persist::open(dir)
+    /// Open an index written by [`VectorIndex::save`]: the graph arrays and ids are mapped
+    /// copy-on-write; footers, lengths and parameters are checked, and the files' checksums
+    /// when `verify` is [`Verify::Checksums`] (with [`Verify::Footers`] the open takes time
+    /// independent of the index's size). Use [`HnswIndex::load`] to verify a file of unknown
+    /// origin. A damaged file never makes a search read out of bounds, but its answers are
+    /// unspecified.
+    pub fn open(dir: &Path, verify: Verify) -> Result<HnswIndex> {
+        persist::open(dir, verify)
     }
 
     /// Links per node (`M`).
