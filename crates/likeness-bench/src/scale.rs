@@ -334,8 +334,16 @@ fn ground_truth(args: &Args, bin: &Path, base: &Path, queries: &Path, n: usize, 
     let db = args.work.join("scale_gt_db");
     let _ = std::fs::remove_dir_all(&db);
     let db_s = db.to_string_lossy().into_owned();
-    run_ok(Command::new(bin).args(["vectors", "import", "--db", db_s.as_str(), "--collection", "c", "--index", "Flat"]).arg(base))?;
-    let out = run_ok(Command::new(bin).args(["vectors", "search", "--db", db_s.as_str(), "--collection", "c", "-k", "10", "--json"]).arg(queries))?;
+    run_ok(
+        Command::new(bin)
+            .args(["vectors", "import", "--db", db_s.as_str(), "--collection", "c", "--index", "Flat"])
+            .arg(base),
+    )?;
+    let out = run_ok(
+        Command::new(bin)
+            .args(["vectors", "search", "--db", db_s.as_str(), "--collection", "c", "-k", "10", "--json"])
+            .arg(queries),
+    )?;
     let _ = std::fs::remove_dir_all(&db);
     let parsed: serde_json::Value = serde_json::from_str(&out).context("vectors search --json")?;
     let rows = parsed["results"].as_array().ok_or_else(|| anyhow!("no results in vectors search --json"))?;
@@ -378,11 +386,17 @@ fn measure_likeness(args: &Args, bin: &Path, base: &Path, queries: &Path, gt: &P
         c.args(a);
         c
     };
-    let import = measure(likeness(&["vectors", "import", "--db", db_s.as_str(), "--collection", "c", "--index", args.index.as_str()]).arg(base))?;
+    let import = measure(
+        likeness(&["vectors", "import", "--db", db_s.as_str(), "--collection", "c", "--index", args.index.as_str()])
+            .arg(base),
+    )?;
     let disk_bytes = dir_bytes(&db)?;
     let info = measure(&mut likeness(&["db", "info", db_s.as_str(), "--json"]))?;
     let bytes_per_vector = field_bytes(&info.stdout)?;
-    let first = measure(likeness(&["vectors", "search", "--db", db_s.as_str(), "--collection", "c", "--limit", "1", "-k", "10"]).arg(queries))?;
+    let first = measure(
+        likeness(&["vectors", "search", "--db", db_s.as_str(), "--collection", "c", "--limit", "1", "-k", "10"])
+            .arg(queries),
+    )?;
     let graph = !args.index.trim().eq_ignore_ascii_case("flat");
     let mut sweep = Vec::new();
     let efs: Vec<Option<usize>> = if graph { args.ef.iter().map(|&e| Some(e)).collect() } else { vec![None] };
@@ -451,7 +465,12 @@ fn measure_peer(args: &Args, lib: &str, base: &Path, queries: &Path, gt: &Path) 
         .args(["--threads".to_string(), threads.to_string(), "--ef".into()])
         .args(args.ef.iter().map(|e| e.to_string()));
     let m = measure(&mut cmd)?;
-    let line = m.stdout.lines().rev().find(|l| l.trim_start().starts_with('{')).ok_or_else(|| anyhow!("{lib}: no JSON line"))?;
+    let line = m
+        .stdout
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .ok_or_else(|| anyhow!("{lib}: no JSON line"))?;
     let v: serde_json::Value = serde_json::from_str(line).with_context(|| format!("{lib}: {line}"))?;
     let mut sweep: Vec<Point> = args
         .ef
@@ -483,13 +502,25 @@ fn print_report(r: &Report) {
         l.disk_bytes as f64 / r.n.max(1) as f64,
         l.disk_bytes >> 20
     );
-    println!("db info {:.3} s; open + first query {:.3} s (heap {:.0} MiB, RSS {:.0} MiB)", l.db_info_s, l.open_first_query_s, l.search_heap_mib, l.search_rss_mib);
+    println!(
+        "db info {:.3} s; open + first query {:.3} s (heap {:.0} MiB, RSS {:.0} MiB)",
+        l.db_info_s, l.open_first_query_s, l.search_heap_mib, l.search_rss_mib
+    );
     let b = &l.bytes_per_vector;
-    println!("vector field per vector: {:.1} B on disk, {:.1} B resident, {:.1} B on the heap", b.disk, b.resident, b.heap);
+    println!(
+        "vector field per vector: {:.1} B on disk, {:.1} B resident, {:.1} B on the heap",
+        b.disk, b.resident, b.heap
+    );
     println!();
     println!("| | build | likeness faster by | peak RSS | recall@10 ≥ {} |", r.recall_target);
     println!("|---|---|---|---|---|");
-    println!("| likeness {} | {:.1} s | 1 | {:.0} MiB | {} |", l.index, l.import_s, l.import_peak_rss_mib, at_or_best(&l.at_target, &l.sweep));
+    println!(
+        "| likeness {} | {:.1} s | 1 | {:.0} MiB | {} |",
+        l.index,
+        l.import_s,
+        l.import_peak_rss_mib,
+        at_or_best(&l.at_target, &l.sweep)
+    );
     for p in &r.peers {
         println!(
             "| {} | {:.1} s (process {:.1} s) | {:.2}× | {:.0} MiB | {} |",
