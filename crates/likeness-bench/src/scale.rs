@@ -20,8 +20,8 @@
 //! Gaussian of σ 0.15 around a centre picked at random per row; 1,000 queries drawn the same
 //! way), or `--base` / `--queries` `.npy` files. Ground truth: `--ground-truth` (`.ivecs`), else
 //! an exact search of a `Flat` collection of the same vectors (cached in the work directory).
-//! Peak RSS and `RssAnon` are sampled from `/proc/PID/status` every millisecond (`VmHWM` is the
-//! kernel's own high-water mark). Linux only. The likeness import's time is its whole process
+//! Peak RSS and `RssAnon` are sampled from `/proc/PID/status`, every millisecond at first, then
+//! every 1% of the run so far (`VmHWM` is the kernel's own high-water mark). Linux only. The likeness import's time is its whole process
 //! (reading the `.npy` file, storing, building); a peer's is its build call, data loaded (the
 //! comparison favours the peer).
 
@@ -97,8 +97,8 @@ struct Measured {
     stdout: String,
 }
 
-/// Run `cmd` to its end, sampling its memory every millisecond (the wall time is as exact);
-/// fails (with its stderr) when it fails.
+/// Run `cmd` to its end, sampling its memory every millisecond at first, then every 1% of its
+/// run time so far (at most 50 ms); fails (with its stderr) when it fails.
 fn measure(cmd: &mut Command) -> Result<Measured> {
     let what = format!("{cmd:?}");
     let out = tempfile_in_tmp("stdout")?;
@@ -120,7 +120,10 @@ fn measure(cmd: &mut Command) -> Result<Measured> {
         if let Some(s) = child.try_wait()? {
             break s;
         }
-        std::thread::sleep(Duration::from_millis(1));
+        // 1 ms at first (the wall time of a short command is as exact), then 1% of the time so
+        // far, at most 50 ms (the sampling must not load the machine during an hour's import;
+        // `VmHWM` is exact whenever it is read).
+        std::thread::sleep((started.elapsed() / 100).clamp(Duration::from_millis(1), Duration::from_millis(50)));
     };
     let wall_s = started.elapsed().as_secs_f64();
     if !status.success() {
