@@ -163,31 +163,44 @@ impl State {
     /// Give a loaded in-place graph of field `f` the rows of its live nodes: where the hints
     /// saved beside its snapshot in `sdir` say ([`State::row_hints`]), else each id's row in
     /// segments `..since` (the ones its snapshot covers), newest first.
+    ///
+    /// With `lazy` (a reader, which never saves the graph) the hints file is mapped and each
+    /// row found from its hint when first read: constant time, and a damaged hint reads a row
+    /// of zeros in bounds (`db check` verifies the file). A writer resolves every hint now,
+    /// bounds-checked, and looks up by id the rows a hint does not give.
     pub(super) fn resolve_in_place(
         &self,
         index: &mut dyn VectorIndex,
         f: usize,
         since: usize,
         sdir: &Path,
+        lazy: bool,
     ) -> Attached {
         let Some(h) = index.as_hnsw_mut() else { return Attached::ByHints };
         // A float graph saved with its own copy of the vectors (before format 4) drops it.
         h.convert_to_in_place();
         let since = since.min(self.segments.len());
-        let nodes = h.row_addresses().map_or(0, <[usize]>::len);
+        let nodes = h.in_place_slots().unwrap_or(0);
+        let stride = 4 * h.dim();
+        let cols: Vec<(usize, usize)> =
+            self.segments[..since].iter().map(|s| (column_range(s, f).start, s.rows())).collect();
+        let held = || -> Vec<KeepAlive> { self.segments[..since].iter().map(keep).collect() };
+        if lazy && nodes > 0 {
+            // SAFETY: `cols` are the mapped segment columns (rows checked against their
+            // lengths on every read), held by `keep`.
+            if unsafe { h.attach_row_hints(&sdir.join(ROW_HINTS_FILE), cols.clone(), held()) } {
+                return Attached::ByHints;
+            }
+        }
         let hints: Vec<u64> = crate::index::file::read_pod(&sdir.join(ROW_HINTS_FILE)).unwrap_or_default();
         if hints.len() == nodes && nodes > 0 {
-            let stride = 4 * h.dim();
-            let cols: Vec<(usize, usize)> =
-                self.segments[..since].iter().map(|s| (column_range(s, f).start, s.rows())).collect();
             let at = |slot: u32| {
                 let (si, row) = hinted_row(hints[slot as usize]);
                 let &(start, rows) = cols.get(si)?;
                 (row < rows).then_some(start + row * stride)
             };
-            let keep: Vec<KeepAlive> = self.segments[..since].iter().map(keep).collect();
             // SAFETY: addresses of rows of mapped segment columns (row in bounds), held by `keep`.
-            if unsafe { h.resolve_rows_by(at, keep) } == 0 {
+            if unsafe { h.resolve_rows_by(at, held()) } == 0 {
                 return Attached::ByHints;
             }
         }
@@ -203,9 +216,8 @@ impl State {
                 None => return Attached::Missing,
             }
         }
-        let keep: Vec<KeepAlive> = self.segments[..since].iter().map(keep).collect();
         // SAFETY: addresses of rows of mapped segment columns, held by `keep`.
-        match unsafe { h.resolve_rows(&found, keep) } {
+        match unsafe { h.resolve_rows(&found, held()) } {
             Ok(()) => Attached::ById,
             Err(_) => Attached::Missing,
         }

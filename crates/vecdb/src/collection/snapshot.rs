@@ -153,7 +153,7 @@ impl State {
         };
         let since = marker.segments.len();
         let sdir = snapshot_dir(dir, &field.name);
-        match self.resolve_in_place(index.as_mut(), f, since, &sdir) {
+        match self.resolve_in_place(index.as_mut(), f, since, &sdir, read_only) {
             Attached::Missing => {
                 tracing::warn!(field = %field.name, "index snapshot's rows are not all in the segments; rebuilding");
                 return None;

@@ -65,6 +65,15 @@ pub fn verify_footer<'a>(path: &Path, bytes: &'a [u8]) -> Result<&'a [u8]> {
     Ok(body)
 }
 
+/// The body of `bytes` (the whole content of `path`): [`verify`] with `checksum`, else
+/// [`verify_footer`].
+pub fn body<'a>(path: &Path, bytes: &'a [u8], checksum: bool) -> Result<&'a [u8]> {
+    match checksum {
+        true => verify(path, bytes),
+        false => verify_footer(path, bytes),
+    }
+}
+
 /// Check magic and length of a footer `tail` for a body of `body_len` bytes.
 fn check_footer(path: &Path, tail: &[u8], body_len: usize) -> Result<()> {
     if &tail[12..] != MAGIC {

@@ -105,10 +105,7 @@ impl<T: Plain> Column<T> {
         // SAFETY: a private (copy-on-write) mapping; index files are replaced by rename, never
         // rewritten in place, so the file does not change while mapped.
         let mut map = unsafe { memmap2::MmapOptions::new().map_copy(&f) }.map_err(|e| Error::io(path, e))?;
-        let body = match checksum {
-            true => crate::index::file::verify(path, &map)?.len(),
-            false => crate::index::file::verify_footer(path, &map)?.len(),
-        };
+        let body = crate::index::file::body(path, &map, checksum)?.len();
         if body != want {
             return Err(corrupt(path, format!("{body} bytes, expected {want}")));
         }
@@ -155,7 +152,6 @@ impl<T: Plain> Column<T> {
     }
 
     /// Whether the values are mapped from a file.
-    #[cfg(test)]
     pub(crate) fn is_mapped(&self) -> bool {
         matches!(self, Column::Mapped { .. })
     }

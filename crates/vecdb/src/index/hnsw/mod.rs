@@ -394,7 +394,7 @@ impl HnswIndex {
     pub fn unresolved_rows(&self) -> Vec<(u32, u64)> {
         match &self.rows {
             Rows::InPlace(r) if r.unresolved > 0 => {
-                r.ptrs.iter().enumerate().filter(|(_, &p)| p == 0).map(|(s, _)| (s as u32, self.ids[s])).collect()
+                (0..r.len() as u32).filter(|&s| r.addr(s) == 0).map(|s| (s, self.ids[s as usize])).collect()
             }
             _ => Vec::new(),
         }
@@ -431,10 +431,43 @@ impl HnswIndex {
     /// The address of each slot's row of an in-place graph (0: not attached yet), `None`
     /// for a graph that holds its rows. A storage engine saves where they are
     /// ([`HnswIndex::resolve_rows_by`] on the next open).
-    pub fn row_addresses(&self) -> Option<&[usize]> {
+    pub fn row_addresses(&self) -> Option<std::borrow::Cow<'_, [usize]>> {
         match &self.rows {
-            Rows::InPlace(r) => Some(&r.ptrs),
+            Rows::InPlace(r) => Some(r.addresses()),
             _ => None,
+        }
+    }
+
+    /// Number of slots of an in-place graph (live and removed nodes), `None` for a graph that
+    /// holds its rows.
+    pub fn in_place_slots(&self) -> Option<usize> {
+        match &self.rows {
+            Rows::InPlace(r) => Some(r.len()),
+            _ => None,
+        }
+    }
+
+    /// Let a loaded in-place graph find each row when first read from the row hints saved in
+    /// index file `path` (`segment << 32 | row` per slot, [`crate::index::file::write`]'s
+    /// format; only its footer is checked), where `columns[segment]` is the address of that
+    /// segment column's first row and its number of rows: opening reads nothing proportional
+    /// to the graph. A hint that names no row reads a row of zeros (a damaged file: `db
+    /// check` verifies it). Returns false, changing nothing, when the graph does not wait for
+    /// its rows or the file does not hold one hint per slot.
+    ///
+    /// # Safety
+    /// As [`HnswIndex::add_in_place`], for every row of every column in `columns` and the
+    /// handles in `keep`.
+    pub(crate) unsafe fn attach_row_hints(
+        &mut self,
+        path: &std::path::Path,
+        columns: Vec<(usize, usize)>,
+        keep: Vec<KeepAlive>,
+    ) -> bool {
+        let Rows::InPlace(r) = &mut self.rows else { return false };
+        match column::Column::<u64>::map(path, r.len(), false) {
+            Ok(hints) => r.attach_hints(in_place::RowHints { hints, columns }, keep),
+            Err(_) => false,
         }
     }
 
@@ -939,7 +972,7 @@ impl VectorIndex for HnswIndex {
             return Some(Vector::Dense(codec.decode(&self.rows.bytes()[slot * b..(slot + 1) * b])));
         }
         if let Rows::InPlace(r) = &self.rows {
-            return (r.ptrs[slot] != 0).then(|| Vector::Dense(r.row(slot as u32).to_vec()));
+            return (r.addr(slot as u32) != 0).then(|| Vector::Dense(r.row(slot as u32).to_vec()));
         }
         Some(match self.metric.element() {
             Element::F32 => Vector::Dense(self.rows.f32s()[slot * self.dim..(slot + 1) * self.dim].to_vec()),

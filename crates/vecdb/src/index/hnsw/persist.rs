@@ -72,9 +72,8 @@ pub(super) fn save(idx: &HnswIndex, dir: &Path) -> Result<()> {
     match &idx.rows {
         Rows::InPlace(r) => {
             // The engine keeps the live rows; save those it may not (removed nodes, copies).
-            let slots: Vec<u32> = (0..g.len() as u32)
-                .filter(|&s| r.ptrs[s as usize] != 0 && (idx.deleted.get(s) || r.is_owned(s)))
-                .collect();
+            let slots: Vec<u32> =
+                (0..g.len() as u32).filter(|&s| r.addr(s) != 0 && (idx.deleted.get(s) || r.is_owned(s))).collect();
             let mut rows = Vec::with_capacity(slots.len() * idx.dim);
             for &s in &slots {
                 rows.extend_from_slice(r.row(s));
@@ -137,10 +136,7 @@ fn map_rows(vp: &Path, n: usize, row_bytes: usize, floats: bool, checksum: bool)
     // SAFETY: the file is private to this index directory and replaced by rename, never
     // rewritten in place.
     let map = unsafe { memmap2::Mmap::map(&f) }.map_err(|e| Error::io(vp, e))?;
-    let len = match checksum {
-        true => file::verify(vp, &map)?.len(),
-        false => file::verify_footer(vp, &map)?.len(),
-    };
+    let len = file::body(vp, &map, checksum)?.len();
     check_len(vp, len, n.saturating_mul(row_bytes))?;
     if n == 0 {
         return Ok(if floats { Rows::F32(Vec::new()) } else { Rows::Bits(Vec::new()) });
