@@ -248,6 +248,7 @@ impl InPlaceRows {
     }
 
     /// True while rows are found from attached hints ([`InPlaceRows::attach_hints`]).
+    #[cfg(test)]
     pub(crate) fn reads_hints(&self) -> bool {
         self.lazy.as_ref().is_some_and(|l| l.hints.is_some())
     }
