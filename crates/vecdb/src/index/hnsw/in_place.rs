@@ -77,6 +77,35 @@ impl Lazy {
     }
 }
 
+/// The hot part of [`Lazy`]'s attached hints, inline in [`InPlaceRows`] (one load of the
+/// hint and one of its segment's entry per row read; no `Arc` or enum in between). Addresses
+/// into the hints and the column table that `lazy` holds.
+#[derive(Clone, Copy)]
+struct HintView {
+    /// Slots (hints).
+    len: usize,
+    hints: usize,
+    columns: usize,
+    n_columns: usize,
+}
+
+impl HintView {
+    /// Address of `slot`'s row when its hint names one.
+    ///
+    /// # Safety
+    /// `slot` is below the number of hints, and the [`Lazy`] the view was made from is held.
+    #[inline(always)]
+    unsafe fn addr(self, slot: u32, stride: usize) -> Option<usize> {
+        let hint = *(self.hints as *const u64).add(slot as usize);
+        let (seg, row) = ((hint >> 32) as usize, (hint & 0xffff_ffff) as usize);
+        if seg >= self.n_columns {
+            return None;
+        }
+        let (start, rows) = *(self.columns as *const (usize, usize)).add(seg);
+        (row < rows).then_some(start + row * stride)
+    }
+}
+
 /// Rows by slot: addresses into the engine's storage or into owned chunks.
 #[derive(Clone)]
 pub(crate) struct InPlaceRows {
@@ -85,6 +114,8 @@ pub(crate) struct InPlaceRows {
     ptrs: Vec<usize>,
     /// A loaded index's rows before its address table exists.
     lazy: Option<Arc<Lazy>>,
+    /// `lazy`'s attached hints, when it has them.
+    view: Option<HintView>,
     /// Rows copied in (one chunk per batch), shared by clones.
     owned: Vec<Arc<[f32]>>,
     /// The engine's mappings the addresses point into.
@@ -96,7 +127,15 @@ pub(crate) struct InPlaceRows {
 
 impl InPlaceRows {
     pub(crate) fn new(dim: usize) -> InPlaceRows {
-        InPlaceRows { ptrs: Vec::new(), lazy: None, owned: Vec::new(), keep: Vec::new(), dim, unresolved: 0 }
+        InPlaceRows {
+            ptrs: Vec::new(),
+            lazy: None,
+            view: None,
+            owned: Vec::new(),
+            keep: Vec::new(),
+            dim,
+            unresolved: 0,
+        }
     }
 
     fn stride(&self) -> usize {
@@ -114,9 +153,35 @@ impl InPlaceRows {
     /// Address of `slot`'s row, 0 while it is not attached.
     #[inline(always)]
     pub(crate) fn addr(&self, slot: u32) -> usize {
+        match self.fast_addr(slot) {
+            Some(p) => p,
+            None => self.addr_slow(slot),
+        }
+    }
+
+    /// The address of `slot`'s row from the address table or a usable hint, else `None`
+    /// (out of range too: for prefetching).
+    #[inline(always)]
+    pub(crate) fn fast_addr(&self, slot: u32) -> Option<usize> {
+        // The address table when there is one (`ptrs` is empty while `lazy` answers).
+        if let Some(&p) = self.ptrs.get(slot as usize) {
+            return Some(p);
+        }
+        let v = self.view?;
+        if (slot as usize) < v.len {
+            // SAFETY: `slot` is in range, and `self.lazy` (which the view points into) is held.
+            unsafe { v.addr(slot, 4 * self.dim) }
+        } else {
+            None
+        }
+    }
+
+    /// [`InPlaceRows::addr`] of a slot without an address or a usable hint.
+    #[cold]
+    fn addr_slow(&self, slot: u32) -> usize {
         match &self.lazy {
-            None => self.ptrs[slot as usize],
-            Some(l) => l.addr(slot, 4 * self.dim),
+            Some(l) if (slot as usize) < l.len => l.addr(slot, 4 * self.dim),
+            _ => panic!("slot {slot} out of range ({} slots)", self.len()),
         }
     }
 
@@ -143,6 +208,7 @@ impl InPlaceRows {
         if self.lazy.is_some() {
             self.ptrs = self.addresses().into_owned();
             self.lazy = None;
+            self.view = None;
         }
     }
 
@@ -238,6 +304,12 @@ impl InPlaceRows {
         }
         let zeros: Arc<[f32]> = vec![0.0; self.dim].into();
         lazy.zeros = zeros.as_ptr() as usize;
+        self.view = Some(HintView {
+            len: lazy.len,
+            hints: hints.hints.as_ptr() as usize,
+            columns: hints.columns.as_ptr() as usize,
+            n_columns: hints.columns.len(),
+        });
         lazy.hints = Some(hints);
         self.owned.push(zeros);
         self.unresolved = 0;

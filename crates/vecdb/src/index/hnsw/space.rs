@@ -119,8 +119,8 @@ macro_rules! in_place_space {
             }
             #[inline(always)]
             fn prefetch(&self, i: u32) {
-                if (i as usize) < self.rows.len() {
-                    prefetch_bytes(self.rows.addr(i) as *const u8, 0, self.dim * 4)
+                if let Some(p) = self.rows.fast_addr(i) {
+                    prefetch_bytes(p as *const u8, 0, self.dim * 4)
                 }
             }
             fn query<'q>(&self, v: VectorRef<'q>) -> Option<Cow<'q, [f32]>> {
