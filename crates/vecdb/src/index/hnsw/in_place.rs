@@ -56,11 +56,10 @@ impl Lazy {
     #[inline(always)]
     fn addr(&self, slot: u32, stride: usize) -> usize {
         if let Some(h) = &self.hints {
-            let hint = h.hints[slot as usize];
-            let (seg, row) = ((hint >> 32) as usize, (hint & 0xffff_ffff) as usize);
-            if let Some(&(start, rows)) = h.columns.get(seg) {
-                if row < rows {
-                    return start + row * stride;
+            if (slot as usize) < h.hints.len() {
+                // SAFETY: `slot` is in range; the view points into `h`, borrowed here.
+                if let Some(a) = unsafe { HintView::of(h).addr(slot, stride) } {
+                    return a;
                 }
             }
         }
@@ -90,6 +89,15 @@ struct HintView {
 }
 
 impl HintView {
+    fn of(h: &RowHints) -> HintView {
+        HintView {
+            len: h.hints.len(),
+            hints: h.hints.as_ptr() as usize,
+            columns: h.columns.as_ptr() as usize,
+            n_columns: h.columns.len(),
+        }
+    }
+
     /// Address of `slot`'s row when its hint names one.
     ///
     /// # Safety
@@ -304,12 +312,7 @@ impl InPlaceRows {
         }
         let zeros: Arc<[f32]> = vec![0.0; self.dim].into();
         lazy.zeros = zeros.as_ptr() as usize;
-        self.view = Some(HintView {
-            len: lazy.len,
-            hints: hints.hints.as_ptr() as usize,
-            columns: hints.columns.as_ptr() as usize,
-            n_columns: hints.columns.len(),
-        });
+        self.view = Some(HintView::of(&hints));
         lazy.hints = Some(hints);
         self.owned.push(zeros);
         self.unresolved = 0;
